@@ -1,0 +1,1 @@
+"""Sweeps, sizing, Monte Carlo and validation on top of the engine."""

@@ -1,0 +1,81 @@
+"""Packaged data: GPU catalog, model presets, kernel-efficiency tables, bundled topologies.
+
+Every figure in these YAML files carries its ``source:``. Loading is cached: the files are read once
+per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import Issue, ScenarioError
+
+#: Bundled topologies live at the repository top level (``topologies/``), next to ``sim/``.
+TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def read_yaml(name: str) -> Any:
+    """A packaged YAML file by its path relative to ``sim/catalog``."""
+    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def gpu_table() -> dict[str, dict[str, Any]]:
+    """Raw GPU catalog entries by canonical name."""
+    return read_yaml("gpus.yaml")
+
+
+@functools.cache
+def _gpu_aliases() -> dict[str, str]:
+    table = {}
+    for name, entry in gpu_table().items():
+        for alias in [name, *entry.get("aliases", [])]:
+            table[alias.lower()] = name
+    return table
+
+
+def canonical_gpu(name: str) -> str | None:
+    """The catalog name for ``name`` or one of its aliases (case-insensitive), else None."""
+    return _gpu_aliases().get(str(name).lower())
+
+
+@functools.cache
+def preset_table() -> dict[str, dict[str, Any]]:
+    """Model presets by name (files ``models/*.yaml``)."""
+    folder = resources.files(__package__).joinpath("models")
+    presets = {}
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            presets[data["name"]] = data
+    return presets
+
+
+@functools.cache
+def efficiency_table() -> dict[str, Any]:
+    """Kernel-efficiency tables (GEMM, attention, memory-bound, collectives, overlap)."""
+    return read_yaml("efficiency.yaml")
+
+
+def topology_names() -> list[str]:
+    """Names of the bundled topologies."""
+    return sorted(p.stem for p in TOPOLOGY_DIR.glob("*.yaml"))
+
+
+def resolve_topology(ref: str, base: Path | None) -> Path:
+    """The file for a topology name or path (relative to the scenario's folder)."""
+    bundled = TOPOLOGY_DIR / f"{ref}.yaml"
+    if bundled.is_file():
+        return bundled
+    candidate = Path(ref)
+    if not candidate.is_absolute() and base is not None:
+        candidate = base / candidate
+    if candidate.is_file():
+        return candidate
+    raise ScenarioError([Issue("cluster.topology", f"{ref!r} is neither a bundled topology "
+                               f"({', '.join(topology_names())}) nor an existing file")])

@@ -1,0 +1,95 @@
+"""The ``trainsim`` command: parse, load, call, print. Errors become one line each and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from sim import __version__
+from sim.errors import ScenarioError, TrainsimError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sim.analysis.evaluate import evaluate
+    from sim.report.result import result_dict, summary_text
+    from sim.specs.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    ev = evaluate(scenario)
+    if args.json:
+        print(json.dumps(result_dict(ev), indent=2, sort_keys=False))
+    else:
+        print(summary_text(ev))
+    return 0
+
+
+def _cmd_presets(_: argparse.Namespace) -> int:
+    from sim import catalog
+
+    print(f"{'preset':<16} {'layers':>6} {'hidden':>7} {'ffn':>7} {'heads':>5} {'kv':>4} {'vocab':>7} {'seq':>6}")
+    for name, p in catalog.preset_table().items():
+        print(f"{name:<16} {p['num_layers']:>6} {p['hidden_size']:>7} {p['ffn_hidden_size']:>7} "
+              f"{p['num_attention_heads']:>5} {p['num_kv_heads']:>4} {p['vocab_size']:>7} {p['seq_len']:>6}")
+    return 0
+
+
+def _cmd_gpus(_: argparse.Namespace) -> int:
+    from sim import catalog
+
+    print(f"{'gpu':<16} {'bf16 TF':>8} {'fp8 TF':>8} {'HBM GiB':>8} {'HBM TB/s':>9} {'NVLink GB/s':>12} {'TDP W':>6}")
+    for name, g in catalog.gpu_table().items():
+        pk = g["peak_tflops"]
+        half = pk.get("bf16") or pk.get("fp16")
+        fp8 = f"{pk['fp8']:.0f}" if pk.get("fp8") else "-"
+        print(f"{name:<16} {half:>8.0f} {fp8:>8} {g['memory_gib']:>8.0f} {g['hbm_tbyte_s']:>9.2f} "
+              f"{g['scale_up_gbyte_s']:>12.0f} {g['tdp_w']:>6.0f}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sim.analysis.validation import format_report, run_validation
+
+    report = run_validation(sources=args.source, progress=not args.quiet)
+    print(format_report(report, verbose=args.verbose))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainsim", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"trainsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="simulate one optimizer step of a scenario")
+    run.add_argument("scenario", help="scenario YAML file")
+    run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
+    run.set_defaults(func=_cmd_run)
+    sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
+    sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
+    val = sub.add_parser("validate", help="simulate published runs and print the error vs measured")
+    val.add_argument("--source", action="append", help="only these sources (repeatable)")
+    val.add_argument("-v", "--verbose", action="store_true", help="print every row")
+    val.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    val.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScenarioError as err:
+        head = f"{err.source}: " if err.source else ""
+        print(f"trainsim: error: {head}invalid scenario ({len(err.issues)} problem(s))", file=sys.stderr)
+        for issue in err.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    except TrainsimError as err:
+        print(f"trainsim: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Memory per GPU (DESIGN.md §4): weights, gradients, optimizer state, activations, buffers, reserve.
+
+Activations re-derive Korthikanti et al. 2022 (arXiv 2205.05198) §4 term by term so that GQA,
+SwiGLU, flash attention and dropout are counted as they are, rather than reusing the 34/5 constants
+of the GPT block (which this reproduces: 34 s b h + 5 a s^2 b for GeLU, MHA, dropout, no flash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sim import catalog
+from sim.costs import flops
+from sim.parallelism.schedules import in_flight_microbatches
+from sim.parallelism.sharding import chunk_layers
+from sim.specs.enums import Activation, AttentionKernel, GradDtype, Optimizer, Recompute
+from sim.specs.scenario import Scenario
+from sim.units import GIB
+
+#: Bytes of optimizer state per parameter: fp32 master + moments (Rajbhandari et al. 2020 §3: K=12).
+OPTIMIZER_BYTES = {Optimizer.ADAMW: 12, Optimizer.ADAMW_8BIT: 6, Optimizer.SGD_MOMENTUM: 8}
+WEIGHT_BYTES = 2  # bf16/fp16 working weights (fp8 training keeps them too)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBreakdown:
+    """Bytes per GPU on the most loaded pipeline stage."""
+
+    parameters: float
+    gradients: float
+    optimizer: float
+    activations: float
+    buffers: float
+    reserve: float
+    stage: int
+
+    @property
+    def total(self) -> float:
+        return self.parameters + self.gradients + self.optimizer + self.activations + self.buffers + self.reserve
+
+    def gib(self) -> dict[str, float]:
+        return {k: v / GIB for k, v in asdict(self).items() if k != "stage"}
+
+
+def layer_params_per_gpu(s: Scenario, layer: int) -> float:
+    """Parameters of one layer held by one TP (and EP) rank; norms replicated."""
+    m, p = s.model, s.parallelism
+    dense = flops.attention_params(m) / p.tensor + 2 * m.hidden_size
+    if flops.is_moe_layer(m, layer):
+        assert m.moe is not None
+        experts = m.moe.num_experts * flops.dense_mlp_params(m, m.moe.expert_ffn_hidden_size)
+        shared = m.moe.shared_experts * flops.dense_mlp_params(m, m.moe.expert_ffn_hidden_size)
+        return dense + experts / (p.tensor * p.expert) + shared / p.tensor
+    return dense + flops.dense_mlp_params(m) / p.tensor
+
+
+def stage_params_per_gpu(s: Scenario, rank: int) -> float:
+    """Parameters on pipeline rank ``rank`` per GPU (before ZeRO sharding)."""
+    p, m = s.parallelism, s.model
+    chunks = chunk_layers(s)
+    total = 0.0
+    for j in range(p.virtual_pipeline):
+        for layer in chunks[j * p.pipeline + rank]:
+            total += layer_params_per_gpu(s, layer)
+    vocab = m.vocab_size * m.hidden_size / p.tensor
+    if rank == 0:
+        total += vocab
+    if rank == p.pipeline - 1 and (not m.tied_embeddings or p.pipeline > 1):
+        total += vocab + m.hidden_size
+    return total
+
+
+def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
+    """Activation bytes one layer stores for one micro-batch on one GPU.
+
+    ``full_layer`` ignores the recompute mode (the working set of the layer being recomputed).
+    """
+    m, p = s.model, s.parallelism
+    t, b = p.tensor, p.micro_batch_size
+    seq = m.seq_len / p.context
+    sp = t if (p.sequence_parallel and t > 1) else 1
+    h, d, f = m.hidden_size, m.head_dim, m.ffn_hidden_size
+    a, g = m.num_attention_heads, m.num_kv_heads
+    sbh = seq * b * h
+    recompute = Recompute.NONE if full_layer else p.activation_recompute
+    if recompute is Recompute.FULL:
+        return 2 * sbh / sp  # the layer input only
+    drop = 1 if m.dropout else 0
+    attn = (2 * sbh + 2 * sbh) / sp  # norm input, QKV GEMM input
+    attn += 2 * seq * b * (2 * a + 2 * g) * d / t  # Q, K, V and the context (out-proj input)
+    attn += drop * sbh / sp
+    if s.training.attention is AttentionKernel.FLASH:
+        attn += 4 * seq * b * a / t  # fp32 log-sum-exp
+    elif recompute is not Recompute.SELECTIVE:
+        attn += (2 + 3 * drop) * a * seq * seq * b / t  # softmax out (+ dropout mask and output)
+    ffn = f
+    if m.moe is not None:
+        ffn = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
+    mlp = (2 * sbh + 2 * sbh) / sp + drop * sbh / sp
+    mlp += (6 if m.activation is Activation.SWIGLU else 4) * seq * b * ffn / t
+    return attn + mlp
+
+
+def _activations(s: Scenario, rank: int) -> float:
+    m, p = s.model, s.parallelism
+    chunks = chunk_layers(s)
+    layers_per_chunk = max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline))
+    held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
+    total = held * layers_per_chunk * layer_activation_bytes(s)
+    if p.activation_recompute is not Recompute.NONE:
+        total += layer_activation_bytes(s, full_layer=True)
+    tokens = m.seq_len / p.context * p.micro_batch_size
+    sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
+    if rank == 0:
+        total += held * 2 * tokens * m.hidden_size / sp
+    if rank == p.pipeline - 1:
+        total += tokens * m.vocab_size / p.tensor * (2 + 4)  # bf16 logits + fp32 copy for the loss
+    return total
+
+
+def _buffers(s: Scenario) -> float:
+    m, p = s.model, s.parallelism
+    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
+    bucket = p.grad_bucket_mparams * 1e6 * grad_bytes
+    tokens = m.seq_len / p.context * p.micro_batch_size
+    gathered = 2 * tokens * m.hidden_size if p.tensor > 1 else 0.0
+    if p.zero_stage == 3:
+        largest = max(layer_params_per_gpu(s, i) for i in range(m.num_layers))
+        gathered += 2 * largest * WEIGHT_BYTES  # current + prefetched layer
+    return bucket + gathered
+
+
+def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
+    """Memory of pipeline rank ``rank`` per GPU."""
+    p = s.parallelism
+    params = stage_params_per_gpu(s, rank)
+    shard = p.data * p.context  # parameters are replicated over DP x CP
+    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
+    weights = params * WEIGHT_BYTES / (shard if p.zero_stage >= 3 else 1)
+    grads = params * grad_bytes / (shard if p.zero_stage >= 2 else 1)
+    optim = params * OPTIMIZER_BYTES[s.training.optimizer] / (shard if p.zero_stage >= 1 else 1)
+    acts = _activations(s, rank)
+    buffers = _buffers(s)
+    consts = catalog.efficiency_table()["memory"]
+    counted = weights + grads + optim + acts + buffers
+    reserve = consts["runtime_reserve_gib"]["value"] * GIB + consts["fragmentation_fraction"]["value"] * counted
+    return MemoryBreakdown(weights, grads, optim, acts, buffers, reserve, rank)
+
+
+def peak_memory(s: Scenario) -> MemoryBreakdown:
+    """The breakdown of the pipeline rank with the largest total."""
+    ranks = {0, s.parallelism.pipeline - 1}
+    return max((stage_memory(s, r) for r in sorted(ranks)), key=lambda mb: mb.total)

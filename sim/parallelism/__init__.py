@@ -1,0 +1,1 @@
+"""Pure: the rank mesh, groups and placement; pipeline schedules as ordered op lists."""

@@ -1,0 +1,35 @@
+"""Per-rank share of the model: which layers a pipeline stage (and model chunk) holds."""
+
+from __future__ import annotations
+
+from sim.specs.scenario import Scenario, pipeline_layer_slots
+
+
+def chunk_layers(s: Scenario) -> list[list[int]]:
+    """Transformer layers of every virtual stage, in pipeline order (``p * v`` lists).
+
+    Virtual stage ``j * p + r`` is chunk ``j`` of pipeline rank ``r``. With Megatron's
+    ``account_for_embedding/loss_in_pipeline_split`` the embedding (loss) takes one layer slot of the
+    first (last) virtual stage, which then holds one transformer layer fewer.
+    """
+    p = s.parallelism
+    slots = pipeline_layer_slots(s)
+    n_virtual = p.pipeline * p.virtual_pipeline
+    per = slots // n_virtual
+    counts = [per] * n_virtual
+    if p.account_for_embedding_in_pipeline_split:
+        counts[0] -= 1
+    if p.account_for_loss_in_pipeline_split:
+        counts[-1] -= 1
+    out, start = [], 0
+    for c in counts:
+        out.append(list(range(start, start + c)))
+        start += c
+    return out
+
+
+def rank_layers(s: Scenario, rank: int) -> list[int]:
+    """All transformer layers held by pipeline rank ``rank`` (over its virtual chunks)."""
+    p = s.parallelism
+    chunks = chunk_layers(s)
+    return [layer for j in range(p.virtual_pipeline) for layer in chunks[j * p.pipeline + rank]]

@@ -1,0 +1,1 @@
+"""Results for people and programs: the JSON contract, text tables, plots, traces."""

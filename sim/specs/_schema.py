@@ -1,0 +1,228 @@
+"""The one generic validator: YAML mappings -> frozen spec dataclasses, every problem collected.
+
+Specs declare their fields with :func:`spec_field` (unit, range, doc); this module checks types,
+ranges and unknown keys for any such dataclass, and each spec adds its own cross-field rules in
+``_issues``. Construction (including ``dataclasses.replace``) re-runs the checks, so an invalid spec
+cannot exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sim.errors import Issue, ScenarioError
+
+T = TypeVar("T")
+
+_NUMBER = re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?$")
+
+
+def spec_field(default: Any = dataclasses.MISSING, *, doc: str, ge: float | None = None,
+               gt: float | None = None, le: float | None = None, key: str | None = None) -> Any:
+    """A dataclass field with its documentation and numeric range, checked at construction.
+
+    ``key`` is the YAML spelling where it cannot be the attribute name (``async``).
+    """
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "key": key}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable default")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class Spec:
+    """Mixin for spec dataclasses: range checks from field metadata plus ``_issues`` hooks."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        issues = list(_range_issues(self)) + list(self._issues())
+        if issues:
+            raise ScenarioError(issues)
+
+    def _issues(self) -> list[Issue]:
+        """Cross-field rules of this spec; paths relative to the spec."""
+        return []
+
+
+def _range_issues(spec: Any) -> list[Issue]:
+    issues = []
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        name = yaml_key(f)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        ge, gt, le = f.metadata.get("ge"), f.metadata.get("gt"), f.metadata.get("le")
+        if ge is not None and value < ge:
+            issues.append(Issue(name, f"{value!r} must be >= {ge}"))
+        if gt is not None and value <= gt:
+            issues.append(Issue(name, f"{value!r} must be > {gt}"))
+        if le is not None and value > le:
+            issues.append(Issue(name, f"{value!r} must be <= {le}"))
+    return issues
+
+
+def join(prefix: str, path: str) -> str:
+    """Join field paths (``a.b`` + ``c`` -> ``a.b.c``)."""
+    if not prefix:
+        return path
+    return f"{prefix}.{path}" if path else prefix
+
+
+def build(cls: type[T], data: Any, path: str = "") -> T:
+    """Build spec ``cls`` from a YAML mapping; raise one ScenarioError listing every problem."""
+    issues: list[Issue] = []
+    result = _build(cls, data, path, issues)
+    if issues or result is None:
+        raise ScenarioError(issues or [Issue(path, "invalid")])
+    return result
+
+
+def _build(cls: type[T], data: Any, path: str, issues: list[Issue]) -> T | None:
+    if not isinstance(data, Mapping):
+        issues.append(Issue(path, f"expected a mapping of {_describe(cls)} fields, got {_kind(data)}"))
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {yaml_key(f): f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    ok = True
+    for key in data:
+        if key not in fields:
+            ok = False
+            issues.append(Issue(join(path, str(key)), _unknown_key_message(key, fields)))
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                ok = False
+                issues.append(Issue(join(path, name), f"required field is missing ({f.metadata.get('doc', '')})"))
+            continue
+        before = len(issues)
+        value = convert(hints[f.name], data[name], join(path, name), issues)
+        if len(issues) > before:
+            ok = False
+        else:
+            kwargs[f.name] = value
+    if not ok:
+        return None
+    try:
+        return cls(**kwargs)
+    except ScenarioError as err:
+        issues.extend(Issue(join(path, i.path), i.message) for i in err.issues)
+        return None
+
+
+def yaml_key(f: dataclasses.Field) -> str:
+    """The YAML key of a spec field."""
+    return f.metadata.get("key") or f.name
+
+
+def _unknown_key_message(key: Any, fields: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(sorted(fields))}"
+    return f"unknown field{hint}"
+
+
+def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
+    """Convert one YAML value to the annotated type, appending an Issue on failure."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            return convert(args[0], value, path, issues)
+        trial: list[Issue] = []
+        for arg in args:
+            trial.clear()
+            out = convert(arg, value, path, trial)
+            if not trial:
+                return out
+        issues.append(Issue(path, f"{value!r} is not one of: {', '.join(_describe(a) for a in args)}"))
+        return None
+    if origin is dict:
+        key_t, val_t = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            issues.append(Issue(path, f"expected a mapping, got {_kind(value)}"))
+            return None
+        return {convert(key_t, k, join(path, str(k)), issues): convert(val_t, v, join(path, str(k)), issues)
+                for k, v in value.items()}
+    if origin is tuple:
+        (item_t, _) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            issues.append(Issue(path, f"expected a list, got {_kind(value)}"))
+            return None
+        return tuple(convert(item_t, v, f"{path}[{i}]", issues) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, issues)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _convert_enum(tp, value, path, issues)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        issues.append(Issue(path, f"expected true or false, got {value!r}"))
+        return None
+    if tp in (int, float):
+        return _convert_number(tp, value, path, issues)
+    if tp is str:
+        if isinstance(value, str) and value.strip():
+            return value
+        issues.append(Issue(path, f"expected a non-empty string, got {value!r}"))
+        return None
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported spec type {tp!r} at {path}")
+
+
+def _convert_enum(tp: type[enum.Enum], value: Any, path: str, issues: list[Issue]) -> Any:
+    try:
+        return tp(value)
+    except ValueError:
+        choices = [str(m.value) for m in tp]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        issues.append(Issue(path, f"{value!r} is not one of {', '.join(choices)}{hint}"))
+        return None
+
+
+def parse_number(value: Any) -> float | int | None:
+    """A YAML scalar as a number; accepts '15.6e12' (a string to YAML 1.1) and '15_600'."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        text = value.strip().replace("_", "")
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return None
+
+
+def _convert_number(tp: type, value: Any, path: str, issues: list[Issue]) -> Any:
+    number = parse_number(value)
+    if number is None or number != number or number in (float("inf"), float("-inf")):
+        issues.append(Issue(path, f"expected a {'whole ' if tp is int else ''}number, got {value!r}"))
+        return None
+    if tp is int:
+        if float(number).is_integer():
+            return int(number)
+        issues.append(Issue(path, f"expected a whole number, got {value!r}"))
+        return None
+    return float(number)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))

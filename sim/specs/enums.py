@@ -1,0 +1,53 @@
+"""String enums parsed once at load (YAML spelling = value)."""
+
+from enum import StrEnum
+
+
+class Activation(StrEnum):
+    SWIGLU = "swiglu"
+    GELU = "gelu"
+
+
+class Schedule(StrEnum):
+    GPIPE = "gpipe"
+    ONE_F_ONE_B = "1f1b"
+    INTERLEAVED = "interleaved-1f1b"
+
+
+class Recompute(StrEnum):
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+
+class Precision(StrEnum):
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+
+
+class GradDtype(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class Optimizer(StrEnum):
+    ADAMW = "adamw"
+    ADAMW_8BIT = "adamw-8bit"
+    SGD_MOMENTUM = "sgd-momentum"
+
+
+class AttentionKernel(StrEnum):
+    FLASH = "flash"
+    UNFUSED = "unfused"
+
+
+class Fidelity(StrEnum):
+    SYMMETRIC = "symmetric"
+    FULL = "full"
+
+
+class ScaleUpKind(StrEnum):
+    NVSWITCH = "nvswitch"
+    NVLINK_MESH = "nvlink-mesh"
+    PCIE = "pcie"

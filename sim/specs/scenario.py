@@ -1,0 +1,219 @@
+"""A scenario: model + cluster + layout + job (+ failures, checkpoint, costs); the loader.
+
+``load_scenario`` reads YAML, fills model presets, resolves the GPU and topology, and validates
+everything, reporting *all* problems at once with their field paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim import catalog
+from sim.errors import Issue, ScenarioError
+from sim.specs._schema import Spec, build, spec_field
+from sim.specs.enums import Fidelity, Precision, Schedule
+from sim.specs.hardware import GpuSpec
+from sim.specs.layout import ParallelismSpec
+from sim.specs.model import ModelSpec
+from sim.specs.pricing import CostsSpec
+from sim.specs.reliability import CheckpointSpec, FailureSpec
+from sim.specs.topology import TopologySpec
+from sim.specs.training import TrainingSpec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSpec(Spec):
+    """The GPUs and the fabric."""
+
+    gpu: str = spec_field(doc="GPU catalog name (trainsim gpus)")
+    num_gpus: int = spec_field(doc="GPUs in the job", ge=1)
+    topology: TopologySpec = spec_field(doc="bundled name, path, or inline mapping")
+
+    def _issues(self) -> list[Issue]:
+        if catalog.canonical_gpu(self.gpu) is None:
+            return [Issue("gpu", f"{self.gpu!r} is not in the GPU catalog; known: "
+                          f"{', '.join(catalog.gpu_table())}")]
+        return []
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationSpec(Spec):
+    """How to simulate."""
+
+    seed: int = spec_field(0, doc="root seed of every random draw", ge=0)
+    fidelity: Fidelity = spec_field(Fidelity.SYMMETRIC, doc="symmetric | full")
+    monte_carlo: int = spec_field(20, doc="run-level replicas", ge=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario(Spec):
+    """Everything one simulation needs; cross-field rules checked at construction."""
+
+    name: str = spec_field("scenario", doc="free text")
+    model: ModelSpec = spec_field(doc="what is trained")
+    cluster: ClusterSpec = spec_field(doc="on what")
+    parallelism: ParallelismSpec = spec_field(doc="how")
+    training: TrainingSpec = spec_field(doc="the job")
+    failures: FailureSpec | None = spec_field(None, doc="failure model (optional)")
+    checkpoint: CheckpointSpec | None = spec_field(None, doc="checkpointing (optional)")
+    costs: CostsSpec | None = spec_field(None, doc="prices, PUE, carbon (optional)")
+    simulation: SimulationSpec = spec_field(SimulationSpec(), doc="simulation options")
+
+    @property
+    def gpu(self) -> GpuSpec:
+        return gpu_spec(self.cluster.gpu)
+
+    @property
+    def num_microbatches(self) -> int:
+        """Micro-batches per optimizer step per pipeline (m)."""
+        p = self.parallelism
+        return self.training.global_batch_size // (p.data * p.micro_batch_size)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.training.global_batch_size * self.model.seq_len
+
+    def _issues(self) -> list[Issue]:
+        return _layout_issues(self) + _hardware_issues(self)
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0 and d <= 1024)
+
+
+def pipeline_layer_slots(s: Scenario) -> int:
+    """Layers the pipeline split divides: transformer layers plus embedding/loss if counted."""
+    p = s.parallelism
+    return (s.model.num_layers + int(p.account_for_embedding_in_pipeline_split)
+            + int(p.account_for_loss_in_pipeline_split))
+
+
+def _layout_issues(s: Scenario) -> list[Issue]:
+    p, m, issues = s.parallelism, s.model, []
+    if p.num_gpus != s.cluster.num_gpus:
+        issues.append(Issue("parallelism", f"tensor*pipeline*context*data = {p.tensor}*{p.pipeline}*"
+                            f"{p.context}*{p.data} = {p.num_gpus} must equal cluster.num_gpus "
+                            f"({s.cluster.num_gpus})"))
+    for heads, name in ((m.num_attention_heads, "num_attention_heads"), (m.num_kv_heads, "num_kv_heads")):
+        if heads % p.tensor:
+            issues.append(Issue("parallelism.tensor", f"{p.tensor} does not divide model.{name} ({heads}); "
+                                f"use one of {_divisors(heads)}"))
+    slots, chunks = pipeline_layer_slots(s), p.pipeline * p.virtual_pipeline
+    if slots % chunks:
+        issues.append(Issue("parallelism.pipeline", f"pipeline*virtual_pipeline = {chunks} does not divide "
+                            f"the {slots} layers to split (model.num_layers {m.num_layers}"
+                            f"{' + embedding/loss' if slots != m.num_layers else ''}); use a divisor of "
+                            f"{slots}, or account_for_embedding/loss_in_pipeline_split"))
+    if m.seq_len % p.context:
+        issues.append(Issue("parallelism.context", f"{p.context} does not divide model.seq_len ({m.seq_len})"))
+    step = p.data * p.micro_batch_size
+    gbs = s.training.global_batch_size
+    if gbs % step:
+        issues.append(Issue("training.global_batch_size", f"{gbs} is not a multiple of parallelism.data * "
+                            f"micro_batch_size = {step}; use e.g. {max(step, gbs // step * step)}"))
+    elif p.schedule is Schedule.INTERLEAVED and (gbs // step) % p.pipeline:
+        issues.append(Issue("training.global_batch_size", f"interleaved-1f1b needs the {gbs // step} "
+                            f"micro-batches to be a multiple of parallelism.pipeline ({p.pipeline})"))
+    if (p.data * p.context) % p.expert:
+        issues.append(Issue("parallelism.expert", f"{p.expert} does not divide data*context "
+                            f"({p.data * p.context})"))
+    if m.moe is not None and m.moe.num_experts % p.expert:
+        issues.append(Issue("parallelism.expert", f"{p.expert} does not divide model.moe.num_experts "
+                            f"({m.moe.num_experts})"))
+    return issues
+
+
+def _hardware_issues(s: Scenario) -> list[Issue]:
+    name = catalog.canonical_gpu(s.cluster.gpu)
+    if name is None:
+        return []
+    gpu, issues = gpu_spec(name), []
+    precision = s.training.precision
+    if not gpu.supports(precision.value):
+        fix = "fp16" if gpu.supports("fp16") and precision is not Precision.FP16 else "another GPU"
+        issues.append(Issue("training.precision", f"{precision.value} is not supported by {gpu.name}; "
+                            f"use {fix}"))
+    node = s.cluster.topology.node.gpus
+    if s.cluster.num_gpus > node and s.cluster.num_gpus % node:
+        issues.append(Issue("cluster.num_gpus", f"{s.cluster.num_gpus} is not a whole number of "
+                            f"{node}-GPU nodes"))
+    return issues
+
+
+def gpu_spec(name: str) -> GpuSpec:
+    """The catalog GPU for a name or alias."""
+    canonical = catalog.canonical_gpu(name)
+    if canonical is None:
+        raise ScenarioError([Issue("cluster.gpu", f"{name!r} is not in the GPU catalog")])
+    entry = dict(catalog.gpu_table()[canonical])
+    return build(GpuSpec, {"name": canonical, **entry}, f"catalog gpus.{canonical}")
+
+
+def _merge_preset(model: Any, issues: list[Issue]) -> Any:
+    if not isinstance(model, dict) or "preset" not in model:
+        return model
+    presets = catalog.preset_table()
+    name = model["preset"]
+    if name not in presets:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(presets), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        issues.append(Issue("model.preset", f"{name!r} is not a packaged preset; {hint}"
+                            f"known: {', '.join(presets)}"))
+        return None
+    base = {k: v for k, v in presets[name].items() if k not in ("name", "source", "note")}
+    return {**base, **model}
+
+
+def _resolve_topology(cluster: Any, base: Path | None, issues: list[Issue]) -> Any:
+    if not isinstance(cluster, dict) or not isinstance(cluster.get("topology"), str):
+        return cluster
+    try:
+        path = catalog.resolve_topology(cluster["topology"], base)
+    except ScenarioError as err:
+        issues.extend(err.issues)
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        issues.append(Issue("cluster.topology", f"{path}: not valid YAML ({err})"))
+        return None
+    return {**cluster, "topology": data}
+
+
+def scenario_from_mapping(data: Any, base: Path | None = None, source: str = "") -> Scenario:
+    """Validate a parsed scenario mapping; ``base`` is the folder relative paths start from."""
+    if not isinstance(data, dict):
+        raise ScenarioError([Issue("", f"a scenario is a mapping of sections, got {type(data).__name__}")],
+                            source)
+    issues: list[Issue] = []
+    data = dict(data)
+    if "model" in data:
+        data["model"] = _merge_preset(data["model"], issues)
+    if "cluster" in data:
+        data["cluster"] = _resolve_topology(data["cluster"], base, issues)
+    if issues:
+        raise ScenarioError(issues, source)
+    try:
+        return build(Scenario, data)
+    except ScenarioError as err:
+        raise ScenarioError(err.issues, source) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario YAML file; raises ScenarioError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ScenarioError([Issue("", f"cannot read scenario: {err.strerror}")], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ScenarioError([Issue("", f"not valid YAML: {err}")], str(path)) from None
+    return scenario_from_mapping(data, path.parent, str(path))

@@ -1,0 +1,79 @@
+"""The fabric: one node type (scale-up domain, NICs) and the scale-out tiers (spec/topology.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import Issue
+from sim.specs._schema import Spec, spec_field
+from sim.specs.enums import ScaleUpKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleUpSpec(Spec):
+    """The NVLink/NVSwitch (or xGMI, PCIe) domain inside a node or rack."""
+
+    kind: ScaleUpKind = spec_field(doc="nvswitch | nvlink-mesh | pcie")
+    bandwidth_gbyte_s_per_gpu: float = spec_field(doc="per GPU, per direction, GB/s", gt=0)
+    latency_us: float = spec_field(1.0, doc="per-hop latency, us", ge=0)
+    domain_gpus: int = spec_field(doc="GPUs sharing one scale-up domain", ge=1)
+    nvls: bool = spec_field(False, doc="NVSwitch in-network reduction (NVLS) available")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSpec(Spec):
+    """One server (or compute tray group) and its scale-out NICs."""
+
+    gpus: int = spec_field(doc="GPUs per node", ge=1)
+    scale_up: ScaleUpSpec = spec_field(doc="scale-up domain")
+    nics: int = spec_field(doc="scale-out NICs per node", ge=0)
+    nic_bandwidth_gbit_s: float = spec_field(doc="per NIC, per direction, Gb/s", ge=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierSpec(Spec):
+    """One switch tier of the scale-out fabric, leaf first."""
+
+    name: str = spec_field(doc="tier name (leaf, spine, core...)")
+    radix: int = spec_field(doc="switch ports", ge=2)
+    oversubscription: float = spec_field(1.0, doc="down:up bandwidth ratio of this tier's uplinks", ge=1)
+    latency_us: float = spec_field(0.5, doc="switch traversal latency, us", ge=0)
+    span_gpus: int | None = spec_field(None, doc="GPUs under one switch group of this tier", ge=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleOutSpec(Spec):
+    """The network between scale-up domains."""
+
+    kind: str = spec_field("fat-tree", doc="fat-tree | clos | torus ...")
+    rail_optimized: bool = spec_field(True, doc="NIC i of every node on rail (leaf group) i")
+    tiers: tuple[TierSpec, ...] = spec_field((), doc="leaf first")
+    latency_us: float = spec_field(2.0, doc="end-to-end base latency of a transfer, us", ge=0)
+    sharp: bool = spec_field(False, doc="in-network reduction (SHARP) in the switches")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopologySpec(Spec):
+    """A node type plus the fabric joining the nodes."""
+
+    name: str = spec_field(doc="topology name")
+    node: NodeSpec = spec_field(doc="the node type")
+    scale_out: ScaleOutSpec = spec_field(doc="the scale-out fabric")
+    source: str | None = spec_field(None, doc="where the figures come from")
+    notes: str | None = spec_field(None, doc="free text")
+
+    @property
+    def nic_byte_s_per_gpu(self) -> float:
+        """Scale-out bandwidth per GPU per direction, bytes/s."""
+        return self.node.nics * self.node.nic_bandwidth_gbit_s * 1e9 / 8 / self.node.gpus
+
+    @property
+    def domain_gpus(self) -> int:
+        return self.node.scale_up.domain_gpus
+
+    def _issues(self) -> list[Issue]:
+        up = self.node.scale_up.domain_gpus
+        if up % self.node.gpus and self.node.gpus % up:
+            return [Issue("node.scale_up.domain_gpus",
+                          f"{up} must be a multiple or a divisor of node.gpus ({self.node.gpus})")]
+        return []
