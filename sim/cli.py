@@ -51,9 +51,23 @@ def _cmd_gpus(_: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from sim.analysis.validation import format_report, run_validation
 
-    report = run_validation(sources=args.source, progress=not args.quiet)
+    report = run_validation(sources=args.source, progress=None if args.quiet else _progress("validate"))
     print(format_report(report, verbose=args.verbose))
     return 0
+
+
+def _progress(label: str):
+    """A progress bar on stderr: ``callback(done, total)``."""
+
+    def show(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 100) == 0:
+            width = 30
+            filled = width * done // total
+            end = "\n" if done == total else ""
+            print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
+                  file=sys.stderr, flush=True)
+
+    return show
 
 
 def build_parser() -> argparse.ArgumentParser:

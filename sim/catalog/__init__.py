@@ -69,13 +69,18 @@ def topology_names() -> list[str]:
 
 def resolve_topology(ref: str, base: Path | None) -> Path:
     """The file for a topology name or path (relative to the scenario's folder)."""
+    def is_file(p: Path) -> bool:
+        try:
+            return p.is_file()
+        except OSError:
+            return False
     bundled = TOPOLOGY_DIR / f"{ref}.yaml"
-    if bundled.is_file():
+    if is_file(bundled):
         return bundled
     candidate = Path(ref)
     if not candidate.is_absolute() and base is not None:
         candidate = base / candidate
-    if candidate.is_file():
+    if is_file(candidate):
         return candidate
     raise ScenarioError([Issue("cluster.topology", f"{ref!r} is neither a bundled topology "
                                f"({', '.join(topology_names())}) nor an existing file")])

@@ -8,8 +8,12 @@ scale-out network pay the inter-node latency, the rest the scale-up latency (NCC
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
+
+from sim import catalog
+from sim.costs.kernels import interp_log
 
 
 class Collective(StrEnum):
@@ -56,6 +60,17 @@ def _latency(path: GroupPath, steps: int, inter_steps: int) -> float:
             + inter_steps * path.inter_latency_s)
 
 
+@functools.cache
+def _size_points() -> tuple[tuple[float, float], ...]:
+    points = catalog.efficiency_table()["collectives"]["size_efficiency"]["points"]
+    return tuple((float(x), float(y)) for x, y in points)
+
+
+def size_efficiency(size_bytes: float) -> float:
+    """Fraction of the plateau bus bandwidth a collective of ``size_bytes`` reaches (measured NCCL)."""
+    return interp_log(_size_points(), max(size_bytes, 1.0))
+
+
 def collective_time(op: Collective, size_bytes: float, path: GroupPath) -> float:
     """Seconds for one collective of ``size_bytes`` (nccl-tests buffer size) on ``path``."""
     n = path.n
@@ -70,7 +85,7 @@ def collective_time(op: Collective, size_bytes: float, path: GroupPath) -> float
     else:
         steps, inter = n - 1, path.nodes - 1
         bw = path.busbw
-    return _latency(path, steps, inter) + bus_factor(op, n) * size_bytes / bw
+    return _latency(path, steps, inter) + bus_factor(op, n) * size_bytes / (bw * size_efficiency(size_bytes))
 
 
 def bus_bandwidth(op: Collective, size_bytes: float, path: GroupPath) -> float:

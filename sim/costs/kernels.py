@@ -49,7 +49,17 @@ def gemm_efficiency(gpu: GpuSpec, dtype: str, flops: float) -> float:
     """Achieved fraction of ``dtype`` peak for a GEMM of ``flops`` FLOPs."""
     ideal_us = flops / gpu.peak_flops(dtype) * 1e6
     curve = interp_log(_arch_entry("gemm", "curve_by_ideal_us", gpu.arch)["points"], max(ideal_us, 1e-9))
-    return gpu.gemm_fraction(dtype) * curve
+    return gpu.gemm_fraction(dtype) * curve * sustained_fraction()
+
+
+def sustained_fraction() -> float:
+    """Calibrated in-training fraction of isolated tensor-core kernel rates (efficiency.yaml)."""
+    return _table("calibration", "sustained_tensor_fraction", "value")
+
+
+def host_overhead_s() -> float:
+    """Calibrated host (CPU) dispatch time per kernel, seconds (efficiency.yaml)."""
+    return _table("calibration", "host_overhead_us_per_kernel", "value") * 1e-6
 
 
 def hbm_time(gpu: GpuSpec, nbytes: float) -> float:
@@ -97,7 +107,7 @@ def flash_attention_time(gpu: GpuSpec, batch_heads: float, q_len: float, kv_len:
     if backward:
         flops *= 2.5
     rate = gpu.peak_flops(half_dtype(gpu))
-    return flops / (rate * flash_attention_fraction(gpu, kv_len, head_dim, backward))
+    return flops / (rate * flash_attention_fraction(gpu, kv_len, head_dim, backward) * sustained_fraction())
 
 
 def half_dtype(gpu: GpuSpec) -> str:

@@ -138,6 +138,19 @@ def _moe_dispatch(s: Scenario, x: _Shape, ep: GroupPath) -> PhaseTime:
     return PhaseTime(tp_comm=2 * collective_time(Collective.ALL_TO_ALL, size, ep))
 
 
+#: Kernels one layer's forward launches in Megatron's eager implementation: 2 norms, 4 projection
+#: GEMMs, 2 fused bias-dropout-add, activation, rotary/reshapes (4), 2 TP collectives, attention (1
+#: fused flash kernel, or 4: score GEMM, masked softmax, dropout, context GEMM). Backward ~2x.
+FORWARD_KERNELS = {AttentionKernel.FLASH: 16, AttentionKernel.UNFUSED: 19}
+
+
+def _host_bound(t: PhaseTime, kernels_launched: float) -> PhaseTime:
+    """A pass cannot run faster than the host dispatches its kernels (GPU starved otherwise)."""
+    floor = kernels_launched * kernels.host_overhead_s()
+    gap = floor - t.total
+    return t + PhaseTime(compute=gap) if gap > 0 else t
+
+
 def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     """Forward and backward time of one (dense or MoE) layer for one micro-batch."""
     m = s.model
@@ -154,6 +167,9 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     forward = PhaseTime(compute=gemm + elementwise) + fwd_attn + fwd_tp + ep
     backward = (PhaseTime(compute=2 * gemm + 2 * elementwise)
                 + _attention(s, gpu, x, paths.cp, backward=True) + fwd_tp + ep)
+    n_fwd = FORWARD_KERNELS[s.training.attention]
+    forward = _host_bound(forward, n_fwd)
+    backward = _host_bound(backward, 2 * n_fwd)
     recompute = s.parallelism.activation_recompute
     if recompute is Recompute.FULL:
         backward = backward + forward

@@ -54,20 +54,26 @@ def layer_params_per_gpu(s: Scenario, layer: int) -> float:
     return dense + flops.dense_mlp_params(m) / p.tensor
 
 
+def chunk_params_per_gpu(s: Scenario, vs: int) -> float:
+    """Parameters of virtual stage ``vs`` per GPU: its layers, plus the embedding on the first and
+    the final norm and (untied, or tied on a separate stage) LM head on the last."""
+    m, p = s.model, s.parallelism
+    last = p.pipeline * p.virtual_pipeline - 1
+    total = sum(layer_params_per_gpu(s, layer) for layer in chunk_layers(s)[vs])
+    vocab = m.vocab_size * m.hidden_size / p.tensor
+    if vs == 0:
+        total += vocab
+    if vs == last:
+        total += m.hidden_size
+        if not m.tied_embeddings or last > 0:
+            total += vocab
+    return total
+
+
 def stage_params_per_gpu(s: Scenario, rank: int) -> float:
     """Parameters on pipeline rank ``rank`` per GPU (before ZeRO sharding)."""
-    p, m = s.parallelism, s.model
-    chunks = chunk_layers(s)
-    total = 0.0
-    for j in range(p.virtual_pipeline):
-        for layer in chunks[j * p.pipeline + rank]:
-            total += layer_params_per_gpu(s, layer)
-    vocab = m.vocab_size * m.hidden_size / p.tensor
-    if rank == 0:
-        total += vocab
-    if rank == p.pipeline - 1 and (not m.tied_embeddings or p.pipeline > 1):
-        total += vocab + m.hidden_size
-    return total
+    p = s.parallelism
+    return sum(chunk_params_per_gpu(s, j * p.pipeline + rank) for j in range(p.virtual_pipeline))
 
 
 def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
@@ -149,5 +155,4 @@ def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
 
 def peak_memory(s: Scenario) -> MemoryBreakdown:
     """The breakdown of the pipeline rank with the largest total."""
-    ranks = {0, s.parallelism.pipeline - 1}
-    return max((stage_memory(s, r) for r in sorted(ranks)), key=lambda mb: mb.total)
+    return max((stage_memory(s, r) for r in range(s.parallelism.pipeline)), key=lambda mb: mb.total)

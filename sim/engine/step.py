@@ -19,7 +19,13 @@ import simpy
 from sim.costs import flops, layer
 from sim.costs.collectives import Collective, GroupPath, collective_time
 from sim.costs.layer import LayerTime, Paths, PhaseTime
-from sim.costs.memory import MemoryBreakdown, layer_params_per_gpu, peak_memory, stage_params_per_gpu
+from sim.costs.memory import (
+    MemoryBreakdown,
+    chunk_params_per_gpu,
+    layer_params_per_gpu,
+    peak_memory,
+    stage_params_per_gpu,
+)
 from sim.engine.streams import Channel, Timeline
 from sim.errors import InfeasibleLayout
 from sim.network.paths import group_path
@@ -97,6 +103,8 @@ class StepSimulation:
         self.pp_path: GroupPath = group_path(topo, self.gpu, Group(2, mesh.stride(Axis.PP)))
         self.chunks = chunk_layers(s)
         self._layer_cache: dict[bool, LayerTime] = {}
+        self._pieces: dict[tuple[int, str], list[tuple[str, PhaseTime, int | None]]] = {}
+        self._totals: dict[tuple[int, str], PhaseTime] = {}
         self.env = simpy.Environment()
         self.timeline = Timeline()
 
@@ -109,6 +117,19 @@ class StepSimulation:
 
     def pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
         """The blocks of virtual stage ``vs`` in execution order: (name, time, layer index)."""
+        key = (vs, phase)
+        if key not in self._pieces:
+            self._pieces[key] = self._build_pieces(vs, phase)
+        return self._pieces[key]
+
+    def block_time(self, vs: int, phase: str) -> PhaseTime:
+        """Summed time of all blocks of virtual stage ``vs`` for one pass."""
+        key = (vs, phase)
+        if key not in self._totals:
+            self._totals[key] = _sum(t for _, t, _ in self.pieces(vs, phase))
+        return self._totals[key]
+
+    def _build_pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
         out: list[tuple[str, PhaseTime, int | None]] = []
         if vs == 0:
             out.append(("embedding", _phase(layer.embedding_time(self.s, self.gpu), phase), None))
@@ -218,10 +239,7 @@ class _Rank:
         return max(1, math.ceil(params / (self.layout.grad_bucket_mparams * 1e6)))
 
     def _chunk_params(self, vs: int) -> float:
-        s = self.sim.s
-        total = sum(layer_params_per_gpu(s, i) for i in self.sim.chunks[vs])
-        vocab = s.model.vocab_size * s.model.hidden_size / self.layout.tensor
-        return total + vocab * ((vs == 0) + (vs == self.sim.n_virtual - 1))
+        return chunk_params_per_gpu(self.sim.s, vs)
 
     # ---- the op list --------------------------------------------------------------------
     def run(self):
@@ -256,40 +274,47 @@ class _Rank:
                   Collective.SEND_RECV, done)
 
     def _run_block(self, vs: int, op: PipeOp, reduce: bool = False):
-        pieces = self.sim.pieces(vs, op.phase)
         label = f"{op.phase}{op.microbatch}.vs{vs}"
         if self.zero == 3 and self.dp_n > 1:
-            yield from self._run_sharded(pieces, label, op)
+            yield from self._run_sharded(self.sim.pieces(vs, op.phase), label, op)
             return
+        total = self.sim.block_time(vs, op.phase)
         if not (reduce and self.dp_n > 1):
-            yield from self.compute(label, _sum(p[1] for p in pieces), microbatch=op.microbatch, vs=vs)
+            yield from self.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
         params = self._chunk_params(vs)
         if not self.layout.overlap_grad_reduce:
-            yield from self.compute(label, _sum(p[1] for p in pieces), microbatch=op.microbatch, vs=vs)
+            yield from self.compute(label, total, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}", params)
             return
         # The last backward of a chunk: buckets are reduced as their gradients become final.
         n = self._buckets(params)
-        total = _sum(p[1] for p in pieces)
         for k in range(n):
             yield from self.compute(f"{label}.bucket{k}", total.scaled(1 / n), microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}.bucket{k}", params / n)
 
     def _run_sharded(self, pieces, label: str, op: PipeOp):
         """ZeRO-3/FSDP: gather each layer's parameters before use; reduce-scatter its gradients."""
-        s, path = self.sim.s, self.sim.dp_path
-        gathered = []
-        for name, _t, index in pieces:
-            params = layer_params_per_gpu(s, index) if index is not None else 0.0
-            gathered.append(self.send(self.dp_ag, f"gather.{name}", self._param_bytes(params), path,
-                                      Collective.ALL_GATHER) if params else None)
-        for (name, t, index), event in zip(pieces, gathered, strict=True):
-            if event is not None:
-                yield from self.wait(event, "dp_comm")
+        path = self.sim.dp_path
+        params = [self._piece_params(name, index) for name, _t, index in pieces]
+        gathered = [self.send(self.dp_ag, f"gather.{name}", self._param_bytes(n), path, Collective.ALL_GATHER)
+                    for (name, _t, _i), n in zip(pieces, params, strict=True)]
+        for (name, t, _index), event, n in zip(pieces, gathered, params, strict=True):
+            yield from self.wait(event, "dp_comm")
             yield from self.compute(f"{label}.{name}", t, microbatch=op.microbatch)
-            if op.phase == "B" and index is not None:
-                self._reduce_grads(f"grads.{name}", layer_params_per_gpu(s, index))
+            if op.phase == "B":
+                self._reduce_grads(f"grads.{name}", n)
+
+    def _piece_params(self, name: str, index: int | None) -> float:
+        """Parameters of one block per GPU (a layer, the embedding, or final norm + LM head)."""
+        s = self.sim.s
+        if index is not None:
+            return layer_params_per_gpu(s, index)
+        vocab = s.model.vocab_size * s.model.hidden_size / self.layout.tensor
+        if name == "embedding":
+            return vocab
+        tied_alone = s.model.tied_embeddings and self.sim.n_virtual == 1
+        return s.model.hidden_size + (0.0 if tied_alone else vocab)
 
     def _start_param_gathers(self) -> dict[int, simpy.Event]:
         """ZeRO-1/2 with overlapped gather: the updated parameters of each chunk are gathered ahead

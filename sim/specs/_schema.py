@@ -210,8 +210,11 @@ def _convert_number(tp: type, value: Any, path: str, issues: list[Issue]) -> Any
     if number is None or number != number or number in (float("inf"), float("-inf")):
         issues.append(Issue(path, f"expected a {'whole ' if tp is int else ''}number, got {value!r}"))
         return None
+    if isinstance(number, int) and abs(number) > 2**63:
+        issues.append(Issue(path, f"{str(value)[:20]}... is too large"))
+        return None
     if tp is int:
-        if float(number).is_integer():
+        if isinstance(number, int) or float(number).is_integer():
             return int(number)
         issues.append(Issue(path, f"expected a whole number, got {value!r}"))
         return None

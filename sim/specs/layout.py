@@ -28,7 +28,7 @@ class ParallelismSpec(Spec):
     overlap_grad_reduce: bool = spec_field(True, doc="reduce gradient buckets during backward")
     overlap_param_gather: bool = spec_field(True, doc="ZeRO-1/2 parameter all-gather overlaps next forward")
     grad_reduce_dtype: GradDtype = spec_field(GradDtype.FP32, doc="dtype of DP gradient reduction")
-    grad_bucket_mparams: float = spec_field(40.0, doc="DP gradient bucket, million parameters", gt=0)
+    grad_bucket_mparams: float = spec_field(40.0, doc="DP gradient bucket, million parameters", ge=1)
     account_for_embedding_in_pipeline_split: bool = spec_field(
         False, doc="count the embedding as a layer of the first stage (Megatron option)")
     account_for_loss_in_pipeline_split: bool = spec_field(

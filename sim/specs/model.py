@@ -30,7 +30,7 @@ class ModelSpec(Spec):
     """A dense (or MoE) decoder-only transformer. Explicit fields override a preset's."""
 
     preset: str | None = spec_field(None, doc="packaged model preset the other fields default to")
-    num_layers: int = spec_field(doc="transformer layers", ge=1)
+    num_layers: int = spec_field(doc="transformer layers", ge=1, le=100_000)
     hidden_size: int = spec_field(doc="model width h", ge=1)
     ffn_hidden_size: int = spec_field(doc="MLP width f (per gate/up projection for SwiGLU)", ge=1)
     num_attention_heads: int = spec_field(doc="query heads a", ge=1)

@@ -18,6 +18,8 @@ class FailureSpec(Spec):
     hot_spares: int = spec_field(0, doc="spare nodes", ge=0)
 
     def _issues(self) -> list[Issue]:
+        if self.model not in ("llama3", "meta-rsc", "custom"):
+            return [Issue("model", f"{self.model!r} is not a packaged rate set (llama3, meta-rsc) or 'custom'")]
         if self.rates:
             bad = {k: v for k, v in self.rates.items() if v < 0}
             if bad:

@@ -82,7 +82,7 @@ class Scenario(Spec):
 
 
 def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0 and d <= 1024)
+    return ", ".join(str(d) for d in range(1, min(n, 1024) + 1) if n % d == 0)
 
 
 def pipeline_layer_slots(s: Scenario) -> int:
@@ -138,6 +138,12 @@ def _hardware_issues(s: Scenario) -> list[Issue]:
         issues.append(Issue("training.precision", f"{precision.value} is not supported by {gpu.name}; "
                             f"use {fix}"))
     node = s.cluster.topology.node.gpus
+    n = s.cluster.topology.node
+    if s.cluster.num_gpus > node:
+        for field in ("nics", "nic_bandwidth_gbit_s"):
+            if getattr(n, field) <= 0:
+                issues.append(Issue(f"cluster.topology.node.{field}", f"must be > 0 for a job spanning "
+                                    f"several {node}-GPU nodes"))
     if s.cluster.num_gpus > node and s.cluster.num_gpus % node:
         issues.append(Issue("cluster.num_gpus", f"{s.cluster.num_gpus} is not a whole number of "
                             f"{node}-GPU nodes"))
@@ -158,7 +164,7 @@ def _merge_preset(model: Any, issues: list[Issue]) -> Any:
         return model
     presets = catalog.preset_table()
     name = model["preset"]
-    if name not in presets:
+    if not isinstance(name, str) or name not in presets:
         import difflib
 
         close = difflib.get_close_matches(str(name), list(presets), n=1)
@@ -180,7 +186,10 @@ def _resolve_topology(cluster: Any, base: Path | None, issues: list[Issue]) -> A
         return None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
+    except (OSError, UnicodeDecodeError) as err:
+        issues.append(Issue("cluster.topology", f"{path}: cannot read ({err})"))
+        return None
+    except Exception as err:  # PyYAML constructors raise ValueError, IndexError, KeyError, AttributeError
         issues.append(Issue("cluster.topology", f"{path}: not valid YAML ({err})"))
         return None
     return {**cluster, "topology": data}
@@ -197,7 +206,13 @@ def scenario_from_mapping(data: Any, base: Path | None = None, source: str = "")
         data["model"] = _merge_preset(data["model"], issues)
     if "cluster" in data:
         data["cluster"] = _resolve_topology(data["cluster"], base, issues)
+    failed = {i.path.split(".")[0] for i in issues}
     if issues:
+        from sim.specs._schema import _build  # same package: collect the other sections' issues too
+        for section in failed:
+            data.pop(section, None)
+        _build(Scenario, data, "", issues)
+        issues = [i for i in issues if not (i.path in failed and "required field is missing" in i.message)]
         raise ScenarioError(issues, source)
     try:
         return build(Scenario, data)
@@ -212,8 +227,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError([Issue("", f"cannot read scenario: {err.strerror}")], str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError([Issue("", f"not UTF-8 text: {err}")], str(path)) from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except Exception as err:  # PyYAML constructors raise ValueError, IndexError, KeyError, AttributeError
         raise ScenarioError([Issue("", f"not valid YAML: {err}")], str(path)) from None
     return scenario_from_mapping(data, path.parent, str(path))

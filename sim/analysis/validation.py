@@ -1,0 +1,304 @@
+"""Validation against published training runs (``trainsim validate``).
+
+The rows ship inside the package (``catalog/validation``: published_runs.yaml with each row's
+source, and the vTrain measured A100 iteration times under their MIT licence). Each published figure
+is converted to a step time with the *source's own* FLOP convention, then compared with the simulated
+step time. Where a row leaves a layout choice open, the rules below make it, the same for every row:
+
+- micro-batch size unknown: 1 with pipeline parallelism (Megatron's practice: fewer bubbles), else
+  the largest of 8, 4, 2, 1 that divides the per-replica batch and fits in memory;
+- recompute unknown: none if it fits, else selective, else full;
+- sequence parallelism unknown: on for Megatron-Core with TP > 1;
+- attention kernel: unfused before FlashAttention (Megatron 2021-2022, Megatron-DeepSpeed), fused
+  (flash/cuDNN) for Megatron-Core 2024; dropout on for the Megatron GPT family (its default 0.1).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from sim.analysis.evaluate import evaluate
+from sim.costs.flops import narayanan_flops_per_iteration
+from sim.errors import TrainsimError
+from sim.specs.scenario import Scenario, scenario_from_mapping
+
+#: Sources whose rows calibrate the model (the acceptance set); the rest are held out.
+CALIBRATION_SOURCES = ("narayanan2021", "korthikanti2022", "mcore-h100", "vtrain")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One published measurement and the scenario that reproduces it."""
+
+    id: str
+    source: str
+    mapping: dict[str, Any]
+    published_step_s: float
+    how: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    row: Row
+    simulated_step_s: float | None
+    note: str = ""
+
+    @property
+    def error(self) -> float | None:
+        if self.simulated_step_s is None:
+            return None
+        return (self.simulated_step_s - self.row.published_step_s) / self.row.published_step_s
+
+
+def _data(name: str):
+    return resources.files("sim.catalog").joinpath("validation", name)
+
+
+def _source_of(row_id: str) -> str:
+    if row_id.startswith("narayanan2021-t2-zero3"):
+        return "narayanan2021-zero3"
+    for prefix, source in (("narayanan2021", "narayanan2021"), ("korthikanti2022", "korthikanti2022"),
+                           ("mcore-r0.8-h100", "mcore-h100"), ("megatron-readme", "megatron-readme-2021"),
+                           ("bloom", "bloom"), ("mtnlg", "mtnlg"), ("llama1", "llama1"), ("opt", "opt")):
+        if row_id.startswith(prefix):
+            return source
+    return row_id
+
+
+def _gpu(text: str) -> tuple[str, str]:
+    if "H100" in text:
+        return "H100-SXM-80GB", "dgx-h100-superpod"
+    return "A100-SXM-80GB", "dgx-a100-superpod"
+
+
+def _model(m: dict[str, Any], megatron_gpt: bool) -> dict[str, Any]:
+    h = m["hidden_size"]
+    return {
+        "num_layers": m["num_layers"], "hidden_size": h, "ffn_hidden_size": m["ffn_hidden_size"] or 4 * h,
+        "num_attention_heads": m["num_attention_heads"],
+        "num_kv_heads": m["num_kv_heads"] or m["num_attention_heads"],
+        "vocab_size": m["vocab_size"], "seq_len": m["seq_len"], "activation": "gelu",
+        "tied_embeddings": True, "dropout": megatron_gpt,
+    }
+
+
+def _zero(text: str | None) -> int:
+    text = (text or "none").lower()
+    if "zero-3" in text or "fsdp" in text:
+        return 3
+    if "zero-1" in text or "distributed optimizer" in text:
+        return 1
+    return 0
+
+
+def _recompute(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text.lower()
+    return "full" if text.startswith("full") else "selective" if text.startswith("selective") else "none"
+
+
+def _published_step(r: dict[str, Any]) -> tuple[float, str] | None:
+    res, par, m = r["result"], r["parallel"], r["model"]
+    gpus = r["hardware"]["num_gpus"]
+    if res.get("iteration_time_s"):
+        return float(res["iteration_time_s"]), "iteration time as published"
+    if not res.get("tflops_per_gpu"):
+        return None
+    rate = res["tflops_per_gpu"] * 1e12 * gpus
+    if r["id"].startswith("mcore"):
+        # Megatron-Core's num_floating_point_operations: 3 x forward, attention counted in full and
+        # LM head included = trainsim's model-FLOP convention.
+        from sim.costs.flops import model_flops_per_token
+        from sim.specs.model import ModelSpec
+
+        spec = ModelSpec(**{k: v for k, v in _model(m, False).items()})
+        flops = model_flops_per_token(spec) * par["global_batch_size"] * m["seq_len"]
+        return flops / rate, "Megatron-Core model FLOPs / published TFLOP/s"
+    flops = narayanan_flops_per_iteration(par["global_batch_size"], m["seq_len"], m["num_layers"],
+                                          m["hidden_size"], m["vocab_size"])
+    return flops / rate, "Narayanan eq. 3 FLOPs (with recompute) / published TFLOP/s"
+
+
+def published_rows() -> list[Row]:
+    """Rows of published_runs.yaml that have a layout and a measured throughput."""
+    rows = []
+    for r in yaml.safe_load(_data("published_runs.yaml").read_text(encoding="utf-8")):
+        par, hw = r["parallel"], r["hardware"]
+        if any(par[k] is None for k in ("tp", "pp", "dp", "global_batch_size")):
+            continue  # no layout to simulate (LLaMA-1, OPT)
+        step = _published_step(r)
+        if step is None:
+            continue
+        mcore = r["id"].startswith("mcore")
+        gpu, topo = _gpu(hw["gpu_type"])
+        vpp = par["vpp"] or 1
+        layout = {
+            "tensor": par["tp"], "pipeline": par["pp"], "context": par["cp"] or 1, "data": par["dp"],
+            "zero_stage": _zero(par["fsdp_zero"]),
+            "sequence_parallel": bool(par["sequence_parallel"]) if par["sequence_parallel"] is not None
+            else (mcore and par["tp"] > 1),
+            "virtual_pipeline": vpp, "schedule": "interleaved-1f1b" if vpp > 1 else "1f1b",
+            "tp_comm_overlap": mcore,
+        }
+        if par["micro_batch_size"]:
+            layout["micro_batch_size"] = par["micro_batch_size"]
+        if _recompute(par["activation_recompute"]):
+            layout["activation_recompute"] = _recompute(par["activation_recompute"])
+        mapping = {
+            "name": r["id"], "model": _model(r["model"], megatron_gpt=True),
+            "cluster": {"gpu": gpu, "num_gpus": hw["num_gpus"], "topology": topo},
+            "parallelism": layout,
+            "training": {"global_batch_size": par["global_batch_size"], "precision": "bf16",
+                         "attention": "flash" if mcore else "unfused"},
+        }
+        rows.append(Row(r["id"], _source_of(r["id"]), mapping, step[0], step[1]))
+    return rows
+
+
+def _vtrain_topology() -> dict[str, Any]:
+    """DGX A100 nodes as vTrain's validation configs describe them: 4 x 200 Gb/s HDR per node."""
+    topo = yaml.safe_load((resources.files("sim.catalog").parent.parent / "topologies" /
+                           "dgx-a100-superpod.yaml").read_text(encoding="utf-8"))
+    topo["node"]["nics"] = 4
+    topo["name"] = "vtrain-dgx-a100-4xhdr"
+    return topo
+
+
+def vtrain_rows(limit: int | None = None) -> list[Row]:
+    """vTrain's measured iteration times (single node and 64-GPU rows)."""
+    rows, topo = [], _vtrain_topology()
+    for fname in ("ground_truth_single.csv", "ground_truth_multi_64gpu.csv"):
+        with _data("vtrain").joinpath(fname).open(encoding="utf-8") as fh:
+            for i, rec in enumerate(csv.DictReader(fh)):
+                h, heads, layers = int(rec["hidden size"]), int(rec["attention heads"]), int(rec["# layers"])
+                mapping = {
+                    "name": f"vtrain-{fname.split('_')[2].split('.')[0]}-{i}",
+                    "model": {"num_layers": layers, "hidden_size": h, "ffn_hidden_size": 4 * h,
+                              "num_attention_heads": heads, "num_kv_heads": heads, "vocab_size": 51200,
+                              "seq_len": int(rec["sequence length"]), "activation": "gelu",
+                              "tied_embeddings": True, "dropout": True},
+                    "cluster": {"gpu": "A100-SXM-80GB", "num_gpus": int(rec["# GPUs"]), "topology": topo},
+                    "parallelism": {"tensor": int(rec["tensor parallelism"]),
+                                    "pipeline": int(rec["pipeline parallelism"]),
+                                    "data": int(rec["data parallelism"]), "zero_stage": 0,
+                                    "sequence_parallel": False, "micro_batch_size": int(rec["micro batch"]),
+                                    "activation_recompute": "full", "overlap_grad_reduce": False},
+                    "training": {"global_batch_size": int(rec["global batch"]), "precision": "bf16",
+                                 "attention": "unfused"},
+                }
+                rows.append(Row(mapping["name"], "vtrain", mapping,
+                                float(rec["iteration time (ms)"]) / 1e3, "iteration time as published"))
+    return rows[:limit] if limit else rows
+
+
+def _fill_open_choices(row: Row) -> tuple[Scenario, tuple[str, ...]]:
+    """Apply the module's rules for choices a row leaves open; returns the scenario and the choices."""
+    base = row.mapping
+    layout = base["parallelism"]
+    mb_options = [layout["micro_batch_size"]] if "micro_batch_size" in layout else (
+        [1] if layout["pipeline"] > 1 else [8, 4, 2, 1])
+    rc_options = [layout["activation_recompute"]] if "activation_recompute" in layout else \
+        ["none", "selective", "full"]
+    per_replica = base["training"]["global_batch_size"] // layout["data"]
+    fallback = None
+    for mb in mb_options:
+        if per_replica % mb:
+            continue
+        for rc in rc_options:
+            mapping = {**base, "parallelism": {**layout, "micro_batch_size": mb, "activation_recompute": rc}}
+            s = scenario_from_mapping(mapping)
+            fallback = fallback or s
+            if evaluate_memory_fits(s):
+                choices = tuple(c for c, open_ in ((f"micro_batch_size={mb}", len(mb_options) > 1),
+                                                   (f"recompute={rc}", len(rc_options) > 1)) if open_)
+                return s, choices
+    assert fallback is not None
+    return fallback, ("nothing fits: simulated anyway",)
+
+
+def evaluate_memory_fits(s: Scenario) -> bool:
+    from sim.costs.memory import peak_memory
+    from sim.units import GIB
+
+    return peak_memory(s).total <= s.gpu.memory_gib * GIB
+
+
+def simulate_row(row: Row) -> Outcome:
+    try:
+        scenario, choices = _fill_open_choices(row)
+        ev = evaluate(scenario, ignore_memory=True)
+    except TrainsimError as err:
+        return Outcome(row, None, f"not simulated: {err}")
+    assert ev.step is not None
+    return Outcome(row, ev.step.step_time_s, ", ".join(choices))
+
+
+@dataclass(frozen=True)
+class Report:
+    outcomes: list[Outcome]
+
+    def by_source(self) -> dict[str, list[Outcome]]:
+        groups: dict[str, list[Outcome]] = defaultdict(list)
+        for o in self.outcomes:
+            groups[o.row.source].append(o)
+        return dict(groups)
+
+
+def error_stats(outcomes: Iterable[Outcome]) -> dict[str, float]:
+    """MAPE, median and max absolute error, and the signed mean, over simulated rows."""
+    errs = [o.error for o in outcomes if o.error is not None]
+    if not errs:
+        return {"n": 0, "mape": math.nan, "median": math.nan, "max": math.nan, "bias": math.nan}
+    absolute = [abs(e) for e in errs]
+    return {"n": len(errs), "mape": statistics.fmean(absolute), "median": statistics.median(absolute),
+            "max": max(absolute), "bias": statistics.fmean(errs)}
+
+
+def run_validation(sources: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
+                   vtrain_limit: int | None = None) -> Report:
+    """Simulate every published row (optionally only ``sources``); ``progress(done, total)``."""
+    rows = published_rows() + vtrain_rows(vtrain_limit)
+    if sources:
+        rows = [r for r in rows if r.source in sources]
+    outcomes = []
+    for i, row in enumerate(rows):
+        outcomes.append(simulate_row(row))
+        if progress is not None:
+            progress(i + 1, len(rows))
+    return Report(outcomes)
+
+
+def format_report(report: Report, verbose: bool = False) -> str:
+    """Per-row (non-vTrain, or all with ``verbose``) and per-source error tables."""
+    lines = [f"{'row':<42} {'published s':>11} {'simulated s':>11} {'error':>7}  choices"]
+    for o in report.outcomes:
+        if o.row.source == "vtrain" and not verbose:
+            continue
+        sim = f"{o.simulated_step_s:11.3f}" if o.simulated_step_s is not None else f"{'-':>11}"
+        err = f"{o.error:+7.1%}" if o.error is not None else f"{'-':>7}"
+        lines.append(f"{o.row.id:<42} {o.row.published_step_s:11.3f} {sim} {err}  {o.note}")
+    lines += ["", f"{'source':<22} {'set':<12} {'rows':>5} {'MAPE':>7} {'median':>7} {'max':>7} {'bias':>7}"]
+    calib = []
+    for source, outs in report.by_source().items():
+        st = error_stats(outs)
+        kind = "calibration" if source in CALIBRATION_SOURCES else "held out"
+        if kind == "calibration":
+            calib += outs
+        lines.append(f"{source:<22} {kind:<12} {st['n']:>5} {st['mape']:7.1%} {st['median']:7.1%} "
+                     f"{st['max']:7.1%} {st['bias']:+7.1%}")
+    if calib:
+        st = error_stats(calib)
+        lines.append(f"{'ALL calibration':<22} {'':<12} {st['n']:>5} {st['mape']:7.1%} {st['median']:7.1%} "
+                     f"{st['max']:7.1%} {st['bias']:+7.1%}")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""Targeted checks of the step simulation (sim/engine/step.py): sequencing and DP traffic."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.costs import flops, layer
+from sim.costs.memory import stage_params_per_gpu
+from sim.engine.step import StepSimulation, simulate_step
+from sim.errors import InfeasibleLayout
+from sim.specs.scenario import Scenario, scenario_from_mapping
+
+MODEL = {"num_layers": 4, "hidden_size": 1024, "ffn_hidden_size": 4096, "num_attention_heads": 16,
+         "num_kv_heads": 16, "vocab_size": 32000, "seq_len": 1024}
+
+
+def make(parallelism: dict, gbs: int, tied: bool = False, **extra) -> Scenario:
+    par = {"tensor": 1, "pipeline": 1, "context": 1, "data": 1, **parallelism}
+    gpus = par["tensor"] * par["pipeline"] * par["context"] * par["data"]
+    return scenario_from_mapping({
+        "model": {**MODEL, "tied_embeddings": tied},
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": gpus, "topology": "dgx-h100-superpod"},
+        "parallelism": par, "training": {"global_batch_size": gbs}, **extra})
+
+
+def test_single_gpu_step_is_the_sum_of_its_work():
+    s = make({"zero_stage": 0}, gbs=4)
+    sim = StepSimulation(s)
+    fwd = sum(t.total for _, t, _ in sim.pieces(0, "F"))
+    bwd = sum(t.total for _, t, _ in sim.pieces(0, "B"))
+    opt = layer.optimizer_time(s, s.gpu, stage_params_per_gpu(s, 0))
+    r = sim.run()
+    assert r.step_time_s == pytest.approx(4 * (fwd + bwd) + opt, rel=1e-12)
+    assert r.breakdown_s["bubble"] == pytest.approx(0.0, abs=1e-12 * r.step_time_s)
+    assert r.stage_compute_s[0] == pytest.approx(4 * (fwd + bwd), rel=1e-12)
+    peak = 989.4e12
+    assert r.mfu == pytest.approx(flops.model_flops_per_token(s.model) * 4 * 1024 / (r.step_time_s * peak))
+
+
+def test_pieces_order():
+    s = make({"pipeline": 2, "data": 4}, gbs=8)
+    sim = StepSimulation(s)
+    assert [n for n, _, _ in sim.pieces(0, "F")] == ["embedding", "layer0", "layer1"]
+    assert [n for n, _, _ in sim.pieces(1, "F")] == ["layer2", "layer3", "lm_head"]
+    assert [n for n, _, _ in sim.pieces(1, "B")] == ["lm_head", "layer3", "layer2"]
+
+
+def test_full_fidelity_is_refused_not_silently_symmetric():
+    s = make({"zero_stage": 0}, gbs=4, simulation={"fidelity": "full"})
+    with pytest.raises(InfeasibleLayout):
+        simulate_step(s)
+
+
+def stream_bytes(r, rank: int, stream: str) -> float:
+    return sum(i.args.get("bytes", 0.0) for i in r.timeline.intervals
+               if i.rank == rank and i.stream == stream)
+
+
+LAYOUTS = [(2, False), (1, False), (1, True), (2, True)]  # (pipeline, tied_embeddings)
+
+
+@pytest.mark.parametrize("zero", [0, 1, 2])
+@pytest.mark.parametrize(("p", "tied"), LAYOUTS)
+def test_dp_reduces_every_local_gradient_once_per_step(zero, p, tied):
+    """ZeRO 0-2: the gradients of every parameter a GPU holds are reduced once per step (fp32: 4 B)."""
+    s = make({"pipeline": p, "data": 8, "zero_stage": zero}, gbs=8 * 4, tied=tied)
+    r = simulate_step(s)
+    for rank in range(p):
+        params = stage_params_per_gpu(s, rank)
+        assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
+        if zero in (1, 2):  # and the updated bf16 parameters are all-gathered once
+            assert stream_bytes(r, rank, "dp_gather") == pytest.approx(2 * params, rel=1e-4)
+        else:
+            assert stream_bytes(r, rank, "dp_gather") == 0.0
+
+
+@pytest.mark.parametrize(("p", "tied"), LAYOUTS)
+def test_zero3_gathers_and_reduces_every_parameter(p, tied):
+    """ZeRO-3 with one micro-batch: every sharded parameter (embedding and LM head included, which the
+    memory model shards too) is gathered before forward and before backward, and its gradient is
+    reduce-scattered once."""
+    s = make({"pipeline": p, "data": 8, "zero_stage": 3}, gbs=8, tied=tied)
+    r = simulate_step(s)
+    for rank in range(p):
+        params = stage_params_per_gpu(s, rank)
+        assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
+        assert stream_bytes(r, rank, "dp_gather") == pytest.approx(2 * 2 * params, rel=1e-4)
+
+
+def test_zero0_without_overlap_exposes_the_gradient_all_reduce():
+    s = make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": False}, gbs=8 * 2)
+    r = simulate_step(s)
+    assert r.breakdown_s["dp_comm"] > 0
+    overlapped = simulate_step(make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": True}, gbs=8 * 2))
+    assert overlapped.breakdown_s["dp_comm"] <= r.breakdown_s["dp_comm"]
