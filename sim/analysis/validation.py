@@ -81,13 +81,17 @@ def _gpu(text: str) -> tuple[str, str]:
     return "A100-SXM-80GB", "dgx-a100-superpod"
 
 
+#: Megatron's GPT vocabulary (GPT-2's 50,257 padded), used where a row does not state one.
+DEFAULT_VOCAB = 51200
+
+
 def _model(m: dict[str, Any], megatron_gpt: bool) -> dict[str, Any]:
     h = m["hidden_size"]
     return {
         "num_layers": m["num_layers"], "hidden_size": h, "ffn_hidden_size": m["ffn_hidden_size"] or 4 * h,
         "num_attention_heads": m["num_attention_heads"],
         "num_kv_heads": m["num_kv_heads"] or m["num_attention_heads"],
-        "vocab_size": m["vocab_size"], "seq_len": m["seq_len"], "activation": "gelu",
+        "vocab_size": m["vocab_size"] or DEFAULT_VOCAB, "seq_len": m["seq_len"], "activation": "gelu",
         "tied_embeddings": True, "dropout": megatron_gpt,
     }
 
@@ -126,7 +130,7 @@ def _published_step(r: dict[str, Any]) -> tuple[float, str] | None:
         flops = model_flops_per_token(spec) * par["global_batch_size"] * m["seq_len"]
         return flops / rate, "Megatron-Core model FLOPs / published TFLOP/s"
     flops = narayanan_flops_per_iteration(par["global_batch_size"], m["seq_len"], m["num_layers"],
-                                          m["hidden_size"], m["vocab_size"])
+                                          m["hidden_size"], m["vocab_size"] or DEFAULT_VOCAB)
     return flops / rate, "Narayanan eq. 3 FLOPs (with recompute) / published TFLOP/s"
 
 
@@ -150,6 +154,11 @@ def published_rows() -> list[Row]:
             else (mcore and par["tp"] > 1),
             "virtual_pipeline": vpp, "schedule": "interleaved-1f1b" if vpp > 1 else "1f1b",
             "tp_comm_overlap": mcore,
+            # Megatron before 2023 reduced gradients after the backward pass, not overlapped.
+            "overlap_grad_reduce": mcore,
+            # BLOOM's partition counts the tied embedding as a layer on the first and last stage.
+            "account_for_embedding_in_pipeline_split": r["id"].startswith("bloom"),
+            "account_for_loss_in_pipeline_split": r["id"].startswith("bloom"),
         }
         if par["micro_batch_size"]:
             layout["micro_batch_size"] = par["micro_batch_size"]
