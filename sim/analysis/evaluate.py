@@ -27,9 +27,15 @@ class Evaluation:
         return self.memory.total <= self.capacity_bytes
 
 
+def fits_in_memory(scenario: Scenario) -> bool:
+    """Whether the most loaded pipeline stage fits in one GPU's memory."""
+    return peak_memory(scenario).total <= scenario.gpu.memory_gib * GIB
+
+
 def evaluate(scenario: Scenario, ignore_memory: bool = False) -> Evaluation:
     """Check memory; simulate the step unless the layout is out of memory (or ``ignore_memory``)."""
     memory = peak_memory(scenario)
-    fits = memory.total <= scenario.gpu.memory_gib * GIB
-    step = simulate_step(scenario) if fits or ignore_memory else None
-    return Evaluation(scenario, memory, step)
+    ev = Evaluation(scenario, memory, None)
+    if ev.fits or ignore_memory:
+        ev = Evaluation(scenario, memory, simulate_step(scenario))
+    return ev

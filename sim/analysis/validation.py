@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from sim.analysis.evaluate import evaluate
+from sim import catalog
+from sim.analysis.evaluate import evaluate, fits_in_memory
 from sim.costs.flops import narayanan_flops_per_iteration
 from sim.errors import TrainsimError
 from sim.specs.scenario import Scenario, scenario_from_mapping
@@ -177,8 +178,7 @@ def published_rows() -> list[Row]:
 
 def _vtrain_topology() -> dict[str, Any]:
     """DGX A100 nodes as vTrain's validation configs describe them: 4 x 200 Gb/s HDR per node."""
-    topo = yaml.safe_load((resources.files("sim.catalog").parent.parent / "topologies" /
-                           "dgx-a100-superpod.yaml").read_text(encoding="utf-8"))
+    topo = yaml.safe_load((catalog.TOPOLOGY_DIR / "dgx-a100-superpod.yaml").read_text(encoding="utf-8"))
     topo["node"]["nics"] = 4
     topo["name"] = "vtrain-dgx-a100-4xhdr"
     return topo
@@ -228,19 +228,12 @@ def _fill_open_choices(row: Row) -> tuple[Scenario, tuple[str, ...]]:
             mapping = {**base, "parallelism": {**layout, "micro_batch_size": mb, "activation_recompute": rc}}
             s = scenario_from_mapping(mapping)
             fallback = fallback or s
-            if evaluate_memory_fits(s):
+            if fits_in_memory(s):
                 choices = tuple(c for c, open_ in ((f"micro_batch_size={mb}", len(mb_options) > 1),
                                                    (f"recompute={rc}", len(rc_options) > 1)) if open_)
                 return s, choices
     assert fallback is not None
     return fallback, ("nothing fits: simulated anyway",)
-
-
-def evaluate_memory_fits(s: Scenario) -> bool:
-    from sim.costs.memory import peak_memory
-    from sim.units import GIB
-
-    return peak_memory(s).total <= s.gpu.memory_gib * GIB
 
 
 def simulate_row(row: Row) -> Outcome:

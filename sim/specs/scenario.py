@@ -6,6 +6,7 @@ everything, reporting *all* problems at once with their field paths.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,9 @@ def _hardware_issues(s: Scenario) -> list[Issue]:
     return issues
 
 
+@functools.cache
 def gpu_spec(name: str) -> GpuSpec:
-    """The catalog GPU for a name or alias."""
+    """The catalog GPU for a name or alias (built once per name)."""
     canonical = catalog.canonical_gpu(name)
     if canonical is None:
         raise ScenarioError([Issue("cluster.gpu", f"{name!r} is not in the GPU catalog")])
