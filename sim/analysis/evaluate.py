@@ -19,17 +19,17 @@ class Evaluation:
     step: StepResult | None
 
     @property
-    def capacity_bytes(self) -> float:
-        return self.scenario.gpu.memory_gib * GIB
-
-    @property
     def fits(self) -> bool:
-        return self.memory.total <= self.capacity_bytes
+        return _fits(self.scenario, self.memory)
+
+
+def _fits(scenario: Scenario, memory: MemoryBreakdown) -> bool:
+    return memory.total <= scenario.gpu.memory_gib * GIB
 
 
 def fits_in_memory(scenario: Scenario) -> bool:
     """Whether the most loaded pipeline stage fits in one GPU's memory."""
-    return peak_memory(scenario).total <= scenario.gpu.memory_gib * GIB
+    return _fits(scenario, peak_memory(scenario))
 
 
 def evaluate(scenario: Scenario, ignore_memory: bool = False) -> Evaluation:

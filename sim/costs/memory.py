@@ -54,19 +54,27 @@ def layer_params_per_gpu(s: Scenario, layer: int) -> float:
     return dense + flops.dense_mlp_params(m) / p.tensor
 
 
+def embedding_params_per_gpu(s: Scenario) -> float:
+    """The vocab-parallel embedding's share of one TP rank (first virtual stage)."""
+    return s.model.vocab_size * s.model.hidden_size / s.parallelism.tensor
+
+
+def head_params_per_gpu(s: Scenario) -> float:
+    """Final norm plus the LM head (last virtual stage); a tied head on the embedding's own stage is free."""
+    p = s.parallelism
+    tied_alone = s.model.tied_embeddings and p.pipeline * p.virtual_pipeline == 1
+    return s.model.hidden_size + (0.0 if tied_alone else embedding_params_per_gpu(s))
+
+
 def chunk_params_per_gpu(s: Scenario, vs: int) -> float:
-    """Parameters of virtual stage ``vs`` per GPU: its layers, plus the embedding on the first and
-    the final norm and (untied, or tied on a separate stage) LM head on the last."""
-    m, p = s.model, s.parallelism
-    last = p.pipeline * p.virtual_pipeline - 1
+    """Parameters of virtual stage ``vs`` per GPU: its layers, the embedding on the first, the head
+    on the last."""
+    p = s.parallelism
     total = sum(layer_params_per_gpu(s, layer) for layer in chunk_layers(s)[vs])
-    vocab = m.vocab_size * m.hidden_size / p.tensor
     if vs == 0:
-        total += vocab
-    if vs == last:
-        total += m.hidden_size
-        if not m.tied_embeddings or last > 0:
-            total += vocab
+        total += embedding_params_per_gpu(s)
+    if vs == p.pipeline * p.virtual_pipeline - 1:
+        total += head_params_per_gpu(s)
     return total
 
 

@@ -22,6 +22,8 @@ from sim.costs.layer import LayerTime, Paths, PhaseTime
 from sim.costs.memory import (
     MemoryBreakdown,
     chunk_params_per_gpu,
+    embedding_params_per_gpu,
+    head_params_per_gpu,
     layer_params_per_gpu,
     peak_memory,
     stage_params_per_gpu,
@@ -310,11 +312,7 @@ class _Rank:
         s = self.sim.s
         if index is not None:
             return layer_params_per_gpu(s, index)
-        vocab = s.model.vocab_size * s.model.hidden_size / self.layout.tensor
-        if name == "embedding":
-            return vocab
-        tied_alone = s.model.tied_embeddings and self.sim.n_virtual == 1
-        return s.model.hidden_size + (0.0 if tied_alone else vocab)
+        return embedding_params_per_gpu(s) if name == "embedding" else head_params_per_gpu(s)
 
     def _start_param_gathers(self) -> dict[int, simpy.Event]:
         """ZeRO-1/2 with overlapped gather: the updated parameters of each chunk are gathered ahead

@@ -138,16 +138,15 @@ def _hardware_issues(s: Scenario) -> list[Issue]:
         fix = "fp16" if gpu.supports("fp16") and precision is not Precision.FP16 else "another GPU"
         issues.append(Issue("training.precision", f"{precision.value} is not supported by {gpu.name}; "
                             f"use {fix}"))
-    node = s.cluster.topology.node.gpus
-    n = s.cluster.topology.node
-    if s.cluster.num_gpus > node:
+    node = s.cluster.topology.node
+    if s.cluster.num_gpus > node.gpus:
         for field in ("nics", "nic_bandwidth_gbit_s"):
-            if getattr(n, field) <= 0:
+            if getattr(node, field) <= 0:
                 issues.append(Issue(f"cluster.topology.node.{field}", f"must be > 0 for a job spanning "
-                                    f"several {node}-GPU nodes"))
-    if s.cluster.num_gpus > node and s.cluster.num_gpus % node:
-        issues.append(Issue("cluster.num_gpus", f"{s.cluster.num_gpus} is not a whole number of "
-                            f"{node}-GPU nodes"))
+                                    f"several {node.gpus}-GPU nodes"))
+        if s.cluster.num_gpus % node.gpus:
+            issues.append(Issue("cluster.num_gpus", f"{s.cluster.num_gpus} is not a whole number of "
+                                f"{node.gpus}-GPU nodes"))
     return issues
 
 
