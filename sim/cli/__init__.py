@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sim import __version__
+from sim.cli import report
 from sim.errors import ScenarioError, TrainsimError
 
 
@@ -22,6 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(result_dict(ev), indent=2, sort_keys=False))
     else:
         print(summary_text(ev))
+    report.write_run_outputs(args, ev)
     return 0
 
 
@@ -77,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate one optimizer step of a scenario")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
+    report.add_run_options(run)
     run.set_defaults(func=_cmd_run)
     sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
+    report.register(sub)
     sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
     val = sub.add_parser("validate", help="simulate published runs and print the error vs measured")
     val.add_argument("--source", action="append", help="only these sources (repeatable)")

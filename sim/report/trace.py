@@ -1,0 +1,198 @@
+"""Chrome trace-event JSON (Perfetto UI, ``chrome://tracing``) of a simulated step or a training run.
+
+The trace-event format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
+Complete events (``"ph": "X"``) carry ``ts`` and ``dur`` in microseconds; metadata events (``"ph": "M"``)
+name processes and threads. A step trace has one process per simulated pipeline rank (each standing for
+its TP, CP and DP peers) and one thread per timeline stream; a run trace has one process and one thread
+per event kind, on a time axis of seconds since the start of training (Perfetto shows it as days).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sim.costs import flops
+from sim.engine.step import StepResult
+from sim.parallelism.sharding import chunk_layers
+from sim.specs.scenario import Scenario
+
+US = 1e6  # trace timestamps are microseconds
+
+#: Thread order of a step trace: the compute stream first, then the communication channels of
+#: sim/engine/step.py. A stream not listed here still gets its own thread, after these.
+STREAM_ORDER = ("compute", "pp_send_fwd", "pp_send_bwd", "dp_gather", "dp_reduce")
+
+_PIECE = re.compile(r"\.(?:layer(?P<layer>\d+)|(?P<head>lm_head)|embedding)$")
+
+
+def _meta(pid: int, tid: int, kind: str, value: str | int) -> dict[str, Any]:
+    key = "sort_index" if kind.endswith("sort_index") else "name"
+    return {"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": {key: value}}
+
+
+def _complete(name: str, cat: str, pid: int, tid: int, start_s: float, end_s: float,
+              args: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": name, "cat": cat, "ph": "X", "pid": pid, "tid": tid, "ts": start_s * US,
+            "dur": (end_s - start_s) * US, "args": dict(args)}
+
+
+def _forward_flops_per_token(s: Scenario, layers: Iterable[int], head: bool) -> float:
+    """Model forward FLOPs per token of a block (sim.costs.flops convention: embedding lookup excluded)."""
+    m = s.model
+    total = sum(2.0 * flops.layer_matmul_params(m, i) + flops.attention_score_flops_per_token(m) for i in layers)
+    return total + (2.0 * m.vocab_size * m.hidden_size if head else 0.0)
+
+
+class _FlopCounter:
+    """Model FLOPs per GPU of each compute interval (forward x1, backward x2, recompute not counted).
+
+    A compute interval is a whole virtual-stage block (``vs`` in its args; split evenly into gradient
+    buckets on the last backward) or, under ZeRO-3, one piece named ``...layerN`` / ``...lm_head`` /
+    ``...embedding``. Intervals of neither kind (the optimizer) carry no model FLOPs.
+    """
+
+    def __init__(self, step: StepResult) -> None:
+        s = self.s = step.scenario
+        p = s.parallelism
+        self.chunks = chunk_layers(s)
+        self.tokens_per_gpu = p.micro_batch_size * s.model.seq_len / (p.tensor * p.context)
+        self.parts: dict[tuple[int, str, Any, Any], int] = defaultdict(int)
+        for i in step.timeline.intervals:
+            if i.stream == "compute" and "vs" in i.args:
+                self.parts[self._block_key(i.rank, i.name, i.args)] += 1
+
+    @staticmethod
+    def _block_key(rank: int, name: str, args: Mapping[str, Any]) -> tuple[int, str, Any, Any]:
+        return rank, name[:1], args["vs"], args.get("microbatch")
+
+    def __call__(self, rank: int, name: str, args: Mapping[str, Any]) -> float | None:
+        phase = name[:1]
+        if phase not in ("F", "B"):
+            return None
+        if "vs" in args:
+            vs = args["vs"]
+            per_token = _forward_flops_per_token(self.s, self.chunks[vs], vs == len(self.chunks) - 1)
+            share = 1 / self.parts[self._block_key(rank, name, args)]
+        else:
+            piece = _PIECE.search(name)
+            if piece is None:
+                return None
+            layers = [int(piece["layer"])] if piece["layer"] else []
+            per_token, share = _forward_flops_per_token(self.s, layers, piece["head"] is not None), 1.0
+        return per_token * self.tokens_per_gpu * (1 if phase == "F" else 2) * share
+
+
+def _streams(step: StepResult) -> list[str]:
+    seen = {i.stream for i in step.timeline.intervals}
+    return [s for s in STREAM_ORDER if s in seen] + sorted(seen - set(STREAM_ORDER))
+
+
+def step_trace(step: StepResult) -> dict[str, Any]:
+    """The trace-event JSON object of one simulated step.
+
+    Parameters
+    ----------
+    step
+        A simulated step (``sim.engine.step.simulate_step``).
+
+    Returns
+    -------
+    dict
+        ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}``. Every interval of
+        ``step.timeline`` becomes one complete event on process ``rank`` and the thread of its stream,
+        with the interval's figures as args (``bytes`` of transfers; ``compute_s``, ``tp_comm_s`` and
+        ``cp_comm_s`` of compute blocks) plus ``model_flops`` per GPU for compute blocks. TP and CP
+        collectives sit inside the layer blocks (on their critical path), so they appear as the
+        ``tp_comm_s`` / ``cp_comm_s`` args of compute events, not as threads of their own.
+    """
+    s = step.scenario
+    p = s.parallelism
+    streams = _streams(step)
+    tids = {name: t for t, name in enumerate(streams)}
+    peers = p.tensor * p.context * p.data
+    events: list[dict[str, Any]] = []
+    for rank in range(p.pipeline):
+        events.append(_meta(rank, 0, "process_name", f"pipeline stage {rank} (x{peers} GPUs: TP x CP x DP)"))
+        events.append(_meta(rank, 0, "process_sort_index", rank))
+        for name, tid in tids.items():
+            events.append(_meta(rank, tid, "thread_name", name))
+            events.append(_meta(rank, tid, "thread_sort_index", tid))
+    count = _FlopCounter(step)
+    for i in sorted(step.timeline.intervals, key=lambda i: (i.rank, tids[i.stream], i.start, i.end)):
+        args = dict(i.args)
+        if i.stream == "compute":
+            model_flops = count(i.rank, i.name, i.args)
+            if model_flops is not None:
+                args["model_flops"] = model_flops
+        events.append(_complete(i.name, i.stream, i.rank, tids[i.stream], i.start, i.end, args))
+    return {"traceEvents": events, "displayTimeUnit": "ms",
+            "otherData": {"scenario": s.name, "step_time_s": step.step_time_s, "mfu": step.mfu,
+                          "gpus": s.cluster.num_gpus, "simulated_ranks": p.pipeline}}
+
+
+def _lanes(spans: list[tuple[float, float]]) -> list[int]:
+    """Greedy lane per span (sorted by start) so that spans sharing a lane never overlap."""
+    ends: list[float] = []
+    out = []
+    for start, end in spans:
+        lane = next((k for k, e in enumerate(ends) if e <= start), len(ends))
+        if lane == len(ends):
+            ends.append(end)
+        ends[lane] = end
+        out.append(lane)
+    return out
+
+
+def run_trace(events: Iterable[tuple[str, float, float, Mapping[str, Any]]], name: str = "training run"
+              ) -> dict[str, Any]:
+    """The trace-event JSON object of a training run's events.
+
+    Parameters
+    ----------
+    events
+        ``(kind, start_s, end_s, args)`` per event, seconds since the start of training: for example
+        ``("checkpoint", t, t + write_s, {"bytes": ...})`` or ``("failure", t, t, {"component": "gpu"})``.
+        An event with ``end_s == start_s`` becomes an instant event.
+    name
+        The process name.
+
+    Returns
+    -------
+    dict
+        One process; one thread per kind (more when events of a kind overlap: each extra lane is a
+        thread named ``kind #2``, ...), complete events for spans and thread-scoped instant events.
+    """
+    by_kind: dict[str, list[tuple[float, float, Mapping[str, Any]]]] = defaultdict(list)
+    for kind, start, end, args in events:
+        if end < start:
+            raise ValueError(f"run event {kind!r} ends before it starts ({start} > {end})")
+        by_kind[kind].append((start, end, args))
+    out: list[dict[str, Any]] = [_meta(0, 0, "process_name", name)]
+    threads: dict[tuple[str, int], int] = {}
+    body: list[dict[str, Any]] = []
+    for kind in sorted(by_kind):
+        spans = sorted(by_kind[kind], key=lambda e: (e[0], e[1]))
+        for (start, end, args), lane in zip(spans, _lanes([(a, b) for a, b, _ in spans]), strict=True):
+            tid = threads.setdefault((kind, lane), len(threads))
+            if end > start:
+                body.append(_complete(kind, kind, 0, tid, start, end, args))
+            else:
+                body.append({"name": kind, "cat": kind, "ph": "i", "s": "t", "pid": 0, "tid": tid,
+                             "ts": start * US, "args": dict(args)})
+    for (kind, lane), tid in threads.items():
+        out.append(_meta(0, tid, "thread_name", kind if lane == 0 else f"{kind} #{lane + 1}"))
+        out.append(_meta(0, tid, "thread_sort_index", tid))
+    return {"traceEvents": out + body, "displayTimeUnit": "ms"}
+
+
+def write_trace(trace: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a trace object as JSON; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(trace), encoding="utf-8")
+    return path
