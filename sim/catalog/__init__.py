@@ -1,4 +1,4 @@
-"""Packaged data: GPU catalog, model presets, kernel-efficiency tables, bundled topologies.
+"""Packaged data: GPU catalog, model presets, kernel-efficiency tables, reliability data, bundled topologies.
 
 Every figure in these YAML files carries its ``source:``. Loading is cached: the files are read once
 per process.
@@ -60,6 +60,12 @@ def preset_table() -> dict[str, dict[str, Any]]:
 def efficiency_table() -> dict[str, Any]:
     """Kernel-efficiency tables (GEMM, attention, memory-bound, collectives, overlap)."""
     return read_yaml("efficiency.yaml")
+
+
+@functools.cache
+def reliability_table() -> dict[str, Any]:
+    """Failure-rate sets, repair, restart stages, checkpoint and straggler figures (run level)."""
+    return read_yaml("reliability.yaml")
 
 
 def topology_names() -> list[str]:

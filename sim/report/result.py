@@ -7,6 +7,7 @@ from typing import Any
 from sim import __version__
 from sim.analysis.estimate import ASSUMED_MFU, estimate_6nd_days
 from sim.analysis.evaluate import Evaluation
+from sim.analysis.runlevel import LOSS_LABELS, RunSummary
 from sim.costs import flops
 from sim.units import GIB
 
@@ -15,7 +16,41 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else float(f"{x:.{digits}g}")
 
 
-def result_dict(ev: Evaluation) -> dict[str, Any]:
+def run_block(run: RunSummary) -> dict[str, Any]:
+    """The ``run`` object of spec/result.md: the contract's fields first, then the details."""
+    plan, ck = run.plan, run.plan.checkpoint
+    params = plan.params
+    return {
+        "days_p50": _round(run.days_p50), "days_p90": _round(run.days_p90),
+        "gpu_hours": _round(run.gpu_hours), "cost_usd": _round(run.cost_usd),
+        "energy_mwh": _round(run.energy_mwh), "co2_tonnes": _round(run.co2_tonnes),
+        "interruptions_mean": _round(run.interruptions_mean), "goodput": _round(run.goodput),
+        "days_mean": _round(float(run.days.mean())), "failure_free_days": _round(run.failure_free_days),
+        "steps": plan.steps, "replicas": len(run.replicas), "unfinished_replicas": run.unfinished,
+        "interruptions_by_category": {k: _round(v) for k, v in run.interruptions_by_category().items()},
+        "loss_days": {k: _round(v) for k, v in run.loss_days().items()},
+        "dominant_loss": run.dominant_loss,
+        "mtbi_hours": _round(plan.mtbi_s / 3600) if plan.mtbi_s != float("inf") else None,
+        "checkpoint": None if ck is None else {
+            "size_tb": _round(ck.size_bytes / 1e12), "interval_rule": plan.interval_rule,
+            "interval_minutes": _round(params.interval_s / 60) if params.interval_s != float("inf") else None,
+            "stall_s": _round(params.stall_s), "persist_s": _round(params.persist_s), "load_s": _round(ck.load_s)},
+        "gpu_power_w": run.gpu_power_w, "costs_assumed": run.costs_assumed, "notes": list(plan.notes),
+    }
+
+
+def _naive_block(ev: Evaluation, run: RunSummary | None) -> dict[str, Any]:
+    days = estimate_6nd_days(ev.scenario)
+    block: dict[str, Any] = {"days_at_assumed_mfu": _round(days), "assumed_mfu": ASSUMED_MFU}
+    if days is not None and run is not None:
+        gpu_hours = days * 24 * ev.scenario.cluster.num_gpus
+        energy = gpu_hours * (run.gpu_power_w + run.costs.host_power_w_per_gpu) * run.costs.pue / 1e6
+        block.update({"gpu_hours": _round(gpu_hours), "cost_usd": _round(gpu_hours * run.costs.usd_per_gpu_hour),
+                      "energy_mwh": _round(energy), "co2_tonnes": _round(energy * run.costs.grid_kgco2_per_kwh)})
+    return block
+
+
+def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]:
     """The JSON object of spec/result.md (plus extra fields, never renamed)."""
     s, step = ev.scenario, ev.step
     step_block: dict[str, Any] = {
@@ -34,7 +69,6 @@ def result_dict(ev: Evaluation) -> dict[str, Any]:
             "exposed_comm_fraction": _round(step.exposed_comm_fraction),
             "breakdown_s": {k: _round(v) for k, v in step.breakdown_s.items()},
         })
-    days = estimate_6nd_days(s)
     return {
         "scenario": s.name,
         "trainsim_version": __version__,
@@ -46,15 +80,15 @@ def result_dict(ev: Evaluation) -> dict[str, Any]:
             "breakdown_gib": {k: _round(v, 4) for k, v in ev.memory.gib().items()},
             "peak_stage": ev.memory.stage,
         },
-        "run": None,
-        "estimate_6nd": {"days_at_assumed_mfu": _round(days), "assumed_mfu": ASSUMED_MFU},
+        "run": None if run is None else run_block(run),
+        "estimate_6nd": _naive_block(ev, run),
         "model": {"params": flops.total_params(s.model),
                   "model_flops_per_token": flops.model_flops_per_token(s.model)},
     }
 
 
-def summary_text(ev: Evaluation) -> str:
-    """A readable summary of one evaluation."""
+def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
+    """A readable summary of one evaluation (and of its run, when simulated)."""
     s, step, mem = ev.scenario, ev.step, ev.memory
     p = s.parallelism
     lines = [
@@ -82,9 +116,52 @@ def summary_text(ev: Evaluation) -> str:
     for key, value in step.breakdown_s.items():
         if value > 0:
             lines.append(f"  {key:<11} {value:9.3f} s  {value / t:6.1%}")
-    days = estimate_6nd_days(s)
-    if days is not None:
-        sim_days = s.training.tokens / s.tokens_per_step * t / 86400
-        lines += ["", f"training {s.training.tokens:.3g} tokens: {sim_days:.1f} days of steps (no failures); "
-                  f"6ND at {ASSUMED_MFU:.0%} MFU says {days:.1f} days"]
+    if run is not None:
+        lines += ["", *_run_lines(ev, run)]
     return "\n".join(lines)
+
+
+def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
+    s, plan = ev.scenario, run.plan
+    naive = _naive_block(ev, run)
+    lines = [f"run     {s.training.tokens:.3g} tokens = {plan.steps:,} steps; {len(run.replicas)} Monte Carlo "
+             f"replicas (seed {s.simulation.seed})"]
+    ck = plan.checkpoint
+    if ck is not None:
+        interval = plan.params.interval_s
+        every = f"every {interval / 60:.1f} min ({plan.interval_rule})" if interval != float("inf") else "never"
+        lines.append(f"        checkpoint {ck.size_bytes / 1e12:.2f} TB {every}: stall {plan.params.stall_s:.1f} s, "
+                     f"persist {plan.params.persist_s:.1f} s, load {ck.load_s:.1f} s")
+    if plan.mtbi_s != float("inf"):
+        lines.append(f"        one interruption every {plan.mtbi_s / 3600:.2f} h expected")
+    rows = [("days", f"{run.days_p50:.1f} P50 / {run.days_p90:.1f} P90", f"{naive['days_at_assumed_mfu']:.1f}"),
+            ("goodput (ETTR)", f"{run.goodput:.1%}", "100% (assumed)"),
+            ("interruptions", f"{run.interruptions_mean:.0f}", "0"),
+            ("GPU-hours", f"{run.gpu_hours / 1e6:.2f} M", f"{naive['gpu_hours'] / 1e6:.2f} M"),
+            ("cost", f"${run.cost_usd / 1e6:.1f} M", f"${naive['cost_usd'] / 1e6:.1f} M"),
+            ("energy", f"{run.energy_mwh:,.0f} MWh", f"{naive['energy_mwh']:,.0f} MWh"),
+            ("CO2", f"{run.co2_tonnes:,.0f} tCO2e", f"{naive['co2_tonnes']:,.0f} tCO2e")]
+    lines.append(f"        {'':<16} {'simulated':>20} {f'6ND at {ASSUMED_MFU:.0%} MFU':>18}")
+    lines += [f"        {name:<16} {sim:>20} {est:>18}" for name, sim, est in rows]
+    lines.append(f"        failure-free steps alone: {run.failure_free_days:.1f} days")
+    losses = run.loss_days()
+    lost = sum(losses.values())
+    if lost > 0:
+        lines.append(f"        time lost: {lost:.1f} days; by cause:")
+        for key, days in sorted(losses.items(), key=lambda kv: -kv[1]):
+            if days > 0:
+                lines.append(f"          {days:7.2f} d  {days / lost:6.1%}  {LOSS_LABELS[key]}")
+        dominant = run.dominant_loss
+        assert dominant is not None
+        lines.append(f"        dominated by {LOSS_LABELS[dominant]}")
+    cats = run.interruptions_by_category()
+    if cats:
+        lines.append("        interruptions by cause: " + ", ".join(f"{k} {v:.0f}" for k, v in cats.items()))
+    if run.unfinished:
+        lines.append(f"        WARNING: {run.unfinished} replica(s) did not finish within "
+                     f"{plan.params.max_wall_factor:g}x the failure-free time")
+    if run.costs_assumed:
+        lines.append(f"        no costs block: ${run.costs.usd_per_gpu_hour:g}/GPU-h, PUE {run.costs.pue:g}, "
+                     f"{run.costs.grid_kgco2_per_kwh:g} kgCO2e/kWh assumed")
+    lines += [f"        note: {n}" for n in plan.notes]
+    return lines

@@ -51,3 +51,13 @@ class ScaleUpKind(StrEnum):
     NVSWITCH = "nvswitch"
     NVLINK_MESH = "nvlink-mesh"
     PCIE = "pcie"
+
+
+class FailureDistribution(StrEnum):
+    EXPONENTIAL = "exponential"
+    WEIBULL = "weibull"
+
+
+class SparesExhausted(StrEnum):
+    WAIT = "wait"
+    SHRINK = "shrink"

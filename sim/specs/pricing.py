@@ -14,3 +14,6 @@ class CostsSpec(Spec):
     usd_per_gpu_hour: float = spec_field(2.0, doc="USD per GPU-hour", ge=0)
     pue: float = spec_field(1.1, doc="power usage effectiveness", ge=1)
     grid_kgco2_per_kwh: float = spec_field(0.385, doc="grid carbon intensity, kgCO2e/kWh", ge=0)
+    gpu_power_w: float | None = spec_field(None, doc="average GPU draw, W (default: the catalog TDP, as the "
+                                                     "LLaMA and Llama 3 carbon figures assume)", ge=0)
+    host_power_w_per_gpu: float = spec_field(0.0, doc="host share (CPUs, NICs, fans) per GPU, W", ge=0)

@@ -21,7 +21,7 @@ from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.model import ModelSpec
 from sim.specs.pricing import CostsSpec
-from sim.specs.reliability import CheckpointSpec, FailureSpec
+from sim.specs.reliability import CheckpointSpec, FailureSpec, StragglerSpec
 from sim.specs.topology import TopologySpec
 from sim.specs.training import TrainingSpec
 
@@ -61,6 +61,7 @@ class Scenario(Spec):
     training: TrainingSpec = spec_field(doc="the job")
     failures: FailureSpec | None = spec_field(None, doc="failure model (optional)")
     checkpoint: CheckpointSpec | None = spec_field(None, doc="checkpointing (optional)")
+    stragglers: StragglerSpec | None = spec_field(None, doc="fail-slow nodes (optional)")
     costs: CostsSpec | None = spec_field(None, doc="prices, PUE, carbon (optional)")
     simulation: SimulationSpec = spec_field(SimulationSpec(), doc="simulation options")
 

@@ -1,0 +1,237 @@
+"""The run level of a scenario: its run parameters, Monte Carlo over seeds, and the checkpoint-interval search.
+
+The step level gives the step time; this module turns a scenario into ``RunParams`` (work, checkpoint
+times, failure populations, restart pipeline, spares, stragglers), simulates ``simulation.monte_carlo``
+replicas with independent child generators of ``simulation.seed``, and summarises days, goodput,
+interruptions, GPU-hours, cost, energy and CO2. Different seeds change this level only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from sim import catalog
+from sim.costs.reliability import (
+    CheckpointTimes,
+    checkpoint_times,
+    daly_interval,
+    failure_classes,
+    restart_stages,
+)
+from sim.engine.run import LOSSES, ReplicaResult, RunParams, simulate_run
+from sim.rng import make_rng, spawn
+from sim.specs.enums import FailureDistribution, SparesExhausted
+from sim.specs.pricing import CostsSpec
+from sim.specs.reliability import CheckpointSpec
+from sim.specs.scenario import Scenario
+from sim.units import DAY, HOUR
+
+Progress = Callable[[int, int], None]
+
+LOSS_LABELS = {"lost_work": "recomputing work lost since the last durable checkpoint",
+               "restart": "restarts (detection, diagnosis, rescheduling, init, checkpoint load)",
+               "spare_wait": "waiting for replacement nodes", "checkpoint": "checkpoint stalls",
+               "slowdown": "stragglers and shrunk replicas"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What the run level derives from the scenario before drawing anything."""
+
+    params: RunParams
+    checkpoint: CheckpointTimes | None
+    interval_rule: str  # "fixed" | "young-daly" | "none"
+    steps: int
+    mtbi_s: float  # expected time between interruptions (inf without failures)
+    notes: tuple[str, ...]
+
+
+def steps_to_train(s: Scenario) -> int:
+    """Optimizer steps to consume ``training.tokens``."""
+    return math.ceil((s.training.tokens or 0) / s.tokens_per_step)
+
+
+def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
+    """The scenario's run as ``RunParams`` (pure: no random draw)."""
+    notes: list[str] = []
+    steps = steps_to_train(s)
+    gpn = s.cluster.topology.node.gpus
+    nodes = max(1, s.cluster.num_gpus // gpn)
+    table = catalog.reliability_table()
+    fail = s.failures
+    classes = failure_classes(fail, s.cluster.num_gpus, gpn) if fail else ()
+    total_rate = sum(c.rate_per_s for c in classes)
+    mtbi = 1 / total_rate if total_rate > 0 else math.inf
+
+    ck_spec = s.checkpoint
+    if ck_spec is None and fail is not None:
+        ck_spec = CheckpointSpec()
+        notes.append(f"no checkpoint block: assumed every {ck_spec.interval_minutes:g} min at "
+                     f"{ck_spec.storage_write_gbyte_s:g} GB/s, asynchronous")
+    ck = checkpoint_times(s, ck_spec) if ck_spec is not None else None
+    interval, rule = math.inf, "none"
+    if ck_spec is not None and ck is not None:
+        if ck_spec.interval_minutes == "young-daly":
+            rule = "young-daly"
+            interval = daly_interval(ck.stall_s, mtbi) if math.isfinite(mtbi) else math.inf
+        else:
+            rule, interval = "fixed", float(ck_spec.interval_minutes) * 60
+        if ck.persist_s > interval:
+            notes.append(f"a checkpoint persists in {ck.persist_s:.0f} s, longer than the {interval:.0f} s "
+                         "interval: saves wait for the previous persist")
+
+    restart_s = stages = None
+    spares, shrink = None, False
+    weibull = None
+    repair = table["repair"]
+    inject: tuple[float, ...] = ()
+    if fail is not None:
+        if fail.restart_minutes is not None:
+            restart_s = fail.restart_minutes * 60
+        else:
+            stages = restart_stages(s.cluster.num_gpus, ck.load_s if ck else 0.0)
+        spares, shrink = fail.hot_spares, fail.on_spares_exhausted is SparesExhausted.SHRINK
+        if fail.distribution is FailureDistribution.WEIBULL:
+            weibull = fail.weibull_shape or table["weibull_shape_default"]["value"]
+        inject = tuple(h * HOUR for h in fail.inject_hours)
+    replica_gpus = s.parallelism.tensor * s.parallelism.pipeline * s.parallelism.context
+    st = s.stragglers
+    params = RunParams(
+        work_s=steps * step_time_s, interval_s=interval,
+        stall_s=ck.stall_s if ck else 0.0, persist_s=ck.persist_s if ck else 0.0,
+        failures=classes, weibull_shape=weibull, inject_s=inject, restart_s=restart_s, stages=stages,
+        nodes=nodes, spares=spares,
+        repair_mu_ln_s=repair["lognormal_mu_ln_days"] + math.log(DAY),
+        repair_sigma_ln=repair["lognormal_sigma_ln_days"], shrink=shrink,
+        dp_replicas=s.parallelism.data, nodes_per_replica=replica_gpus / gpn,
+        straggler_fraction=st.fraction_of_nodes if st else 0.0, straggler_slowdown=st.slowdown if st else 0.0)
+    return RunPlan(params, ck, rule, steps, mtbi, tuple(notes))
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Monte Carlo of the run: distributions and means over replicas."""
+
+    plan: RunPlan
+    replicas: tuple[ReplicaResult, ...]
+    num_gpus: int
+    costs: CostsSpec
+    gpu_power_w: float
+    costs_assumed: bool  # the scenario had no costs block: defaults used
+
+    @property
+    def days(self) -> np.ndarray:
+        return np.array([r.wall_s / DAY for r in self.replicas])
+
+    @property
+    def days_p50(self) -> float:
+        return float(np.percentile(self.days, 50))
+
+    @property
+    def days_p90(self) -> float:
+        return float(np.percentile(self.days, 90))
+
+    @property
+    def failure_free_days(self) -> float:
+        return self.plan.params.work_s / DAY
+
+    @property
+    def goodput(self) -> float:
+        return float(np.mean([r.goodput for r in self.replicas]))
+
+    @property
+    def interruptions_mean(self) -> float:
+        return float(np.mean([r.interruption_count for r in self.replicas]))
+
+    @property
+    def unfinished(self) -> int:
+        return sum(not r.finished for r in self.replicas)
+
+    def interruptions_by_category(self) -> dict[str, float]:
+        cats = sorted({c for r in self.replicas for c in r.interruptions})
+        n = len(self.replicas)
+        means = {c: sum(r.interruptions.get(c, 0) for r in self.replicas) / n for c in cats}
+        return dict(sorted(means.items(), key=lambda kv: -kv[1]))
+
+    def loss_days(self) -> dict[str, float]:
+        n = len(self.replicas)
+        return {k: sum(r.losses_s[k] for r in self.replicas) / n / DAY for k in LOSSES}
+
+    @property
+    def dominant_loss(self) -> str | None:
+        losses = self.loss_days()
+        key = max(losses, key=losses.__getitem__)
+        return key if losses[key] > 0 else None
+
+    @property
+    def gpu_hours(self) -> float:
+        return float(np.mean(self.days)) * 24 * self.num_gpus
+
+    @property
+    def cost_usd(self) -> float:
+        return self.gpu_hours * self.costs.usd_per_gpu_hour
+
+    @property
+    def energy_mwh(self) -> float:
+        """GPU-hours x (GPU + host share) W x PUE: the LLaMA papers' formula, host share added."""
+        watts = self.gpu_power_w + self.costs.host_power_w_per_gpu
+        return self.gpu_hours * watts * self.costs.pue / 1e6
+
+    @property
+    def co2_tonnes(self) -> float:
+        return self.energy_mwh * self.costs.grid_kgco2_per_kwh  # MWh x kg/kWh = t
+
+
+def simulate_run_level(s: Scenario, step_time_s: float, replicas: int | None = None, seed: int | None = None,
+                       progress: Progress | None = None, record: bool = False) -> RunSummary:
+    """``replicas`` runs (default ``simulation.monte_carlo``) from ``seed`` (default ``simulation.seed``).
+
+    ``record`` keeps the event timeline of the first replica (traces, plots).
+    """
+    plan = run_plan(s, step_time_s)
+    n = replicas if replicas is not None else s.simulation.monte_carlo
+    rngs = spawn(make_rng(s.simulation.seed if seed is None else seed), n)
+    results = []
+    for i, rng in enumerate(rngs):
+        results.append(simulate_run(plan.params, rng, record=record and i == 0))
+        if progress:
+            progress(i + 1, n)
+    costs = s.costs or CostsSpec()
+    power = costs.gpu_power_w if costs.gpu_power_w is not None else s.gpu.tdp_w
+    return RunSummary(plan, tuple(results), s.cluster.num_gpus, costs, power, s.costs is None)
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSearch:
+    """ETTR against the checkpoint interval, and the optimum the simulation finds."""
+
+    intervals_s: tuple[float, ...]
+    goodput: tuple[float, ...]  # mean over replicas, same seeds for every interval
+    best_s: float  # vertex of a parabola in log(interval) through the best grid point and its neighbours
+    daly_s: float
+
+
+def search_interval(params: RunParams, stall_s: float, mtbi_s: float, intervals_s: Sequence[float],
+                    replicas: int, seed: int, progress: Progress | None = None) -> IntervalSearch:
+    """Simulate every interval on the same seeds (common random numbers) and locate the optimum."""
+    taus = tuple(sorted(intervals_s))
+    good = []
+    total = len(taus) * replicas
+    for i, tau in enumerate(taus):
+        p = replace(params, interval_s=tau)
+        rngs = spawn(make_rng(seed), replicas)
+        good.append(float(np.mean([simulate_run(p, rng).goodput for rng in rngs])))
+        if progress:
+            progress((i + 1) * replicas, total)
+    k = int(np.argmax(good))
+    best = taus[k]
+    if 0 < k < len(taus) - 1:
+        x = np.log(taus[k - 1:k + 2])
+        a, b, _ = np.polyfit(x, good[k - 1:k + 2], 2)
+        if a < 0:
+            best = float(np.exp(-b / (2 * a)))
+    return IntervalSearch(taus, tuple(good), best, daly_interval(stall_s, mtbi_s))

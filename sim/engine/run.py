@@ -1,0 +1,297 @@
+"""The run simulation: a whole training run as SimPy processes, advanced in segments between events.
+
+One process trains: it runs compute up to the next checkpoint (or the end), takes the checkpoint's
+blocking stall, and goes on. A second process draws failure arrivals (per population, exponential or
+Weibull renewal, in wall-clock time: components fail whether the job trains or restarts) and interrupts
+it. On an interruption the work since the last *durable* checkpoint is lost (an asynchronous checkpoint
+is durable only once its background persist has finished), the restart pipeline runs (and starts over if
+another failure lands during it), evicted nodes go to repair (lognormal) and are replaced from the spare
+pool (a SimPy container) — or the job waits for a repaired node, or shrinks to fewer data-parallel
+replicas. Stragglers are drawn per (re)start: the job runs at the pace of its slowest node, so only
+whether *any* node is slow matters (an order statistic, not a loop over nodes).
+
+Events per replica grow with the number of checkpoints and failures, never with the number of GPUs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.costs.reliability import FailureClass, RestartStages
+
+LOSSES = ("lost_work", "restart", "spare_wait", "checkpoint", "slowdown")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunParams:
+    """Everything one run replica needs, in seconds (built from a scenario by sim.analysis.runlevel)."""
+
+    work_s: float  # failure-free compute time of the whole run (steps x step time)
+    interval_s: float = math.inf  # compute time between checkpoints (τ)
+    stall_s: float = 0.0  # blocking part of a checkpoint (δ)
+    persist_s: float = 0.0  # background persist after the stall; 0 = durable at the end of the stall
+    failures: tuple[FailureClass, ...] = ()
+    weibull_shape: float | None = None  # None = exponential inter-arrivals
+    inject_s: tuple[float, ...] = ()  # extra failures at these wall-clock times
+    restart_s: float | None = None  # fixed detection-to-resumed time; None = ``stages``
+    stages: RestartStages | None = None
+    nodes: int = 1
+    spares: int | None = None  # None = a replacement node is always available
+    repair_mu_ln_s: float = 0.0  # lognormal repair time of an evicted node (ln seconds)
+    repair_sigma_ln: float = 0.0
+    shrink: bool = False  # continue with fewer DP replicas instead of waiting for nodes
+    dp_replicas: int = 1
+    nodes_per_replica: float = 1.0  # nodes one DP replica occupies (< 1: several replicas per node)
+    straggler_fraction: float = 0.0
+    straggler_slowdown: float = 0.0
+    horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
+    max_wall_factor: float = 1000.0  # give up (unfinished) past this many times ``work_s``
+
+    def restart_time(self, cls: FailureClass) -> float:
+        if self.restart_s is not None:
+            return self.restart_s
+        assert self.stages is not None, "RunParams needs restart_s or stages"
+        return self.stages.total(cls.hang, cls.planned)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One interval of the run's timeline (for traces and plots)."""
+
+    kind: str  # train | checkpoint | restart | spare_wait | failure
+    start_s: float
+    end_s: float
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaResult:
+    """One simulated run."""
+
+    wall_s: float
+    work_s: float
+    finished: bool
+    interruptions: dict[str, int]  # by category
+    interruptions_by_name: dict[str, int]
+    losses_s: dict[str, float]  # LOSSES -> wall seconds
+    checkpoints: int
+    events: tuple[RunEvent, ...] = ()
+
+    @property
+    def goodput(self) -> float:
+        """Effective training time ratio: failure-free compute / wall clock (Llama 3's ETTR)."""
+        return self.work_s / self.wall_s if self.wall_s > 0 else 1.0
+
+    @property
+    def interruption_count(self) -> int:
+        return sum(self.interruptions.values())
+
+
+class _Arrivals:
+    """Merged renewal processes of every failure class, plus injected events; the next one first."""
+
+    def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
+        self.rng, self.k = rng, params.weibull_shape
+        # Weibull scale such that the mean inter-arrival is 1/rate: mean = scale * Γ(1 + 1/k).
+        self.gamma = math.gamma(1 + 1 / self.k) if self.k else 1.0
+        self.heap: list[tuple[float, int, FailureClass]] = []
+        for i, cls in enumerate(params.failures):
+            heapq.heappush(self.heap, (self._gap(cls), i, cls))
+        injected = FailureClass("injected", "injected", 0.0, 1, False)
+        for j, t in enumerate(params.inject_s):
+            heapq.heappush(self.heap, (t, -1 - j, injected))
+
+    def _gap(self, cls: FailureClass) -> float:
+        # Planned maintenance is a schedule, not wear: always Poisson.
+        if self.k is None or cls.planned:
+            return self.rng.exponential(1 / cls.rate_per_s)
+        return self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
+
+    def pop(self) -> tuple[float, FailureClass] | None:
+        if not self.heap:
+            return None
+        t, i, cls = heapq.heappop(self.heap)
+        if i >= 0:
+            heapq.heappush(self.heap, (t + self._gap(cls), i, cls))
+        return t, cls
+
+
+class _Run:
+    def __init__(self, params: RunParams, rng: np.random.Generator, record: bool) -> None:
+        self.p, self.rng, self.record = params, rng, record
+        self.env = simpy.Environment()
+        self.pool = simpy.Container(self.env, init=params.spares) if params.spares is not None else None
+        self.progress = 0.0  # work done (s of failure-free compute)
+        self.durable = 0.0  # work covered by a durable checkpoint
+        self.pending: list[tuple[float, float]] = []  # (persist end time, work) of async checkpoints
+        self.missing = 0  # evicted nodes not yet replaced
+        self.speed = 1.0
+        self.losses = dict.fromkeys(LOSSES, 0.0)
+        self.by_category: Counter[str] = Counter()
+        self.by_name: Counter[str] = Counter()
+        self.checkpoints = 0
+        self.events: list[RunEvent] = []
+        self.done = False
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def _log(self, kind: str, start: float, end: float, **args) -> None:
+        if self.record and end > start:
+            self.events.append(RunEvent(kind, start, end, args))
+
+    def _durable_at(self, now: float) -> float:
+        done = [w for t, w in self.pending if t <= now]
+        if done:
+            self.durable = max(self.durable, *done)
+            self.pending = [(t, w) for t, w in self.pending if t > now]
+        return self.durable
+
+    def _draw_speed(self) -> None:
+        p = self.p
+        speed = 1.0
+        slow = p.straggler_fraction > 0 and p.straggler_slowdown > 0
+        if slow and self.rng.binomial(p.nodes, p.straggler_fraction) > 0:
+            speed = 1 / (1 + p.straggler_slowdown)
+        if p.shrink and self.missing:
+            per_node = max(1.0, 1 / p.nodes_per_replica)
+            lost = min(p.dp_replicas, math.ceil(self.missing * per_node))
+            speed *= (p.dp_replicas - lost) / p.dp_replicas
+        self.speed = speed
+
+    # --- processes ---------------------------------------------------------------------------
+    def failures(self, job: simpy.Process):
+        arrivals = _Arrivals(self.p, self.rng)
+        while not self.done:
+            nxt = arrivals.pop()
+            if nxt is None:
+                return
+            t, cls = nxt
+            yield self.env.timeout(max(0.0, t - self.env.now))
+            if self.done:
+                return
+            self.by_category[cls.category] += 1
+            self.by_name[cls.name] += 1
+            if cls.blast_nodes and self.pool is not None:
+                self.missing += cls.blast_nodes
+                for _ in range(cls.blast_nodes):
+                    self.env.process(self.repair())
+            self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category)
+            job.interrupt(cls)
+
+    def repair(self):
+        assert self.pool is not None
+        yield self.env.timeout(float(self.rng.lognormal(self.p.repair_mu_ln_s, self.p.repair_sigma_ln)))
+        self.pool.put(1)
+
+    def job(self):
+        p, env = self.p, self.env
+        next_ckpt = p.interval_s
+        while True:
+            seg_start, start_work = env.now, self.progress
+            self._durable_at(env.now)  # prune finished persists
+            target = min(next_ckpt, p.work_s)
+            compute = (target - start_work) / self.speed
+            wait_persist = 0.0
+            if target < p.work_s and self.pending:
+                # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
+                wait_persist = max(0.0, max(t for t, _ in self.pending) - (env.now + compute))
+            stall = p.stall_s + wait_persist if target < p.work_s else 0.0
+            try:
+                yield env.timeout(compute + stall)
+            except simpy.Interrupt as intr:
+                ran = min(env.now - seg_start, compute)
+                self.progress = start_work + ran * self.speed
+                self.losses["slowdown"] += ran * (1 - self.speed)
+                self.losses["checkpoint"] += max(0.0, env.now - seg_start - compute)
+                self._log("train", seg_start, seg_start + ran, work_s=ran * self.speed)
+                yield from self._recover(intr.cause)
+                next_ckpt = self.progress + p.interval_s
+                continue
+            self.progress = target
+            self.losses["slowdown"] += compute * (1 - self.speed)
+            self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
+            if target >= p.work_s:
+                self.done = True
+                return
+            self.losses["checkpoint"] += stall
+            self._log("checkpoint", env.now - stall, env.now, work_s=target)
+            self.checkpoints += 1
+            if p.persist_s > 0:
+                self.pending.append((env.now + p.persist_s, target))
+            else:
+                self.durable = target
+            next_ckpt = target + p.interval_s
+
+    def _recover(self, cause):
+        """Roll back to the durable checkpoint, restart (again if interrupted), wait for nodes."""
+        p, env = self.p, self.env
+        while True:
+            phase, start = "restart", env.now
+            try:
+                if cause.planned and self.progress > self._durable_at(env.now):
+                    # maintenance is announced: save (and persist) first, so no work is lost
+                    phase = "checkpoint"
+                    yield env.timeout(p.stall_s + p.persist_s)
+                    self.durable, self.pending = self.progress, []
+                    self._log("checkpoint", start, env.now, work_s=self.progress, forced=True)
+                    self.losses["checkpoint"] += env.now - start
+                    phase, start = "restart", env.now
+                else:
+                    # in-flight persists die with the job: only finished ones count
+                    self.losses["lost_work"] += self.progress - self._durable_at(env.now)
+                    self.progress, self.pending = self.durable, []
+                phase = "spare_wait"
+                yield from self._acquire_nodes()
+                self.losses["spare_wait"] += env.now - start
+                self._log("spare_wait", start, env.now, missing=self.missing)
+                phase, start = "restart", env.now
+                yield env.timeout(p.restart_time(cause))
+                self.losses["restart"] += env.now - start
+                self._log("restart", start, env.now, cause=cause.name)
+                self._draw_speed()
+                return
+            except simpy.Interrupt as again:
+                self.losses[phase] += env.now - start
+                self._log(phase, start, env.now, cause=cause.name, interrupted=True)
+                cause = again.cause
+
+    def _acquire_nodes(self):
+        """Take replacements from the spare pool; wait for repairs unless the job may shrink."""
+        if self.pool is None or not self.missing:
+            return
+        take = min(self.missing, self.pool.level)
+        if take:
+            yield self.pool.get(take)
+            self.missing -= take
+        if self.missing and not self.p.shrink:
+            request = self.pool.get(self.missing)
+            try:
+                yield request
+            except simpy.Interrupt:
+                request.cancel()
+                raise
+            self.missing = 0
+
+    def run(self) -> ReplicaResult:
+        p = self.p
+        self._draw_speed()
+        job = self.env.process(self.job())
+        self.env.process(self.failures(job))
+        limit = p.horizon_s if p.horizon_s is not None else p.work_s * p.max_wall_factor
+        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(limit)]))
+        wall = self.env.now
+        work = p.work_s if self.done else self.progress
+        return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
+                             self.checkpoints, tuple(self.events))
+
+
+def simulate_run(params: RunParams, rng: np.random.Generator, record: bool = False) -> ReplicaResult:
+    """One replica of the run; ``record`` keeps the timeline of events (for traces and plots)."""
+    if params.work_s <= 0:
+        return ReplicaResult(0.0, 0.0, True, {}, {}, dict.fromkeys(LOSSES, 0.0), 0)
+    return _Run(params, rng, record).run()
