@@ -100,7 +100,8 @@ _GPU_FIGURES = ("peak_tflops", "memory_gib", "hbm_tbyte_s", "scale_up_gbyte_s", 
 def _gpu_rows(s: Scenario) -> list[Assumption]:
     entry = catalog.gpu_table()[s.gpu.name]
     source = entry["source"] + (f" Note: {entry['note']}" if entry.get("note") else "")
-    return [Assumption(f"GPU {s.gpu.name}", key, _fmt(entry[key]), source) for key in _GPU_FIGURES]
+    figures = "; ".join(f"{key} {_fmt(entry[key])}" for key in _GPU_FIGURES)
+    return [Assumption("GPU", s.gpu.name, figures, source)]
 
 
 def _walk_sourced(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:

@@ -108,7 +108,7 @@ def step_breakdown(breakdown_s: Mapping[str, float], step_time_s: float, title: 
     names = [k for k, _ in items]
     values = [v for _, v in items]
     bars = ax.barh(names, values, color=[COLORS.get(k, _OTHER) for k in names])
-    ax.bar_label(bars, [f"{v:.3f} s  {v / step_time_s:.1%}" for v in values], padding=3, fontsize=8)
+    ax.bar_label(bars, [f"{v:.3g} s  {v / step_time_s:.1%}" for v in values], padding=3, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(values) * 1.35)
     ax.set_xlabel("seconds per step")

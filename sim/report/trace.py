@@ -38,7 +38,7 @@ def _meta(pid: int, tid: int, kind: str, value: str | int) -> dict[str, Any]:
 def _complete(name: str, cat: str, pid: int, tid: int, start_s: float, end_s: float,
               args: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": name, "cat": cat, "ph": "X", "pid": pid, "tid": tid, "ts": start_s * US,
-            "dur": (end_s - start_s) * US, "args": dict(args)}
+            "dur": end_s * US - start_s * US, "args": dict(args)}
 
 
 def _forward_flops_per_token(s: Scenario, layers: Iterable[int], head: bool) -> float:

@@ -1,0 +1,68 @@
+"""`trainsim run --trace/--plot` and `trainsim report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from sim.cli import main
+
+from .conftest import MODEL, assert_not_empty
+
+
+def write_scenario(tmp_path, **training) -> str:
+    data = {"name": "small-cli", "model": MODEL,
+            "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 8, "topology": "dgx-h100-superpod"},
+            "parallelism": {"tensor": 2, "pipeline": 2, "data": 2, "zero_stage": 1},
+            "training": {"global_batch_size": 8, **training}}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_run_writes_trace_and_plots_and_keeps_stdout_json(tmp_path, capsys):
+    scenario = write_scenario(tmp_path)
+    trace, plots = tmp_path / "t" / "step.json", tmp_path / "plots"
+    assert main(["run", scenario, "--json", "--trace", str(trace), "--plot", str(plots)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is the JSON object only
+    events = json.loads(trace.read_text())["traceEvents"]
+    end = max(e["ts"] + e["dur"] for e in events if e["ph"] == "X") / 1e6
+    assert abs(end - result["step"]["step_time_s"]) <= 1e-5 * end
+    assert sorted(p.name for p in plots.iterdir()) == ["memory_breakdown.png", "pipeline_timeline.png",
+                                                      "step_breakdown.png"]
+    for png in plots.iterdir():
+        assert_not_empty(png)
+    assert f"wrote {trace}" in captured.err
+
+
+def test_trace_of_an_out_of_memory_layout_is_a_note_not_a_file(tmp_path, capsys):
+    scenario = write_scenario(tmp_path, global_batch_size=2048)
+    data = yaml.safe_load(Path(scenario).read_text())
+    data["parallelism"].update(micro_batch_size=512, activation_recompute="none")
+    Path(scenario).write_text(yaml.safe_dump(data))
+    trace = tmp_path / "step.json"
+    assert main(["run", scenario, "--trace", str(trace)]) == 0
+    assert "OUT OF MEMORY" in capsys.readouterr().out
+    assert not trace.exists()
+
+
+def test_report_command(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", write_scenario(tmp_path), "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    page = out.read_text()
+    assert "<h1>small-cli</h1>" in page and "<h2>Assumptions</h2>" in page
+
+
+def test_report_of_a_bad_scenario_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"model": MODEL, "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 8,
+                                                                "topology": "dgx-h100-superpod"},
+                                    "parallelism": {"tensor": 3, "pipeline": 1, "data": 8},
+                                    "training": {"global_batch_size": 8}}))
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    assert "parallelism.tensor" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
