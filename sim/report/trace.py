@@ -4,7 +4,8 @@ The trace-event format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5
 Complete events (``"ph": "X"``) carry ``ts`` and ``dur`` in microseconds; metadata events (``"ph": "M"``)
 name processes and threads. A step trace has one process per simulated pipeline rank (each standing for
 its TP, CP and DP peers) and one thread per timeline stream; a run trace has one process and one thread
-per event kind, on a time axis of seconds since the start of training (Perfetto shows it as days).
+per event kind, on a time axis of seconds since the start of training (weeks of run fit easily:
+timestamps are float microseconds).
 """
 
 from __future__ import annotations
