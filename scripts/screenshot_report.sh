@@ -30,9 +30,10 @@ rm -f "$png"
 timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-quic --no-first-run --disable-component-update --disable-sync \
     --user-data-dir="$profile" --hide-scrollbars --window-size="$size" \
-    --screenshot="$png" "file://$html" >&2 2>/dev/null || true
+    --screenshot="$png" "file://$html" >"$profile/chromium.log" 2>&1 || true
 if [[ ! -s "$png" ]]; then
-    echo "$0: chromium wrote no screenshot to $png" >&2
+    echo "$0: chromium wrote no screenshot to $png; its log ends:" >&2
+    tail -n 20 "$profile/chromium.log" >&2
     exit 1
 fi
 echo "$png"
