@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sim.costs.memory import stage_memory
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from sim.analysis.evaluate import Evaluation
 
 DPI = 110
@@ -44,13 +42,14 @@ class _Span(Protocol):
     end: float
 
 
-def _figure(width: float, height: float) -> Figure:
+def _figure(width: float, height: float) -> Any:
+    """A headless figure (matplotlib.figure.Figure; typed Any so matplotlib stays a function-level import)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
