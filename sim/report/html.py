@@ -88,7 +88,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items() if v is not None)
     if isinstance(value, list | tuple):
-        return f"{len(value)} points" if value and isinstance(value[0], list | tuple) else ", ".join(map(_fmt, value))
+        if value and isinstance(value[0], list | tuple):  # a curve: (x, y) points
+            return "[" + ", ".join(" → ".join(map(_fmt, point)) for point in value) + "]"
+        return ", ".join(map(_fmt, value))
     return str(value)
 
 
