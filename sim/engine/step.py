@@ -30,8 +30,7 @@ from sim.costs.memory import (
 )
 from sim.engine.streams import Channel, Timeline
 from sim.errors import InfeasibleLayout
-from sim.network.paths import group_path
-from sim.parallelism.mesh import Axis, Group, ParallelMesh
+from sim.network.paths import scenario_paths
 from sim.parallelism.schedules import PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.enums import Fidelity, GradDtype
@@ -95,14 +94,10 @@ class StepSimulation:
         self.v = s.parallelism.virtual_pipeline
         self.m = s.num_microbatches
         self.n_virtual = self.p * self.v
-        topo = s.cluster.topology
-        mesh = ParallelMesh.from_layout(s.parallelism)
-        cp_stride = mesh.stride(Axis.CP)
-        self.paths = Paths(tp=group_path(topo, self.gpu, mesh.group(Axis.TP)),
-                           cp=group_path(topo, self.gpu, mesh.group(Axis.CP)),
-                           ep=group_path(topo, self.gpu, Group(s.parallelism.expert, cp_stride)))
-        self.dp_path: GroupPath = group_path(topo, self.gpu, mesh.group(Axis.CP, Axis.DP))
-        self.pp_path: GroupPath = group_path(topo, self.gpu, Group(2, mesh.stride(Axis.PP)))
+        paths = scenario_paths(s.cluster.topology, self.gpu, s.parallelism)
+        self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep)
+        self.dp_path: GroupPath = paths.dp
+        self.pp_path: GroupPath = paths.pp
         self.chunks = chunk_layers(s)
         self._layer_cache: dict[bool, LayerTime] = {}
         self._pieces: dict[tuple[int, str], list[tuple[str, PhaseTime, int | None]]] = {}

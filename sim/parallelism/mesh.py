@@ -4,7 +4,8 @@ Ranks are numbered with TP innermost, then CP, then DP, then PP (Megatron's defa
 group fills consecutive GPUs of one node (its collectives sit on the critical path and need NVLink),
 CP next (ring K/V exchange, overlapped), DP outside (gradient reduction, overlapped and latency
 tolerant), PP outermost (point-to-point only). A group along an axis is ``size`` ranks spaced by the
-product of the inner axes' sizes.
+product of the inner axes' sizes. ``parallelism.placement_order`` changes the order (validated in
+``sim.specs.layout``); ``sim.parallelism.placement`` gives the GPUs of every group for any order.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ParallelMesh:
     @classmethod
     def from_layout(cls, layout: ParallelismSpec) -> ParallelMesh:
         return cls({Axis.TP: layout.tensor, Axis.CP: layout.context, Axis.DP: layout.data,
-                    Axis.PP: layout.pipeline})
+                    Axis.PP: layout.pipeline}, tuple(Axis(a) for a in layout.placement_axes))
 
     @property
     def num_ranks(self) -> int:

@@ -8,6 +8,9 @@ from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
 from sim.specs.enums import GradDtype, Recompute, Schedule
 
+#: The mesh axes a placement order names.
+PLACEMENT_AXES = ("tp", "cp", "dp", "pp")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParallelismSpec(Spec):
@@ -33,6 +36,8 @@ class ParallelismSpec(Spec):
         False, doc="count the embedding as a layer of the first stage (Megatron option)")
     account_for_loss_in_pipeline_split: bool = spec_field(
         False, doc="count the LM head + loss as a layer of the last stage (Megatron option)")
+    placement_order: str = spec_field(
+        "tp,cp,dp,pp", doc="mesh axes laid onto consecutive GPUs, innermost first (Megatron: tp,cp,dp,pp)")
 
     @property
     def model_parallel(self) -> int:
@@ -42,8 +47,15 @@ class ParallelismSpec(Spec):
     def num_gpus(self) -> int:
         return self.model_parallel * self.data
 
+    @property
+    def placement_axes(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.placement_order.split(","))
+
     def _issues(self) -> list[Issue]:
         issues = []
+        if sorted(self.placement_axes) != sorted(PLACEMENT_AXES):
+            issues.append(Issue("placement_order", f"{self.placement_order!r} must name each of "
+                                f"{', '.join(PLACEMENT_AXES)} once, innermost first; e.g. tp,cp,dp,pp"))
         interleaved = self.schedule is Schedule.INTERLEAVED
         if interleaved and self.virtual_pipeline < 2:
             issues.append(Issue("virtual_pipeline", f"{self.virtual_pipeline}: schedule interleaved-1f1b "
