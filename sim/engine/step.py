@@ -29,7 +29,6 @@ from sim.costs.memory import (
     stage_params_per_gpu,
 )
 from sim.engine.streams import Channel, Timeline
-from sim.errors import InfeasibleLayout
 from sim.network.paths import scenario_paths
 from sim.parallelism.schedules import PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
@@ -82,30 +81,17 @@ class StepResult:
         return comm / self.step_time_s
 
 
-class StepSimulation:
-    """Builds the processes of one optimizer step for a validated scenario and runs them."""
+class Blocks:
+    """Pure durations of the blocks one GPU runs, for the communication paths of its groups."""
 
-    def __init__(self, scenario: Scenario) -> None:
-        if scenario.simulation.fidelity is Fidelity.FULL:
-            raise InfeasibleLayout("simulation.fidelity: full is not implemented yet; use symmetric")
-        self.s = s = scenario
-        self.gpu = s.gpu
-        self.p = s.parallelism.pipeline
-        self.v = s.parallelism.virtual_pipeline
-        self.m = s.num_microbatches
-        self.n_virtual = self.p * self.v
-        paths = scenario_paths(s.cluster.topology, self.gpu, s.parallelism)
-        self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep)
-        self.dp_path: GroupPath = paths.dp
-        self.pp_path: GroupPath = paths.pp
+    def __init__(self, s: Scenario, paths: Paths) -> None:
+        self.s, self.gpu, self.paths = s, s.gpu, paths
+        self.n_virtual = s.parallelism.pipeline * s.parallelism.virtual_pipeline
         self.chunks = chunk_layers(s)
         self._layer_cache: dict[bool, LayerTime] = {}
         self._pieces: dict[tuple[int, str], list[tuple[str, PhaseTime, int | None]]] = {}
         self._totals: dict[tuple[int, str], PhaseTime] = {}
-        self.env = simpy.Environment()
-        self.timeline = Timeline()
 
-    # ---- pure per-op durations -------------------------------------------------------------
     def layer(self, index: int) -> LayerTime:
         moe = flops.is_moe_layer(self.s.model, index)
         if moe not in self._layer_cache:
@@ -135,48 +121,97 @@ class StepSimulation:
             out.append(("lm_head", _phase(layer.head_time(self.s, self.gpu, self.paths), phase), None))
         return out if phase == "F" else out[::-1]
 
+
+class StepSimulation:
+    """Builds the processes of one optimizer step for a validated scenario and runs them (symmetric:
+    one process per pipeline rank, whatever ``simulation.fidelity`` says; ``simulate_step`` picks)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.s = s = scenario
+        self.gpu = s.gpu
+        self.p = s.parallelism.pipeline
+        self.v = s.parallelism.virtual_pipeline
+        self.m = s.num_microbatches
+        self.n_virtual = self.p * self.v
+        paths = scenario_paths(s.cluster.topology, self.gpu, s.parallelism)
+        self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep)
+        self.dp_path: GroupPath = paths.dp
+        self.pp_path: GroupPath = paths.pp
+        self.blocks = Blocks(s, self.paths)
+        self.env = simpy.Environment()
+        self.timeline = Timeline()
+
+    # ---- pure per-op durations -------------------------------------------------------------
+    def layer(self, index: int) -> LayerTime:
+        return self.blocks.layer(index)
+
+    def pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
+        return self.blocks.pieces(vs, phase)
+
+    def block_time(self, vs: int, phase: str) -> PhaseTime:
+        return self.blocks.block_time(vs, phase)
+
     # ---- running -------------------------------------------------------------------------
     def run(self) -> StepResult:
-        s, env = self.s, self.env
+        env = self.env
         self.act = {(vs, mb): env.event() for vs in range(1, self.n_virtual) for mb in range(self.m)}
         self.grad = {(vs, mb): env.event() for vs in range(self.n_virtual - 1) for mb in range(self.m)}
-        self.spent = [defaultdict(float) for _ in range(self.p)]
-        self.compute_busy = [0.0] * self.p
-        self.end = [0.0] * self.p
+        self._slots(self.p)
         for r in range(self.p):
-            env.process(_Rank(self, r).run())
+            env.process(PipelineRank(self, r).run())
         env.run()
+        return self._result(list(range(self.p)))
+
+    def _slots(self, n: int) -> None:
+        """Per simulated rank: time spent by category, compute-stream busy time, end time."""
+        self.spent = [defaultdict(float) for _ in range(n)]
+        self.compute_busy = [0.0] * n
+        self.end = [0.0] * n
+
+    def _result(self, stage_of: list[int]) -> StepResult:
+        """The step of the simulated ranks (``stage_of[slot]``: the pipeline rank of each)."""
+        s = self.s
         step = max(self.end)
-        critical = max(range(self.p), key=lambda r: self.end[r])
+        critical = max(range(len(self.end)), key=lambda r: self.end[r])
         spent = dict(self.spent[critical])
         accounted = sum(v for k, v in spent.items() if k != "bubble")
         breakdown = {k: spent.get(k, 0.0) for k in CATEGORIES}
         breakdown["bubble"] = max(0.0, step - accounted)
+        stage_compute = [0.0] * self.p
+        for slot, stage in enumerate(stage_of):
+            stage_compute[stage] = max(stage_compute[stage], self.compute_busy[slot])
         model_flops = flops.model_flops_per_token(s.model) * s.tokens_per_step
         extra = flops.recompute_flops_per_token(s.model, s.parallelism.activation_recompute.value)
         return StepResult(
             scenario=s, step_time_s=step, model_flops_per_step=model_flops,
             hardware_flops_per_step=model_flops + extra * s.tokens_per_step, breakdown_s=breakdown,
-            stage_compute_s=list(self.compute_busy), memory=peak_memory(s), timeline=self.timeline)
+            stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline)
 
 
 def _phase(t: LayerTime, phase: str) -> PhaseTime:
     return t.forward if phase == "F" else t.backward
 
 
-class _Rank:
-    """The processes of one pipeline rank (standing for its TP, CP and DP peers)."""
+class PipelineRank:
+    """The processes of one pipeline rank (in symmetric fidelity standing for its TP, CP and DP peers).
 
-    def __init__(self, sim: StepSimulation, rank: int) -> None:
+    ``slot`` indexes the simulation's per-rank records and names the rank in the timeline (the
+    pipeline rank in symmetric fidelity, the global rank in full fidelity); ``blocks`` are the
+    durations of its blocks (one set in symmetric fidelity, per group placement in full)."""
+
+    def __init__(self, sim: StepSimulation, rank: int, slot: int | None = None,
+                 blocks: Blocks | None = None) -> None:
         self.sim, self.r, self.env = sim, rank, sim.env
+        self.slot = rank if slot is None else slot
+        self.blocks = sim.blocks if blocks is None else blocks
         s = sim.s
         self.layout = s.parallelism
         self.zero = self.layout.zero_stage
         self.dp_n = sim.dp_path.n
-        make = lambda name: Channel(sim.env, rank, name, sim.timeline)  # noqa: E731
+        make = lambda name: Channel(sim.env, self.slot, name, sim.timeline)  # noqa: E731
         self.pp_fwd, self.pp_bwd = make("pp_send_fwd"), make("pp_send_bwd")
         self.dp_ag, self.dp_rs = make("dp_gather"), make("dp_reduce")
-        self.spent = sim.spent[rank]
+        self.spent = sim.spent[self.slot]
         self.pending: list[simpy.Event] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
@@ -198,8 +233,8 @@ class _Rank:
         for key, value in (("compute", t.compute), ("tp_comm", t.tp_comm), ("cp_comm", t.cp_comm),
                            ("contention", t.overlapped_comm * t.contention + extra)):
             self.spent[key] += value
-        self.sim.compute_busy[self.r] += env.now - start
-        self.sim.timeline.add(self.r, "compute", name, start, env.now, compute_s=t.compute,
+        self.sim.compute_busy[self.slot] += env.now - start
+        self.sim.timeline.add(self.slot, "compute", name, start, env.now, compute_s=t.compute,
                               tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, **args)
 
     def wait(self, event: simpy.Event, category: str):
@@ -221,6 +256,14 @@ class _Rank:
         done = done if done is not None else self.env.event()
         self.env.process(channel.transfer(name, collective_time(op, nbytes, path), done, bytes=nbytes))
         return done
+
+    def _act(self, vs: int, mb: int) -> simpy.Event:
+        """Fires when the activation of micro-batch ``mb`` has arrived at virtual stage ``vs``."""
+        return self.sim.act[vs, mb]
+
+    def _grad(self, vs: int, mb: int) -> simpy.Event:
+        """Fires when the output gradient of micro-batch ``mb`` has arrived at virtual stage ``vs``."""
+        return self.sim.grad[vs, mb]
 
     # ---- DP -----------------------------------------------------------------------------
     def _param_bytes(self, params: float) -> float:
@@ -247,18 +290,18 @@ class _Rank:
             vs = op.chunk * p + self.r
             if op.phase == "F":
                 if vs > 0:
-                    yield from self.wait(sim.act[vs, op.microbatch], "pp_comm")
+                    yield from self.wait(self._act(vs, op.microbatch), "pp_comm")
                 if op.chunk in gathers:
                     yield from self.wait(gathers.pop(op.chunk), "dp_comm")
                 yield from self._run_block(vs, op)
                 if vs < sim.n_virtual - 1:
-                    self._pp_send(self.pp_fwd, vs, op, sim.act[vs + 1, op.microbatch])
+                    self._pp_send(self.pp_fwd, vs, op, self._act(vs + 1, op.microbatch))
             else:
                 if vs < sim.n_virtual - 1:
-                    yield from self.wait(sim.grad[vs, op.microbatch], "pp_comm")
+                    yield from self.wait(self._grad(vs, op.microbatch), "pp_comm")
                 yield from self._run_block(vs, op, reduce=(i == last_b[op.chunk]))
                 if vs > 0:
-                    self._pp_send(self.pp_bwd, vs, op, sim.grad[vs - 1, op.microbatch])
+                    self._pp_send(self.pp_bwd, vs, op, self._grad(vs - 1, op.microbatch))
         yield from self._finish()
 
     def _pp_send(self, channel: Channel, vs: int, op: PipeOp, done: simpy.Event) -> None:
@@ -273,9 +316,9 @@ class _Rank:
     def _run_block(self, vs: int, op: PipeOp, reduce: bool = False):
         label = f"{op.phase}{op.microbatch}.vs{vs}"
         if self.zero == 3 and self.dp_n > 1:
-            yield from self._run_sharded(self.sim.pieces(vs, op.phase), label, op)
+            yield from self._run_sharded(self.blocks.pieces(vs, op.phase), label, op)
             return
-        total = self.sim.block_time(vs, op.phase)
+        total = self.blocks.block_time(vs, op.phase)
         if not (reduce and self.dp_n > 1):
             yield from self.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
@@ -329,12 +372,12 @@ class _Rank:
         start = env.now
         yield env.timeout(layer.optimizer_time(self.sim.s, self.sim.gpu, self.local_params / shard))
         self.spent["optimizer"] += env.now - start
-        self.sim.timeline.add(self.r, "compute", "optimizer", start, env.now)
+        self.sim.timeline.add(self.slot, "compute", "optimizer", start, env.now)
         if self.zero in (1, 2) and self.dp_n > 1 and not self.layout.overlap_param_gather:
             done = self.send(self.dp_ag, "params", self._param_bytes(self.local_params), self.sim.dp_path,
                              Collective.ALL_GATHER)
             yield from self.wait(done, "dp_comm")
-        self.sim.end[self.r] = env.now
+        self.sim.end[self.slot] = env.now
 
 
 def _sum(times) -> PhaseTime:
@@ -345,5 +388,9 @@ def _sum(times) -> PhaseTime:
 
 
 def simulate_step(scenario: Scenario) -> StepResult:
-    """Simulate one optimizer step of ``scenario``."""
+    """Simulate one optimizer step of ``scenario`` at its ``simulation.fidelity``."""
+    if scenario.simulation.fidelity is Fidelity.FULL:
+        from sim.engine.full import FullStepSimulation  # full.py builds on this module
+
+        return FullStepSimulation(scenario).run()
     return StepSimulation(scenario).run()

@@ -303,7 +303,7 @@ def _nvls_tree(fabric: Fabric, eff: Efficiency, op: Collective, members: np.ndar
     up, down = fabric.up_links(members, top), fabric.down_links(members, top)
     links = np.concatenate([up, down])
     shard = size / m / eff.out_ring
-    flows = Flows.concat([_nvls_flows(fabric, eff, members, size, m),
+    flows = Flows.concat([_nvls_flows(fabric, eff, members, size, len(members)),
                           Flows(links, np.full(len(links), shard))])
     lat = _consts()["algorithm_latency_us"]["nvls_tree"]
     climb = 2 * sum(t.latency_s for t in fabric.tiers[:top])
@@ -328,9 +328,21 @@ def _direct(fabric: Fabric, eff: Efficiency, op: Collective, members: np.ndarray
     return Plan(op, Algorithm.DIRECT, n, size, latency, (Stage(Flows(links, each / e)),))
 
 
-def best_plan(fabric: Fabric, arch: str, op: Collective, members: np.ndarray, size_bytes: float,
+def nccl_plan(fabric: Fabric, arch: str, op: Collective, members: np.ndarray, size_bytes: float,
               capacity: np.ndarray | None = None) -> Plan:
-    """The fastest applicable algorithm (NCCL's tuner picks by the same kind of model)."""
+    """The algorithm NCCL's tuner would run for this call, by its own rule: the least estimated time,
+    where a tree all-reduce is rated at ``tree_bandwidth_fraction`` of the ring's bandwidth (tuning.cc),
+    so a tree is chosen only where its logarithmic latency wins. ``hierarchical`` is not an NCCL
+    algorithm and is never chosen. The returned plan's ``time`` is this model's time of that algorithm."""
     capacity = fabric.capacity if capacity is None else capacity
-    plans = [p for a in Algorithm if (p := plan(fabric, arch, op, a, members, size_bytes)) is not None]
-    return min(plans, key=lambda p: p.time(capacity))
+    plans = {a: p for a in Algorithm if a is not Algorithm.HIERARCHICAL
+             and (p := plan(fabric, arch, op, a, members, size_bytes)) is not None}
+    ring = plans.get(Algorithm.RING)
+
+    def rated(p: Plan) -> float:
+        if p.algorithm is Algorithm.TREE and ring is not None:
+            ring_bw = ring.time(capacity) - ring.latency_s
+            return p.latency_s + ring_bw / _consts()["tree_bandwidth_fraction"]["value"]
+        return p.time(capacity)
+
+    return min(plans.values(), key=rated)

@@ -28,7 +28,7 @@ import numpy as np
 
 from sim import catalog
 from sim.costs.collectives import GroupPath
-from sim.network.flows import Efficiency, by_domain, flow_efficiency, ring_orders, route_latency
+from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
 from sim.network.graph import Fabric, build_fabric
 from sim.network.sharing import max_min_rates
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
@@ -49,55 +49,64 @@ class ScenarioPaths:
     pp: GroupPath  # stage s to s + 1
 
 
-def _rings(fabric: Fabric, groups: np.ndarray) -> list[np.ndarray]:
-    """Ring orders of every group, batched by the groups' domain pattern: a list of (groups, c, n)."""
+def _rings(fabric: Fabric, groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ring orders of every group, batched by the groups' domain pattern: (row indices, (rows, c, n))."""
     dom = fabric.domain(groups)
     pattern = dom - dom[:, :1]
     _, first, inverse = np.unique(pattern, axis=0, return_index=True, return_inverse=True)
     out = []
     for k, i in enumerate(first):
-        rows = groups[inverse.reshape(-1) == k]
+        rows = np.flatnonzero(inverse.reshape(-1) == k)
         idx = np.searchsorted(groups[i], ring_orders(fabric, groups[i]))
-        out.append(rows[:, idx])
+        out.append((rows, groups[rows][:, idx]))
     return out
 
 
-def _ring_busbw(fabric: Fabric, eff: Efficiency, rings: list[np.ndarray]) -> tuple[float, np.ndarray]:
-    """Slowest group's ring bus bandwidth with all rings' flows sharing the links; and the routes."""
-    links = [fabric.path_links(r.ravel(), np.roll(r, -1, axis=2).ravel()) for r in rings]
+def _ring_figures(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every group's ring bus bandwidth with all rings' flows sharing the links, and the latency of its
+    slowest route out of a scale-up domain (0 where none leaves)."""
+    batches = _rings(fabric, groups)
+    links = [fabric.path_links(r.ravel(), np.roll(r, -1, axis=2).ravel()) for _, r in batches]
     width = max(x.shape[1] for x in links)
     routes = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1) for x in links])
     rates = max_min_rates(routes, fabric.capacity)
     speed = flow_efficiency(fabric, routes, eff.up_ring, eff.out_ring) * rates
-    busbw, start = math.inf, 0
-    for r in rings:
-        groups, channels, n = r.shape
-        per_group = speed[start:start + groups * channels * n].reshape(groups, -1).min(axis=1)
-        busbw = min(busbw, channels * float(per_group.min()))
-        start += groups * channels * n
-    return busbw, routes
+    out_latency = np.where(flow_efficiency(fabric, routes, 0.0, 1.0) > 0, route_latency(fabric, routes), 0.0)
+    busbw, latency = np.empty(len(groups)), np.empty(len(groups))
+    start = 0
+    for rows, r in batches:
+        _, channels, n = r.shape
+        count = len(rows) * channels * n
+        busbw[rows] = channels * speed[start:start + count].reshape(len(rows), -1).min(axis=1)
+        latency[rows] = out_latency[start:start + count].reshape(len(rows), -1).max(axis=1)
+        start += count
+    return busbw, latency
 
 
-def _p2p_bw(fabric: Fabric, eff: Efficiency, src: np.ndarray, dst: np.ndarray) -> float:
-    """Slowest of the point-to-point flows ``src -> dst``, all at once."""
+def _p2p_bw(fabric: Fabric, eff: Efficiency, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rate of each point-to-point flow ``src -> dst``, all at once."""
     links = fabric.path_links(src, dst)
     rates = max_min_rates(links, fabric.capacity)
-    return float((flow_efficiency(fabric, links, eff.up_p2p, eff.out_p2p) * rates).min())
+    return flow_efficiency(fabric, links, eff.up_p2p, eff.out_p2p) * rates
 
 
-def _nvls_busbw(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> float:
-    """NVLS bus bandwidth of groups inside one NVSwitch domain (0 where NVLS does not apply)."""
+def _nvls_busbw(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> np.ndarray:
+    """NVLS bus bandwidth of each group inside one NVSwitch domain (0 where NVLS does not apply)."""
     n = groups.shape[1]
-    if not eff.nvls_fraction or n <= 2 or np.any(fabric.domain(groups) != fabric.domain(groups[:, :1])):
-        return 0.0
-    members = groups.ravel()
+    out = np.zeros(len(groups))
+    inside = np.all(fabric.domain(groups) == fabric.domain(groups[:, :1]), axis=1)
+    if not eff.nvls_fraction or n <= 2 or not inside.any():
+        return out
+    members = groups[inside].ravel()
     links = np.concatenate([fabric.scale_up_link(members, True), fabric.scale_up_link(members, False)])[:, None]
     cap = np.full(len(links), eff.nvls_fraction * fabric.scale_up_byte_s * n / (2 * (n - 1)))
-    return float(max_min_rates(links, fabric.capacity, cap).min()) * 2 * (n - 1) / n
+    rates = max_min_rates(links, fabric.capacity, cap).reshape(2, -1, n)
+    out[inside] = rates.min(axis=(0, 2)) * 2 * (n - 1) / n
+    return out
 
 
-def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = False) -> GroupPath:
-    """The GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at once.
+def group_paths(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = False) -> list[GroupPath]:
+    """One GroupPath per row of ``groups`` (GPUs of one group), all groups communicating at once.
 
     ``directed``: rows are (sender, receiver) pairs and point-to-point traffic only goes that way (a
     pipeline hop: a stage's activations and gradients alternate, so one direction at a time)."""
@@ -112,18 +121,41 @@ def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool =
     intra = fabric.scale_up_latency_s
     if n == 1:
         up = fabric.scale_up_byte_s
-        return GroupPath(n=1, busbw=up * eff.up_ring, all_reduce_busbw=up * eff.up_ring, p2p_bw=up * eff.up_p2p,
-                         intra_latency_s=intra, inter_latency_s=intra, base_latency_s=base, nodes=1,
-                         scale_out=False, sm_contention=contention["scale_up"])
-    busbw, routes = _ring_busbw(fabric, eff, _rings(fabric, groups))
-    leaves = flow_efficiency(fabric, routes, 0.0, 1.0) > 0
-    scale_out = bool(leaves.any())
-    inter = float(route_latency(fabric, routes[leaves]).max()) if scale_out else intra
+        one = GroupPath(n=1, busbw=up * eff.up_ring, all_reduce_busbw=up * eff.up_ring, p2p_bw=up * eff.up_p2p,
+                        intra_latency_s=intra, inter_latency_s=intra, base_latency_s=base, nodes=1,
+                        scale_out=False, sm_contention=contention["scale_up"])
+        return [one] * len(groups)
+    busbw, out_latency = _ring_figures(fabric, eff, groups)
+    nvls = _nvls_busbw(fabric, eff, groups)
+    p2p = _p2p_bw(fabric, eff, *p2p_ends).reshape(len(groups), -1).min(axis=1)
+    dom = np.sort(fabric.domain(groups), axis=1)
+    nodes = (np.diff(dom, axis=1) != 0).sum(axis=1) + 1
+    figures = np.stack([busbw, np.maximum(busbw, nvls), p2p, out_latency, nodes], axis=1)
+    distinct, inverse = np.unique(figures, axis=0, return_inverse=True)
+    made = []
+    for bus, ar, pp, lat, k in distinct.tolist():
+        scale_out = lat > 0
+        made.append(GroupPath(
+            n=n, busbw=bus, all_reduce_busbw=ar, p2p_bw=pp, intra_latency_s=intra,
+            inter_latency_s=lat if scale_out else intra, base_latency_s=base, nodes=int(k), scale_out=scale_out,
+            sm_contention=contention["scale_out" if scale_out else "scale_up"]))
+    return [made[i] for i in inverse.reshape(-1)]
+
+
+def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = False) -> GroupPath:
+    """The symmetric GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at
+    once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all)."""
+    paths = set(group_paths(fabric, arch, groups, directed))
+    if len(paths) == 1:
+        return paths.pop()
+    first = min(paths, key=lambda p: p.busbw)
+    scale_out = any(p.scale_out for p in paths)
     return GroupPath(
-        n=n, busbw=busbw, all_reduce_busbw=max(busbw, _nvls_busbw(fabric, eff, groups)),
-        p2p_bw=_p2p_bw(fabric, eff, *p2p_ends), intra_latency_s=intra, inter_latency_s=inter,
-        base_latency_s=base, nodes=len(by_domain(fabric, groups[0])), scale_out=scale_out,
-        sm_contention=contention["scale_out" if scale_out else "scale_up"])
+        n=first.n, busbw=first.busbw, all_reduce_busbw=min(p.all_reduce_busbw for p in paths),
+        p2p_bw=min(p.p2p_bw for p in paths), intra_latency_s=first.intra_latency_s,
+        inter_latency_s=max(p.inter_latency_s for p in paths), base_latency_s=first.base_latency_s,
+        nodes=max(p.nodes for p in paths), scale_out=scale_out,
+        sm_contention=max(p.sm_contention for p in paths))
 
 
 def group_path(topo: TopologySpec, gpu: GpuSpec, group: Group, num_gpus: int | None = None) -> GroupPath:

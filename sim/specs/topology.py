@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from sim.errors import Issue
-from sim.specs._schema import Spec, spec_field
+import yaml
+
+from sim import catalog
+from sim.errors import Issue, ScenarioError
+from sim.specs._schema import Spec, build, spec_field
 from sim.specs.enums import ScaleUpKind
 
 
@@ -77,3 +81,13 @@ class TopologySpec(Spec):
             return [Issue("node.scale_up.domain_gpus",
                           f"{up} must be a multiple or a divisor of node.gpus ({self.node.gpus})")]
         return []
+
+
+def load_topology(ref: str, base: Path | None = None) -> TopologySpec:
+    """A bundled topology by name, or a topology file by path; every problem in one ScenarioError."""
+    path = catalog.resolve_topology(ref, base)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ScenarioError([Issue("topology", f"{path}: cannot read ({err})")]) from err
+    return build(TopologySpec, data, "topology")

@@ -7,7 +7,6 @@ import pytest
 from sim.costs import flops, layer
 from sim.costs.memory import stage_params_per_gpu
 from sim.engine.step import StepSimulation, simulate_step
-from sim.errors import InfeasibleLayout
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
 MODEL = {"num_layers": 4, "hidden_size": 1024, "ffn_hidden_size": 4096, "num_attention_heads": 16,
@@ -45,10 +44,10 @@ def test_pieces_order():
     assert [n for n, _, _ in sim.pieces(1, "B")] == ["lm_head", "layer3", "layer2"]
 
 
-def test_full_fidelity_is_refused_not_silently_symmetric():
-    s = make({"zero_stage": 0}, gbs=4, simulation={"fidelity": "full"})
-    with pytest.raises(InfeasibleLayout):
-        simulate_step(s)
+def test_full_fidelity_is_not_silently_symmetric():
+    # every rank simulated: the timeline names all 8 GPUs, not the 2 pipeline ranks
+    s = make({"pipeline": 2, "data": 4, "zero_stage": 0}, gbs=8, simulation={"fidelity": "full"})
+    assert {i.rank for i in simulate_step(s).timeline.intervals} == set(range(8))
 
 
 def stream_bytes(r, rank: int, stream: str) -> float:

@@ -1,0 +1,104 @@
+"""The fabric as a SimPy process: flows share links max-min fairly, re-solved whenever flows start or end.
+
+``FabricFlows.transfer(links, nbytes, cap)`` starts a batch of flows (one collective's or one send's)
+and returns an event that fires when the last of them has moved its bytes. Between changes every flow
+moves at its max-min rate (``sim.network.sharing.max_min_rates`` over all active flows); a start or a
+finish advances every flow to now, drops the finished ones and solves again. Batches started at the
+same simulated instant are solved once together (the fabric process wakes after them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from sim.network.sharing import REL_TOL, max_min_rates
+
+
+class FabricFlows:
+    """Active flows on links of ``capacity`` (bytes/s per link id)."""
+
+    def __init__(self, env: simpy.Environment, capacity: np.ndarray) -> None:
+        self.env, self.capacity = env, capacity
+        self.links = np.zeros((0, 1), dtype=np.int64)
+        self.left = np.zeros(0)
+        self.total = np.zeros(0)
+        self.cap = np.zeros(0)
+        self.batch = np.zeros(0, dtype=np.int64)
+        self.rates = np.zeros(0)
+        self.events: dict[int, simpy.Event] = {}
+        self._next_batch = 0
+        self._last = 0.0
+        self._wake = env.event()
+        self.solves = 0
+        env.process(self._run())
+
+    def transfer(self, links: np.ndarray, nbytes: np.ndarray, cap: np.ndarray | None = None) -> simpy.Event:
+        """Start flows (routes ``links``, ``nbytes`` each, optional rate caps); the event fires when all
+        of them are done."""
+        done = self.env.event()
+        keep = np.asarray(nbytes) > 0
+        if not keep.any():
+            done.succeed()
+            return done
+        self._advance()
+        links = np.asarray(links, dtype=np.int64)[keep]
+        width = max(self.links.shape[1], links.shape[1])
+        self.links = np.concatenate([_pad(self.links, width), _pad(links, width)])
+        nbytes = np.asarray(nbytes, dtype=float)[keep]
+        self.left = np.concatenate([self.left, nbytes])
+        self.total = np.concatenate([self.total, nbytes])
+        caps = np.full(len(nbytes), np.inf) if cap is None else np.asarray(cap, dtype=float)[keep]
+        self.cap = np.concatenate([self.cap, caps])
+        self.batch = np.concatenate([self.batch, np.full(len(nbytes), self._next_batch)])
+        self.events[self._next_batch] = done
+        self._next_batch += 1
+        self.rates = np.concatenate([self.rates, np.zeros(len(nbytes))])
+        if not self._wake.triggered:
+            self._wake.succeed()
+        return done
+
+    def _advance(self) -> None:
+        now = self.env.now
+        self.left -= self.rates * (now - self._last)
+        self._last = now
+
+    def _solve(self) -> None:
+        self.solves += 1
+        self.rates = max_min_rates(self.links, self.capacity, self.cap)
+        self.rates[~np.isfinite(self.rates)] = np.inf
+
+    def _finish(self) -> None:
+        """Drop flows that are done and fire the events of batches with no flow left."""
+        done = self.left <= REL_TOL * self.total
+        if not done.any():
+            return
+        finished = set(np.unique(self.batch[done]).tolist())
+        keep = ~done
+        self.links, self.left, self.total = self.links[keep], self.left[keep], self.total[keep]
+        self.cap, self.batch, self.rates = self.cap[keep], self.batch[keep], self.rates[keep]
+        for b in finished - set(np.unique(self.batch).tolist()):
+            self.events.pop(b).succeed()
+
+    def _run(self):
+        while True:
+            if not len(self.left):
+                yield self._wake
+                self._wake = self.env.event()
+            self._advance()
+            self._finish()
+            if not len(self.left):
+                continue
+            self._solve()
+            if np.isinf(self.rates).any():  # routes that cross no link: done at once
+                self.left[np.isinf(self.rates)] = 0.0
+                self.rates[np.isinf(self.rates)] = 0.0
+                continue
+            dt = float(np.min(self.left / self.rates))
+            yield self.env.timeout(dt) | self._wake
+            if self._wake.triggered:
+                self._wake = self.env.event()
+
+
+def _pad(links: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(links, ((0, 0), (0, width - links.shape[1])), constant_values=-1)

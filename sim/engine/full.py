@@ -1,0 +1,235 @@
+"""Full fidelity: every rank its own processes, every DP and PP transfer as flows on the fabric.
+
+Where the symmetric engine (``sim.engine.step``) simulates one process per pipeline rank and costs each
+collective alone on a path computed with all groups of its kind busy at once, this engine runs all
+``pp x dp x cp x tp`` ranks of the placement (``sim.parallelism.placement``) with the same schedule
+code (``step.PipelineRank``), and
+
+* a DP collective (gradient bucket, parameter gather) starts when every member of its group has issued
+  it, runs the group's algorithm (``sim.network.flows``: ring, or NVLS inside one NVSwitch domain where
+  the symmetric path uses it too) as one batch of flows on :class:`~sim.engine.fabric.FabricFlows`
+  after its latency, and ends for all members when the last flow is done; a group runs its collectives
+  in issue order (one NCCL communicator stream);
+* a pipeline send is one flow from the sending GPU to the receiving GPU after the route's latency;
+* all of them share links max-min fairly with whatever else is on the fabric at that moment, so DP
+  reductions of different stages, PP sends and other groups slow each other only when they overlap.
+
+Intra-layer collectives (TP, CP ring, EP all-to-all) stay inside the block durations, costed per group
+on that group's own placement (``sim.network.paths.group_paths``, all groups of the kind at once), so an
+asymmetric placement gives ranks different layer times. Limited to ``MAX_GPUS``: the fabric re-solves
+max-min over every active flow at every start and finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_time, size_efficiency
+from sim.costs.layer import Paths
+from sim.engine.fabric import FabricFlows
+from sim.engine.step import Blocks, PipelineRank, StepResult, StepSimulation
+from sim.engine.streams import Channel
+from sim.errors import InfeasibleLayout
+from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
+from sim.network.graph import Fabric, build_fabric
+from sim.network.paths import group_paths
+from sim.parallelism.mesh import Axis, ParallelMesh
+from sim.parallelism.placement import expert_members, gpu_grid, group_members
+
+#: Largest job full fidelity accepts (a few hundred GPUs is its purpose; symmetric covers the rest).
+MAX_GPUS = 1024
+
+
+@dataclass(frozen=True)
+class _GroupRoutes:
+    """A group's ring routes and per-flow efficiency, its NVLS routes (or None), its GroupPath."""
+
+    ring_links: np.ndarray
+    ring_eff: np.ndarray
+    channels: int
+    nvls_links: np.ndarray | None
+    nvls_cap: float
+    path: GroupPath
+
+    @classmethod
+    def of(cls, fabric: Fabric, eff: Efficiency, members: np.ndarray, path: GroupPath) -> _GroupRoutes:
+        rings = ring_orders(fabric, members)
+        links = fabric.path_links(rings.ravel(), np.roll(rings, -1, axis=1).ravel())
+        nvls, n = None, len(members)
+        if path.all_reduce_busbw > path.busbw:  # the symmetric path's rule: NVLS inside one domain
+            nvls = np.concatenate([fabric.scale_up_link(members, True), fabric.scale_up_link(members, False)])
+        cap = (eff.nvls_fraction or 0.0) * fabric.scale_up_byte_s * n / (2 * max(n - 1, 1))
+        return cls(links, flow_efficiency(fabric, links, eff.up_ring, eff.out_ring), len(rings),
+                   None if nvls is None else nvls[:, None], cap, path)
+
+
+class _GroupComm:
+    """One DP group's communicator: rendezvous of its members, collectives in issue order on the fabric."""
+
+    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, channels: list[Channel]) -> None:
+        self.sim, self.env, self.routes, self.channels = sim, sim.env, routes, channels
+        self.stream = simpy.Resource(sim.env, capacity=1)
+        self.arrived: dict[tuple[str, int], int] = defaultdict(int)
+        self.done: dict[tuple[str, int], simpy.Event] = {}
+
+    def issue(self, key: tuple[str, int], op: Collective, nbytes: float) -> simpy.Event:
+        """A member issues collective ``key``; the returned event fires when it is done everywhere."""
+        if key not in self.done:
+            self.done[key] = self.env.event()
+        self.arrived[key] += 1
+        if self.arrived[key] == len(self.channels):
+            self.env.process(self._run(key, op, nbytes))
+        return self.done[key]
+
+    def _run(self, key: tuple[str, int], op: Collective, nbytes: float):
+        r = self.routes
+        with self.stream.request() as req:
+            yield req
+            start = self.env.now
+            for ch in self.channels:
+                ch.busy.start(start)
+            latency = collective_time(op, nbytes, dataclasses.replace(r.path, busbw=math.inf,
+                                                                      all_reduce_busbw=math.inf))
+            yield self.env.timeout(latency)
+            bus = bus_factor(op, r.path.n) * nbytes / size_efficiency(nbytes)
+            if op is Collective.ALL_REDUCE and r.nvls_links is not None:
+                per_flow = bus * r.path.n / (2 * (r.path.n - 1))  # NVLS: S up and S down per GPU
+                caps = np.full(len(r.nvls_links), r.nvls_cap)
+                yield self.sim.fabric_flows.transfer(r.nvls_links, np.full(len(r.nvls_links), per_flow), caps)
+            else:
+                yield self.sim.fabric_flows.transfer(r.ring_links, bus / r.channels / r.ring_eff)
+            for ch in self.channels:
+                ch.busy.stop(self.env.now)
+                ch.timeline.add(ch.rank, ch.name, key[0], start, self.env.now, bytes=nbytes)
+        self.done[key].succeed((start, self.env.now))
+
+
+class _FullRank(PipelineRank):
+    """One global rank: its own schedule, its replica's activations, its group's collectives."""
+
+    def __init__(self, sim: FullStepSimulation, coords: tuple[int, int, int, int], blocks: Blocks) -> None:
+        pp, dp, cp, tp = coords
+        self.replica = (dp, cp, tp)
+        self.gpu = int(sim.grid[coords])
+        super().__init__(sim, pp, slot=self.gpu, blocks=blocks)
+        self.issued: dict[str, int] = defaultdict(int)
+
+    def _act(self, vs: int, mb: int) -> simpy.Event:
+        return self.sim.act[self.replica, vs, mb]
+
+    def _grad(self, vs: int, mb: int) -> simpy.Event:
+        return self.sim.grad[self.replica, vs, mb]
+
+    def send(self, channel: Channel, name: str, nbytes: float, path: GroupPath, op: Collective,
+             done: simpy.Event | None = None) -> simpy.Event:
+        if op is Collective.SEND_RECV:
+            return self._p2p(channel, name, nbytes, done)
+        key = (channel.name, self.sim.dp_groups[self.r, self.replica[2]])
+        group = self.sim.comms[key]
+        count = self.issued[f"{channel.name}.{name}"]
+        self.issued[f"{channel.name}.{name}"] += 1
+        return group.issue((name, count), op, nbytes)
+
+    def _p2p(self, channel: Channel, name: str, nbytes: float, done: simpy.Event | None) -> simpy.Event:
+        """A pipeline send: one flow to the peer GPU in the next (or previous) stage."""
+        done = done if done is not None else self.env.event()
+        step = 1 if channel is self.pp_fwd else -1
+        p = self.sim.p
+        peer = int(self.sim.grid[((self.r + step) % p, *self.replica)])
+        links = self.sim.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
+        eff = flow_efficiency(self.sim.fabric, links, self.sim.eff.up_p2p, self.sim.eff.out_p2p)
+        latency = float(route_latency(self.sim.fabric, links)[0])
+        flows = self.sim.fabric_flows
+
+        def work() -> simpy.Event:
+            return self.env.process(_after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
+
+        self.env.process(channel.run(name, work, done, bytes=nbytes))
+        return done
+
+
+def _after(env: simpy.Environment, delay: float, start):
+    """Process: wait ``delay``, then wait for the event ``start()`` returns."""
+    yield env.timeout(delay)
+    yield start()
+
+
+class FullStepSimulation(StepSimulation):
+    """Every rank of the placement simulated (see the module docstring)."""
+
+    def __init__(self, scenario) -> None:
+        super().__init__(scenario)
+        n = scenario.cluster.num_gpus
+        if n > MAX_GPUS:
+            raise InfeasibleLayout(f"simulation.fidelity: full simulates every rank and flow; {n} GPUs is more "
+                                   f"than its limit of {MAX_GPUS}; use fidelity: symmetric")
+        s = scenario
+        self.mesh = mesh = ParallelMesh.from_layout(s.parallelism)
+        self.grid = gpu_grid(mesh)  # [pp, dp, cp, tp] -> GPU
+        self.fabric = build_fabric(s.cluster.topology, n)
+        self.eff = Efficiency.of(self.fabric, self.gpu.arch)
+        self.fabric_flows = FabricFlows(self.env, self.fabric.capacity)
+        self.rank_blocks = self._blocks_per_gpu()
+
+    def _blocks_per_gpu(self) -> dict[int, Blocks]:
+        """Each GPU's block durations, from the paths of its own TP, CP and EP groups."""
+        mesh, arch, par = self.mesh, self.gpu.arch, self.s.parallelism
+        per_gpu: dict[str, dict[int, GroupPath]] = {}
+        for kind, groups in (("tp", group_members(mesh, Axis.TP)), ("cp", group_members(mesh, Axis.CP)),
+                             ("ep", expert_members(mesh, par.expert))):
+            paths = group_paths(self.fabric, arch, groups)
+            per_gpu[kind] = {int(g): path for row, path in zip(groups, paths, strict=True) for g in row}
+        cache: dict[Paths, Blocks] = {}
+        out = {}
+        for gpu in range(mesh.num_ranks):
+            paths = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=per_gpu["ep"][gpu])
+            out[gpu] = cache.setdefault(paths, Blocks(self.s, paths))
+        return out
+
+    def run(self) -> StepResult:
+        env, m, nv = self.env, self.m, self.n_virtual
+        shape = self.grid.shape  # (pp, dp, cp, tp)
+        replicas = [(d, c, t) for d in range(shape[1]) for c in range(shape[2]) for t in range(shape[3])]
+        self.act = {(r, vs, mb): env.event() for r in replicas for vs in range(1, nv) for mb in range(m)}
+        self.grad = {(r, vs, mb): env.event() for r in replicas for vs in range(nv - 1) for mb in range(m)}
+        self._slots(self.mesh.num_ranks)
+        ranks = {}
+        for pp in range(shape[0]):
+            for rep in replicas:
+                gpu = int(self.grid[(pp, *rep)])
+                ranks[pp, rep] = _FullRank(self, (pp, *rep), self.rank_blocks[gpu])
+        self._dp_comms(ranks)
+        for rank in ranks.values():
+            env.process(rank.run())
+        env.run()
+        stage_of = [0] * self.mesh.num_ranks
+        for (pp, _rep), rank in ranks.items():
+            stage_of[rank.slot] = pp
+        return self._result(stage_of)
+
+    def _dp_comms(self, ranks: dict) -> None:
+        """One communicator per DP group (CP x DP ranks of a pipeline stage and TP rank) and channel."""
+        shape = self.grid.shape
+        self.dp_groups = {}
+        self.comms = {}
+        for pp in range(shape[0]):
+            for tp in range(shape[3]):
+                members = np.sort(self.grid[pp, :, :, tp].ravel())
+                [path] = group_paths(self.fabric, self.gpu.arch, members[None, :])
+                routes = _GroupRoutes.of(self.fabric, self.eff, members, path)
+                self.dp_groups[pp, tp] = (pp, tp)
+                group_ranks = [ranks[pp, (d, c, tp)] for d in range(shape[1]) for c in range(shape[2])]
+                for channel in ("dp_reduce", "dp_gather"):
+                    chans = [getattr(r, "dp_rs" if channel == "dp_reduce" else "dp_ag") for r in group_ranks]
+                    self.comms[channel, (pp, tp)] = _GroupComm(self, routes, chans)
+
+
+def simulate_full(scenario) -> StepResult:
+    """Simulate one optimizer step with every rank and flow (``simulation.fidelity: full``)."""
+    return FullStepSimulation(scenario).run()
