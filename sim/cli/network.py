@@ -53,14 +53,22 @@ MAX_ALL_TO_ALL_GPUS = 256
 
 
 def _check(gpus: list[int], ops: list[Collective]) -> None:
-    from sim.errors import Issue, ScenarioError
+    from sim.errors import TrainsimError
 
-    issues = [Issue("--gpus", f"{n}: a collective needs at least 2 GPUs") for n in gpus if n < 2]
-    if Collective.ALL_TO_ALL in ops:
-        issues += [Issue("--gpus", f"{n}: all-to-all is limited to {MAX_ALL_TO_ALL_GPUS} GPUs (n^2 flows)")
-                   for n in gpus if n > MAX_ALL_TO_ALL_GPUS]
-    if issues:
-        raise ScenarioError(issues, "trainsim collectives")
+    big = [n for n in gpus if n > MAX_ALL_TO_ALL_GPUS]
+    if Collective.ALL_TO_ALL in ops and big:
+        raise TrainsimError(f"--gpus {big[0]}: all-to-all is limited to {MAX_ALL_TO_ALL_GPUS} GPUs (it puts "
+                            "n(n-1) flows on the fabric); use fewer GPUs or leave out --op all-to-all")
+
+
+def _gpu_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 2") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: a collective needs at least 2 GPUs")
+    return value
 
 
 def _progress(label: str, done: int, total: int) -> None:
@@ -106,7 +114,10 @@ def _cmd_placement(args: argparse.Namespace) -> int:
           f"{p.placement_order} (innermost first)")
     print(f"{'group':<5} {'size':>5} {'groups':>7} {'domains':>7} {'busbw GB/s':>10} {'p2p GB/s':>9}  crosses")
     for g in crossings(s.cluster.topology, s.gpu, p):
-        print(f"{g.kind:<5} {g.size:>5} {g.groups:>7} {g.domains:>7} {g.path.busbw / 1e9:>10.1f} "
+        if g.size == 1:
+            continue
+        busbw = "-" if g.kind == "pp" else f"{g.path.busbw / 1e9:.1f}"
+        print(f"{g.kind:<5} {g.size:>5} {g.groups:>7} {g.domains:>7} {busbw:>10} "
               f"{g.path.p2p_bw / 1e9:>9.1f}  {', '.join(g.crosses) or 'stays in its scale-up domain'}")
     return 0
 
@@ -118,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     col = sub.add_parser("collectives", help="simulated nccl-tests: bus bandwidth vs message size, vs published")
     col.add_argument("--topology", action="append", help="bundled name or file (repeatable; default DGX A100 "
                      "and DGX H100 SuperPODs)")
-    col.add_argument("--gpus", action="append", type=int, help="GPUs in the test (repeatable; default 8..1024)")
+    col.add_argument("--gpus", action="append", type=_gpu_count, help="GPUs in the test (repeatable; default 8..1024)")
     col.add_argument("--op", action="append", choices=list(OPS), help="collective (repeatable; default all-reduce, "
                      "all-gather, reduce-scatter)")
     col.add_argument("--algorithm", default="nccl", choices=["nccl", *(a.value for a in Algorithm)],

@@ -71,21 +71,32 @@ def size_efficiency(size_bytes: float) -> float:
     return interp_log(_size_points(), max(size_bytes, 1.0))
 
 
-def collective_time(op: Collective, size_bytes: float, path: GroupPath) -> float:
-    """Seconds for one collective of ``size_bytes`` (nccl-tests buffer size) on ``path``."""
+def collective_latency(op: Collective, size_bytes: float, path: GroupPath) -> float:
+    """The latency (alpha) part of ``collective_time``, s."""
     n = path.n
     if size_bytes <= 0 or (n <= 1 and op is not Collective.SEND_RECV):
         return 0.0
     if op is Collective.SEND_RECV:
-        latency = path.inter_latency_s if path.scale_out else path.intra_latency_s
-        return latency + size_bytes / path.p2p_bw
+        return path.inter_latency_s if path.scale_out else path.intra_latency_s
     if op is Collective.ALL_REDUCE:
-        steps, inter = 2 * (n - 1), 2 * (path.nodes - 1)
-        bw = path.all_reduce_busbw
-    else:
-        steps, inter = n - 1, path.nodes - 1
-        bw = path.busbw
-    return _latency(path, steps, inter) + bus_factor(op, n) * size_bytes / (bw * size_efficiency(size_bytes))
+        return _latency(path, 2 * (n - 1), 2 * (path.nodes - 1))
+    return _latency(path, n - 1, path.nodes - 1)
+
+
+def collective_bandwidth_time(op: Collective, size_bytes: float, path: GroupPath) -> float:
+    """The bandwidth (beta) part of ``collective_time``, s."""
+    n = path.n
+    if size_bytes <= 0 or (n <= 1 and op is not Collective.SEND_RECV):
+        return 0.0
+    if op is Collective.SEND_RECV:
+        return size_bytes / path.p2p_bw
+    bw = path.all_reduce_busbw if op is Collective.ALL_REDUCE else path.busbw
+    return bus_factor(op, n) * size_bytes / (bw * size_efficiency(size_bytes))
+
+
+def collective_time(op: Collective, size_bytes: float, path: GroupPath) -> float:
+    """Seconds for one collective of ``size_bytes`` (nccl-tests buffer size) on ``path``."""
+    return collective_latency(op, size_bytes, path) + collective_bandwidth_time(op, size_bytes, path)
 
 
 def bus_bandwidth(op: Collective, size_bytes: float, path: GroupPath) -> float:

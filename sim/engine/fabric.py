@@ -9,6 +9,8 @@ same simulated instant are solved once together (the fabric process wakes after 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import simpy
 
@@ -98,6 +100,57 @@ class FabricFlows:
             yield self.env.timeout(dt) | self._wake
             if self._wake.triggered:
                 self._wake = self.env.event()
+
+
+class SharedLink:
+    """One link shared equally by the transfers on it (max-min on a single link, in plain Python: the
+    symmetric engine's DP path, where a numpy solve per bucket would cost more than the rest)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.left: list[float] = []  # work of each active transfer, in link-seconds
+        self.events: list[simpy.Event] = []
+        self._last = 0.0
+        self._wake = env.event()
+        env.process(self._run())
+
+    def transfer(self, work: float) -> simpy.Event:
+        """Start ``work`` seconds of exclusive link time; the event fires when it is done."""
+        done = self.env.event()
+        self._advance()
+        self.left.append(work)
+        self.events.append(done)
+        if not self._wake.triggered:
+            self._wake.succeed()
+        return done
+
+    def _advance(self) -> None:
+        if self.left:
+            step = (self.env.now - self._last) / len(self.left)
+            self.left = [w - step for w in self.left]
+        self._last = self.env.now
+
+    def _run(self):
+        while True:
+            if not self.left:
+                yield self._wake
+                self._wake = self.env.event()
+            self._advance()
+            finished = [i for i, w in enumerate(self.left) if w <= REL_TOL * max(1.0, abs(w))]
+            for i in reversed(finished):
+                self.left.pop(i)
+                self.events.pop(i).succeed()
+            if not self.left:
+                continue
+            yield self.env.timeout(min(self.left) * len(self.left)) | self._wake
+            if self._wake.triggered:
+                self._wake = self.env.event()
+
+
+def after(env: simpy.Environment, delay: float, start: Callable[[], simpy.Event]):
+    """Process: wait ``delay`` (a latency), then for the event ``start()`` returns (flows on a fabric)."""
+    yield env.timeout(delay)
+    yield start()
 
 
 def _pad(links: np.ndarray, width: int) -> np.ndarray:

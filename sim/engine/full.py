@@ -32,7 +32,7 @@ import simpy
 
 from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_time, size_efficiency
 from sim.costs.layer import Paths
-from sim.engine.fabric import FabricFlows
+from sim.engine.fabric import FabricFlows, after
 from sim.engine.step import Blocks, PipelineRank, StepResult, StepSimulation
 from sim.engine.streams import Channel
 from sim.errors import InfeasibleLayout
@@ -148,16 +148,10 @@ class _FullRank(PipelineRank):
         flows = self.sim.fabric_flows
 
         def work() -> simpy.Event:
-            return self.env.process(_after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
+            return self.env.process(after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
 
         self.env.process(channel.run(name, work, done, bytes=nbytes))
         return done
-
-
-def _after(env: simpy.Environment, delay: float, start):
-    """Process: wait ``delay``, then wait for the event ``start()`` returns."""
-    yield env.timeout(delay)
-    yield start()
 
 
 class FullStepSimulation(StepSimulation):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import simpy
 
 from sim.costs import flops, layer
-from sim.costs.collectives import Collective, GroupPath, collective_time
+from sim.costs.collectives import Collective, GroupPath, collective_bandwidth_time, collective_latency, collective_time
 from sim.costs.layer import LayerTime, Paths, PhaseTime
 from sim.costs.memory import (
     MemoryBreakdown,
@@ -28,6 +28,7 @@ from sim.costs.memory import (
     peak_memory,
     stage_params_per_gpu,
 )
+from sim.engine.fabric import SharedLink, after
 from sim.engine.streams import Channel, Timeline
 from sim.network.paths import scenario_paths
 from sim.parallelism.schedules import PipeOp, stage_ops
@@ -211,6 +212,7 @@ class PipelineRank:
         make = lambda name: Channel(sim.env, self.slot, name, sim.timeline)  # noqa: E731
         self.pp_fwd, self.pp_bwd = make("pp_send_fwd"), make("pp_send_bwd")
         self.dp_ag, self.dp_rs = make("dp_gather"), make("dp_reduce")
+        self.dp_link = SharedLink(sim.env)  # the DP path
         self.spent = sim.spent[self.slot]
         self.pending: list[simpy.Event] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
@@ -252,9 +254,22 @@ class PipelineRank:
 
     def send(self, channel: Channel, name: str, nbytes: float, path: GroupPath, op: Collective,
              done: simpy.Event | None = None) -> simpy.Event:
-        """Start a transfer on ``channel``; returns the event that fires when it is done."""
+        """Start a transfer on ``channel``; returns the event that fires when it is done.
+
+        The two DP channels (gradient reduction, parameter gather) run on one group path: when both
+        are busy they share its bandwidth equally (``SharedLink``), as their flows share the
+        links in full fidelity."""
         done = done if done is not None else self.env.event()
-        self.env.process(channel.transfer(name, collective_time(op, nbytes, path), done, bytes=nbytes))
+        if channel is self.dp_ag or channel is self.dp_rs:
+            latency = collective_latency(op, nbytes, path)
+            work = collective_bandwidth_time(op, nbytes, path)
+
+            def run() -> simpy.Event:
+                return self.env.process(after(self.env, latency, lambda: self.dp_link.transfer(work)))
+
+            self.env.process(channel.run(name, run, done, bytes=nbytes))
+        else:
+            self.env.process(channel.transfer(name, collective_time(op, nbytes, path), done, bytes=nbytes))
         return done
 
     def _act(self, vs: int, mb: int) -> simpy.Event:

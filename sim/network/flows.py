@@ -10,10 +10,10 @@ divided by the efficiency of the links it uses (scale-up ring 0.78-0.82, a flow 
 
 Algorithms (``members`` sorted by GPU; ``k`` scale-up domains with ``m`` members each):
 
-* ``ring``: NCCL's ring on ``c = min(m, 32)`` channels; channel ``r`` enters domain ``u`` at member
-  ``(r + u) mod m`` and leaves it from member ``(r + u + 1) mod m``, whose rail peer in the next domain
-  is the next entry (rail-aligned, one channel per NIC). All-reduce ``2(n-1)`` steps, all-gather /
-  reduce-scatter ``n-1``, each step every member sends ``S / (n c)`` per channel.
+* ``ring``: NCCL's ring on ``c = min(m, 32)`` channels; channel ``r`` leaves each domain from the rail
+  peer of the next domain's entry member (``ring_orders``), so each NIC carries one channel's crossing.
+  All-reduce ``2(n-1)`` steps, all-gather / reduce-scatter ``n-1``; each step every member sends
+  ``S / (n c)`` per channel.
 * ``tree``: NCCL's double binary tree (all-reduce): a chain through each domain, two binary trees over
   the domains (each half the buffer, one channel per member), reduce and broadcast pipelined.
 * ``hierarchical``: reduce-scatter inside domains, ``m`` rail rings across domains on ``S/m``, all-gather
@@ -164,19 +164,30 @@ def by_domain(fabric: Fabric, members: np.ndarray) -> list[np.ndarray]:
     return np.split(members, cuts)
 
 
+def _entry_offsets(k: int, m: int) -> list[int]:
+    """Entry member offset of each of ``k`` domains so that consecutive domains (the last and the first
+    included) differ: 0,1,0,1,... for even ``k``; 0,1,2,1,2,... for odd ``k`` (needs ``m >= 3``)."""
+    if k % 2 == 0 or m < 3:
+        return [u % 2 for u in range(k)]
+    return [0] + [1 + (u + 1) % 2 for u in range(1, k)]
+
+
 def ring_orders(fabric: Fabric, members: np.ndarray) -> np.ndarray:
-    """(channels, n) ring orders (module docstring: rail-aligned channel rotation)."""
+    """(channels, n) ring orders: channel ``r`` enters domain ``u`` at member ``r + off(u)`` and leaves it
+    from member ``r + off(u + 1)``, the rail peer of the next domain's entry (``_entry_offsets``), so
+    every hop between domains stays on one NIC index and each NIC carries one channel's crossing."""
     parts = by_domain(fabric, members)
     m = min(len(p) for p in parts)
     if len(parts) == 1:
         return parts[0][None, :]
     channels = min(m, int(_consts()["max_channels"]["value"]))
+    offsets = _entry_offsets(len(parts), m)
     rings = []
     for r in range(channels):
         order = []
         for u, part in enumerate(parts):
             size = len(part)
-            entry, leave = (r + u) % size, (r + u + 1) % size
+            entry, leave = (r + offsets[u]) % size, (r + offsets[(u + 1) % len(parts)]) % size
             inner = [part[i] for i in range(size) if i not in (entry, leave)]
             order += [part[entry], *inner] + ([part[leave]] if leave != entry else [])
         rings.append(order)
@@ -295,18 +306,23 @@ def _nvls(fabric: Fabric, eff: Efficiency, op: Collective, members: np.ndarray, 
 def _nvls_tree(fabric: Fabric, eff: Efficiency, op: Collective, members: np.ndarray,
                size: float) -> Plan | None:
     parts = by_domain(fabric, members)
-    m = min(len(p) for p in parts)
+    m = len(parts[0])
     if (op is not Collective.ALL_REDUCE or not eff.nvls_fraction or not fabric.sharp or len(parts) == 1
-            or m <= 2):
+            or m <= 2 or any(len(p) != m for p in parts)):
         return None
-    top = fabric.lowest_common_tier(members)
-    up, down = fabric.up_links(members, top), fabric.down_links(members, top)
-    links = np.concatenate([up, down])
-    shard = size / m / eff.out_ring
+    # after NVLS inside the nodes, member j of every domain holds shard j: SHARP reduces each shard
+    # among those rail peers, in the lowest switch group they share
+    grid = np.asarray(parts)
+    links, climb = [], 0.0
+    for peers in grid.T:
+        top = fabric.lowest_common_tier(peers)
+        links += [fabric.up_links(peers, top), fabric.down_links(peers, top)]
+        climb = max(climb, 2 * sum(t.latency_s for t in fabric.tiers[:top]))
+    routes = np.concatenate([np.pad(x, ((0, 0), (0, 1 + len(fabric.tiers) - x.shape[1])), constant_values=-1)
+                             for x in links])
     flows = Flows.concat([_nvls_flows(fabric, eff, members, size, len(members)),
-                          Flows(links, np.full(len(links), shard))])
+                          Flows(routes, np.full(len(routes), size / m / eff.out_ring))])
     lat = _consts()["algorithm_latency_us"]["nvls_tree"]
-    climb = 2 * sum(t.latency_s for t in fabric.tiers[:top])
     latency = (lat["base"] + lat["nvlink"] + lat["net"]) * 1e-6 + climb
     return Plan(op, Algorithm.NVLS_TREE, len(members), size, latency, (Stage(flows),))
 
