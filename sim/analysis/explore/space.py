@@ -1,0 +1,204 @@
+"""The layout space of a scenario: every (TP, PP, virtual PP, CP, DP, ZeRO, micro-batch, recompute,
+schedule, pipeline split) whose degrees multiply to the GPU count, checked by the spec validation.
+
+A layout is applied to a base scenario with ``dataclasses.replace`` on its validated specs, so the
+scenario's own cross-field rules (``Scenario._issues``: heads, layer split, sequence, batch,
+interleaving, nodes) accept or reject it, with their messages. ZeRO stage and recompute never change
+validity, so each *shape* (the other axes) is validated once and expanded over them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.errors import ScenarioError
+from sim.specs.enums import Recompute, Schedule
+from sim.specs.scenario import ClusterSpec, Scenario
+
+SCHEDULES: tuple[Schedule, ...] = tuple(Schedule)
+RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
+
+#: Columns of a candidate table, in order (schedule and recompute as indices into the tuples above;
+#: split = the embedding and the loss each take one layer slot of the pipeline split).
+COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
+           "activation_recompute", "schedule", "split")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpace:
+    """Values tried on each axis besides the four degrees (which take every factorization of the GPUs)."""
+
+    micro_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    recomputes: tuple[Recompute, ...] = RECOMPUTES
+    schedules: tuple[Schedule, ...] = SCHEDULES
+    max_virtual: int = 8
+    """interleaved-1f1b is tried with 2..max_virtual model chunks per pipeline rank."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """One point of the space."""
+
+    tensor: int
+    pipeline: int
+    virtual_pipeline: int
+    context: int
+    data: int
+    zero_stage: int
+    micro_batch_size: int
+    activation_recompute: Recompute
+    schedule: Schedule
+    split: bool
+
+    def apply(self, base: Scenario, cluster: ClusterSpec | None = None) -> Scenario:
+        """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "split"}
+        try:
+            par = dataclasses.replace(base.parallelism, **fields,
+                                      account_for_embedding_in_pipeline_split=self.split,
+                                      account_for_loss_in_pipeline_split=self.split)
+        except ScenarioError as err:
+            raise ScenarioError([dataclasses.replace(i, path=f"parallelism.{i.path}") for i in err.issues]) from None
+        return dataclasses.replace(base, parallelism=par, cluster=cluster or base.cluster)
+
+    def label(self) -> str:
+        """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss``."""
+        vp = f"x{self.virtual_pipeline}" if self.virtual_pipeline > 1 else ""
+        split = " +emb/loss" if self.split else ""
+        return (f"TP{self.tensor} PP{self.pipeline}{vp} CP{self.context} DP{self.data} Z{self.zero_stage} "
+                f"mb{self.micro_batch_size} {self.activation_recompute.value} {self.schedule.value}{split}")
+
+    def row(self) -> dict[str, object]:
+        """The layout as table columns (enums by value)."""
+        return {"tensor": self.tensor, "pipeline": self.pipeline, "virtual_pipeline": self.virtual_pipeline,
+                "context": self.context, "data": self.data, "zero_stage": self.zero_stage,
+                "micro_batch_size": self.micro_batch_size, "recompute": self.activation_recompute.value,
+                "schedule": self.schedule.value, "split": self.split}
+
+
+@dataclass
+class Candidates:
+    """A table of layouts as integer columns (see :data:`COLUMNS`)."""
+
+    cols: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.cols["tensor"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+    def take(self, index: np.ndarray) -> Candidates:
+        return Candidates({k: v[index] for k, v in self.cols.items()})
+
+    def layout(self, i: int) -> Layout:
+        c = {k: int(v[i]) for k, v in self.cols.items()}
+        return Layout(tensor=c["tensor"], pipeline=c["pipeline"], virtual_pipeline=c["virtual_pipeline"],
+                      context=c["context"], data=c["data"], zero_stage=c["zero_stage"],
+                      micro_batch_size=c["micro_batch_size"],
+                      activation_recompute=RECOMPUTES[c["activation_recompute"]],
+                      schedule=SCHEDULES[c["schedule"]], split=bool(c["split"]))
+
+
+@dataclass
+class Rejected:
+    """Layouts rejected for one reason (grouped by the first problem the validation names)."""
+
+    count: int = 0
+    example: str = ""
+
+
+@dataclass
+class Enumeration:
+    """The whole space of one scenario and cluster: valid candidates and rejected counts by reason."""
+
+    base: Scenario
+    cluster: ClusterSpec
+    total: int
+    valid: Candidates
+    rejected: dict[str, Rejected] = field(default_factory=dict)
+
+    @property
+    def num_rejected(self) -> int:
+        return sum(r.count for r in self.rejected.values())
+
+
+def factorizations(n: int) -> list[tuple[int, int, int, int]]:
+    """Every ordered (tensor, pipeline, context, data) with product ``n``."""
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    out = []
+    for t in divisors:
+        for p in (d for d in divisors if (n // t) % d == 0):
+            rest = n // (t * p)
+            out += [(t, p, c, rest // c) for c in divisors if rest % c == 0]
+    return out
+
+
+def _schedule_options(pipeline: int, space: SearchSpace) -> Iterator[tuple[Schedule, int]]:
+    for schedule in space.schedules:
+        if schedule is Schedule.INTERLEAVED:
+            yield from ((schedule, v) for v in range(2, space.max_virtual + 1))
+        else:
+            yield schedule, 1
+
+
+def shapes(num_gpus: int, space: SearchSpace) -> Iterator[tuple[int, ...]]:
+    """Validity-relevant axes: (tensor, pipeline, virtual, context, data, micro-batch, schedule index, split).
+
+    The embedding/loss split only differs from the plain split when there is more than one stage.
+    """
+    for t, p, c, d in factorizations(num_gpus):
+        for schedule, v in _schedule_options(p, space):
+            for mb in space.micro_batch_sizes:
+                for split in ((False, True) if p > 1 else (False,)):
+                    yield t, p, v, c, d, mb, SCHEDULES.index(schedule), int(split)
+
+
+def reason_key(message: str) -> str:
+    """The rule of an issue message: numbers blanked, the fix dropped (``parallelism.tensor: # does not...``)."""
+    return re.sub(r"\b\d+\b", "#", message.split("; ")[0])
+
+
+def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
+    """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
+    cluster = cluster or base.cluster
+    expand = len(space.zero_stages) * len(space.recomputes)
+    ok: list[tuple[int, ...]] = []
+    rejected: dict[str, Rejected] = {}
+    total = 0
+    for shape in shapes(cluster.num_gpus, space):
+        total += expand
+        t, p, v, c, d, mb, sched, split = shape
+        layout = Layout(tensor=t, pipeline=p, virtual_pipeline=v, context=c, data=d,
+                        zero_stage=space.zero_stages[0], micro_batch_size=mb,
+                        activation_recompute=space.recomputes[0], schedule=SCHEDULES[sched], split=bool(split))
+        try:
+            layout.apply(base, cluster)
+        except ScenarioError as err:
+            first = str(err.issues[0])
+            group = rejected.setdefault(reason_key(first), Rejected(example=first))
+            group.count += expand
+            continue
+        ok.append(shape)
+    return Enumeration(base, cluster, total, _expand(ok, space), rejected)
+
+
+def _expand(shape_rows: list[tuple[int, ...]], space: SearchSpace) -> Candidates:
+    """Valid shapes x ZeRO stages x recompute modes as integer columns."""
+    arr = np.array(shape_rows, dtype=np.int64).reshape(-1, 8)
+    zeros = np.array(space.zero_stages, dtype=np.int64)
+    rcs = np.array([RECOMPUTES.index(r) for r in space.recomputes], dtype=np.int64)
+    k = len(zeros) * len(rcs)
+    rows = np.repeat(arr, k, axis=0)
+    z = np.tile(np.repeat(zeros, len(rcs)), len(arr))
+    rc = np.tile(np.tile(rcs, len(zeros)), len(arr))
+    t, p, v, c, d, mb, sched, split = rows.T
+    return Candidates({"tensor": t, "pipeline": p, "virtual_pipeline": v, "context": c, "data": d,
+                       "zero_stage": z, "micro_batch_size": mb, "activation_recompute": rc, "schedule": sched,
+                       "split": split})

@@ -1,0 +1,329 @@
+"""``trainsim search``, ``size`` and ``sweep``: many scenarios at once (sim.analysis.explore)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    """Add the three commands to the ``trainsim`` sub-parsers."""
+    _register_search(sub)
+    _register_size(sub)
+    _register_sweep(sub)
+
+
+# ---- argument types --------------------------------------------------------------------------------
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: values must be >= 0")
+    return values
+
+
+def _enum_list(enum):
+    def parse(text: str):
+        try:
+            return tuple(enum(v.strip()) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: use comma-separated values of "
+                                             f"{', '.join(m.value for m in enum)}") from None
+    return parse
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+        return value
+    return parse
+
+
+def _price(text: str) -> tuple[str, float]:
+    gpu, _, usd = text.partition("=")
+    try:
+        return gpu, float(usd)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected GPU=USD_PER_GPU_HOUR") from None
+
+
+def _progress(label: str, quiet: bool):
+    from sim.cli import _progress as bar
+
+    return None if quiet else bar(label)
+
+
+# ---- search ----------------------------------------------------------------------------------------
+
+def _register_search(sub) -> None:
+    from sim.analysis.explore.search import OBJECTIVES
+    from sim.specs.enums import Recompute, Schedule
+
+    cmd = sub.add_parser("search", help="enumerate every valid layout of a scenario and rank the best by simulation")
+    cmd.add_argument("scenario", help="scenario YAML file (its model, cluster and training job)")
+    cmd.add_argument("--top", type=_positive(int), default=10,
+                     help="rows printed; these also get run-level days and cost (default 10)")
+    cmd.add_argument("--simulate", type=_positive(int), default=32,
+                     help="layouts simulated, best pre-screen estimate first (default 32)")
+    cmd.add_argument("--objective", choices=list(OBJECTIVES),
+                     help="rank by step time, run days or cost (default: days with a failures block, else step)")
+    cmd.add_argument("--micro-batches", type=_int_list, default=(1, 2, 4, 8), metavar="LIST",
+                     help="micro-batch sizes tried (default 1,2,4,8)")
+    cmd.add_argument("--zero", type=_int_list, default=(0, 1, 2, 3), metavar="LIST",
+                     help="ZeRO stages tried (default 0,1,2,3)")
+    cmd.add_argument("--recompute", type=_enum_list(Recompute), default=tuple(Recompute), metavar="LIST",
+                     help="recompute modes tried (default none,selective,full)")
+    cmd.add_argument("--schedules", type=_enum_list(Schedule), default=tuple(Schedule), metavar="LIST",
+                     help="pipeline schedules tried (default gpipe,1f1b,interleaved-1f1b)")
+    cmd.add_argument("--max-virtual", type=_positive(int), default=8,
+                     help="interleaved-1f1b model chunks per rank tried: 2..N (default 8)")
+    cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
+    cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
+    cmd.add_argument("-o", "--output", help="write every valid layout with its figures (.csv, or .parquet)")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cmd.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from sim.analysis.explore.search import search
+    from sim.analysis.explore.space import SearchSpace
+    from sim.errors import TrainsimError
+    from sim.specs.scenario import load_scenario
+
+    if any(z > 3 for z in args.zero):
+        raise TrainsimError(f"--zero {args.zero}: stages are 0, 1, 2, 3")
+    if 0 in args.micro_batches:
+        raise TrainsimError("--micro-batches: sizes must be >= 1")
+    space = SearchSpace(micro_batch_sizes=args.micro_batches, zero_stages=args.zero, recomputes=args.recompute,
+                        schedules=args.schedules, max_virtual=args.max_virtual)
+    base = load_scenario(args.scenario)
+    result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
+                    objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
+    print(_search_report(result, space, args.top))
+    if args.output:
+        _write_search_table(result, args.output)
+    return 0
+
+
+def _search_report(result, space, top: int) -> str:
+    from sim.analysis.explore.prescreen import MEMORY_SLACK
+
+    enum, s = result.enumeration, result.enumeration.base
+    c = enum.cluster
+    t = result.timings_s
+    lines = [
+        f"{s.name}: {s.model.preset or 'model'} on {c.num_gpus:,} x {c.gpu} ({c.topology.name}), global batch "
+        f"{s.training.global_batch_size:,} x {s.model.seq_len:,} tokens",
+        f"layouts enumerated   {enum.total:>9,}  every TP x PP x CP x DP = {c.num_gpus:,}; "
+        f"{', '.join(x.value for x in space.schedules)} (interleaved x 2..{space.max_virtual} chunks); micro-batch "
+        f"{','.join(map(str, space.micro_batch_sizes))}; ZeRO {','.join(map(str, space.zero_stages))}; "
+        f"recompute {','.join(r.value for r in space.recomputes)}; embedding/loss pipeline split or not",
+        f"rejected by the rules {enum.num_rejected:>8,}  (scenario validation; by first problem, e.g.)",
+    ]
+    for r in sorted(enum.rejected.values(), key=lambda r: -r.count):
+        lines.append(f"  {r.count:>12,}  {r.example}")
+    lines += [
+        f"rejected for memory  {result.screened_out_of_memory + result.out_of_memory:>9,}  "
+        f"{result.screened_out_of_memory:,} by the pre-screen (> {s.gpu.memory_gib:g} GiB + {MEMORY_SLACK:.0%}), "
+        f"{result.out_of_memory:,} by the exact memory model",
+        f"simulated            {result.simulated:>9,}  the best pre-screen estimates",
+        f"not simulated        {len(enum.valid) - len(result.rows) - result.screened_out_of_memory:>9,}  "
+        "valid, ranked lower by the pre-screen",
+        f"time {result.elapsed_s:.1f} s: enumerate + validate {t['enumerate']:.1f} s, pre-screen "
+        f"{t['prescreen']:.2f} s ({len(enum.valid) / max(t['prescreen'], 1e-9):,.0f} layouts/s), simulate "
+        f"{t['simulate']:.1f} s, run level {t['run level']:.1f} s ({result.workers} processes)",
+        "",
+    ]
+    ranked = result.ranked()
+    if not ranked:
+        lines.append("no layout fits in memory")
+        return "\n".join(lines)
+    lines.append(f"ranked by {result.objective} (simulated)")
+    lines.append(f"{'rank':>4}  {'layout':<58} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
+                 f"{'days':>7} {'P90 d':>7} {'cost $M':>8}")
+    for k, (layout, row) in enumerate(ranked[:top], 1):
+        days = "-" if row["days"] is None else f"{row['days']:.1f}"
+        p90 = "-" if row["days_p90"] is None else f"{row['days_p90']:.1f}"
+        cost = "-" if row["cost_usd"] is None else f"{row['cost_usd'] / 1e6:.1f}"
+        lines.append(f"{k:>4}  {layout.label():<58} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
+                     f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}")
+    return "\n".join(lines)
+
+
+def _write_search_table(result, path: str) -> None:
+    from sim.analysis.explore.objective import FIGURE_COLUMNS
+    from sim.analysis.explore.tables import write_table
+
+    columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
+               "recompute", "schedule", "split", "status", "est_step_time_s", "est_memory_gib", *FIGURE_COLUMNS)
+    n = write_table(path, result.table(), columns)
+    print(f"\nwrote {n:,} layouts to {path}")
+
+
+# ---- size ------------------------------------------------------------------------------------------
+
+def _register_size(sub) -> None:
+    cmd = sub.add_parser("size", help="GPU count (and layout) meeting a deadline or budget at the lowest cost")
+    cmd.add_argument("model", help="scenario YAML file, or a model preset (trainsim presets)")
+    cmd.add_argument("--tokens", type=_positive(float), required=True, help="training tokens, e.g. 15.6e12")
+    cmd.add_argument("--deadline-days", type=_positive(float), help="train within this many days")
+    cmd.add_argument("--budget-usd", type=_positive(float), help="spend at most this much")
+    cmd.add_argument("--gpu", action="append", metavar="NAME[:TOPOLOGY]",
+                     help="GPU type (repeatable); default fabric per GPU, or name one (default: the scenario's)")
+    cmd.add_argument("--counts", type=_int_list, metavar="LIST",
+                     help="GPU counts to try (default: whole-node grid around the 6ND estimate)")
+    cmd.add_argument("--global-batch", type=_positive(int), help="sequences per step (required with a preset)")
+    cmd.add_argument("--price", type=_price, action="append", metavar="GPU=USD",
+                     help="USD per GPU-hour for a GPU type (default: the scenario's costs, else 2.0)")
+    cmd.add_argument("--simulate", type=_positive(int), default=8,
+                     help="layouts simulated per GPU count (default 8)")
+    cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
+    cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cmd.set_defaults(func=_cmd_size)
+
+
+def _cmd_size(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sim.analysis.explore.size import gpu_cluster, size
+    from sim.errors import TrainsimError
+    from sim.specs.scenario import load_scenario
+
+    if args.deadline_days is None and args.budget_usd is None:
+        raise TrainsimError("size needs --deadline-days or --budget-usd (or both)")
+    gpus = [(g.partition(":")[0], g.partition(":")[2] or None) for g in args.gpu or []]
+    base = load_scenario(args.model) if Path(args.model).is_file() else _preset_base(args, gpus)
+    if args.global_batch is not None:
+        base = dataclasses.replace(base, training=dataclasses.replace(base.training,
+                                                                      global_batch_size=args.global_batch))
+    clusters = [gpu_cluster(g, t, base.cluster.num_gpus) for g, t in gpus] or [base.cluster]
+    result = size(base, args.tokens, clusters, deadline_days=args.deadline_days, budget_usd=args.budget_usd,
+                  counts=args.counts, prices=dict(args.price or []), simulate=args.simulate, replicas=args.replicas,
+                  workers=args.workers, progress=_progress("size", args.quiet))
+    print(_size_report(base, args.tokens, result))
+    return 0
+
+
+def _preset_base(args: argparse.Namespace, gpus):
+    from sim import catalog
+    from sim.analysis.explore.size import DEFAULT_TOPOLOGY
+    from sim.errors import TrainsimError
+    from sim.specs.scenario import scenario_from_mapping
+
+    if args.model not in catalog.preset_table():
+        raise TrainsimError(f"{args.model!r} is neither a scenario file nor a model preset "
+                            f"({', '.join(catalog.preset_table())})")
+    if args.global_batch is None or not gpus:
+        raise TrainsimError("with a model preset, give --global-batch and at least one --gpu")
+    gpu, topology = gpus[0]
+    name = catalog.canonical_gpu(gpu) or gpu
+    return scenario_from_mapping({
+        "name": args.model, "model": {"preset": args.model},
+        "cluster": {"gpu": gpu, "num_gpus": 1, "topology": topology or DEFAULT_TOPOLOGY.get(name, "")},
+        "parallelism": {}, "training": {"global_batch_size": args.global_batch, "tokens": args.tokens}})
+
+
+def _size_report(base, tokens: float, result) -> str:
+    from sim.analysis.explore.size import smaller_neighbour
+    from sim.specs.pricing import CostsSpec
+
+    goal = []
+    if result.deadline_days is not None:
+        goal.append(f"within {result.deadline_days:g} days")
+    if result.budget_usd is not None:
+        goal.append(f"within ${result.budget_usd / 1e6:,.1f}M")
+    failures = "run level with the scenario's failures (spares scaled)" if base.failures else "no failures"
+    lines = [f"{base.model.preset or base.name}: {tokens:.3g} tokens, global batch "
+             f"{base.training.global_batch_size:,} x {base.model.seq_len:,}, {' and '.join(goal)}; {failures}"]
+    for gpu, curve in result.curves.items():
+        price = (base.costs or CostsSpec()).usd_per_gpu_hour
+        lines += ["", f"{gpu}:", f"{'GPUs':>8}  {'best layout':<58} {'step s':>7} {'MFU':>6} {'days':>7} "
+                  f"{'GPU-h M':>8} {'cost $M':>8}"]
+        for p in curve:
+            if p.figures is None:
+                lines.append(f"{p.num_gpus:>8,}  {p.note}")
+                continue
+            f = p.figures
+            mark = "  <- chosen" if p is result.choice[gpu] else ""
+            lines.append(f"{p.num_gpus:>8,}  {p.layout.label():<58} {f['step_time_s']:7.3f} {f['mfu']:6.1%} "
+                         f"{f['days']:7.1f} {f['gpu_hours'] / 1e6:8.2f} {f['cost_usd'] / 1e6:8.1f}{mark}")
+            if p.note:
+                lines.append(f"{'':>10}({p.note})")
+        best = result.choice[gpu]
+        if best is None:
+            lines.append("  no GPU count searched meets the goal; widen --counts")
+            continue
+        cost_per_h = best.cost_usd / best.figures["gpu_hours"] if best.figures["gpu_hours"] else price
+        lines.append(f"  chosen: {best.num_gpus:,} x {gpu}, {best.days:.1f} days, ${best.cost_usd / 1e6:,.1f}M "
+                     f"(${cost_per_h:.2f}/GPU-h), {best.layout.label()}")
+        below = smaller_neighbour(curve, best)
+        if below is not None:
+            verdict = "misses the goal" if not below.meets(result.deadline_days, result.budget_usd) else \
+                "also meets it (but costs more)"
+            days = "no layout" if below.days is None else f"{below.days:.1f} days"
+            lines.append(f"  next smaller count searched: {below.num_gpus:,} GPUs, {days}: {verdict}")
+    return "\n".join(lines)
+
+
+# ---- sweep -----------------------------------------------------------------------------------------
+
+def _register_sweep(sub) -> None:
+    cmd = sub.add_parser("sweep", help="evaluate a grid of scenario variants into one resumable table")
+    cmd.add_argument("sweep", help="sweep YAML file (base scenario + grid/points of field paths)")
+    cmd.add_argument("-o", "--output", help="results CSV (default SWEEP-results.csv here); rerun to resume")
+    cmd.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler (tcp://host:8786)")
+    cmd.add_argument("--workers", type=_positive(int), help="local worker processes (default: all cores)")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cmd.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.analysis.explore.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = args.output or f"{Path(args.sweep).stem}-results.csv"
+    try:
+        outcome = run_sweep(sweep, out, dask=args.dask, workers=args.workers,
+                            progress=_progress("sweep", args.quiet))
+    except KeyboardInterrupt:
+        print(f"\ntrainsim: interrupted; finished points are in {out}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(_sweep_report(sweep, outcome, out))
+    return 0
+
+
+def _sweep_report(sweep, outcome, out: str) -> str:
+    lines = [f"{outcome.total} points: {outcome.already_done} already in {out}, {outcome.computed} computed", ""]
+    fields = list(sweep.fields)
+    widths = [max(len(f), 6) for f in fields]
+    head = "  ".join(f"{f:>{w}}" for f, w in zip(fields, widths, strict=True))
+    lines.append(f"{head}  {'status':<13} {'step s':>7} {'MFU':>6} {'days':>7} {'P90 d':>7} {'goodput':>7} "
+                 f"{'cost $M':>8}")
+    for row in outcome.rows:
+        cells = "  ".join(f"{row[f]:>{w}}" for f, w in zip(fields, widths, strict=True))
+        lines.append(f"{cells}  {row['status']:<13} {_num(row['step_time_s'], '7.3f')} {_pct(row['mfu'])} "
+                     f"{_num(row['days'], '7.1f')} {_num(row['days_p90'], '7.1f')} {_pct(row['goodput'], 7)} "
+                     f"{_num(row['cost_usd'], '8.1f', 1e6)}")
+        if row["status"] == "invalid":
+            lines.append(f"    {row['reason']}")
+    return "\n".join(lines)
+
+
+def _num(text: str, fmt: str, scale: float = 1.0) -> str:
+    width = int(fmt.split(".")[0])
+    return f"{float(text) / scale:{fmt}}" if text else f"{'-':>{width}}"
+
+
+def _pct(text: str, width: int = 6) -> str:
+    return f"{float(text):{width}.1%}" if text else f"{'-':>{width}}"

@@ -1,0 +1,73 @@
+"""Layout enumeration: counts by hand on the tiny model, rejected reasons from the spec validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.analysis.explore.space import Layout, enumerate_space, factorizations, reason_key
+from sim.errors import ScenarioError
+from sim.specs.enums import Recompute, Schedule
+from tests.explore.conftest import TINY_SPACE, tiny
+
+
+@pytest.mark.parametrize(("n", "count"), [(1, 1), (4, 10), (8, 20), (12, 40)])
+def test_factorizations_count_ordered_four_factor_products(n, count):
+    # 2^k into 4 ordered factors: C(k+3, 3); 12 = 2^2 * 3: C(5,3) * C(4,3) = 10 * 4
+    facts = factorizations(n)
+    assert len(facts) == count == len(set(facts))
+    assert all(t * p * c * d == n for t, p, c, d in facts)
+
+
+def test_enumeration_counts_by_hand():
+    """4 GPUs, 4 layers, 4 heads / 2 KV heads, batch 8; TINY_SPACE.
+
+    Shapes (all axes but ZeRO and recompute, which multiply by 2 x 2 = 4): 10 factorizations of 4;
+    PP=1 (6 of them) x {1f1b, interleaved x2} x mb {1,2} = 24; PP=2 (3) and PP=4 (1) also x split
+    {no, yes} = 4 x 2 x 2 x 2 = 32. Total 56 shapes = 224 layouts. Rejected, first problem:
+    * interleaved with PP=1: 6 x 2 mb = 12 shapes = 48;
+    * TP=4 (PP=1, 1f1b) does not divide the 2 KV heads: 2 shapes = 8;
+    * split (6 slots) with PP x VP = 4 (PP2x2: 3 x 2 mb), 4 (PP4: 2 mb), 8 (PP4x2: 2 mb): 10 shapes = 40;
+    * no split (4 slots) with PP4x2 = 8: 2 shapes = 8.
+    Interleaved PP2x2 always has an even number of micro-batches (8 / (DP x mb) with DP x mb <= 4).
+    """
+    enum = enumerate_space(tiny(), TINY_SPACE)
+    assert enum.total == 224
+    assert len(enum.valid) == 120
+    counts = {key.split(":")[0] + (" split" if "+ embedding" in key else ""): r.count
+              for key, r in enum.rejected.items()}
+    assert counts == {"parallelism.schedule": 48, "parallelism.tensor": 8, "parallelism.pipeline split": 40,
+                      "parallelism.pipeline": 8}
+    assert enum.num_rejected + len(enum.valid) == enum.total
+    tensor = next(r for k, r in enum.rejected.items() if k.startswith("parallelism.tensor"))
+    assert tensor.example == "parallelism.tensor: 4 does not divide model.num_kv_heads (2); use one of 1, 2"
+
+
+def test_every_valid_candidate_is_a_valid_scenario_with_its_layout():
+    base = tiny()
+    enum = enumerate_space(base, TINY_SPACE)
+    seen = set()
+    for i in range(len(enum.valid)):
+        layout = enum.valid.layout(i)
+        s = layout.apply(base)
+        p = s.parallelism
+        assert (p.tensor, p.pipeline, p.virtual_pipeline, p.context, p.data, p.zero_stage, p.micro_batch_size,
+                p.activation_recompute, p.schedule) == (
+            layout.tensor, layout.pipeline, layout.virtual_pipeline, layout.context, layout.data,
+            layout.zero_stage, layout.micro_batch_size, layout.activation_recompute, layout.schedule)
+        assert p.account_for_embedding_in_pipeline_split is layout.split
+        seen.add(layout)
+    assert len(seen) == len(enum.valid)  # no duplicates
+
+
+def test_apply_rejects_with_the_spec_message_and_full_path():
+    bad = Layout(tensor=1, pipeline=1, virtual_pipeline=2, context=1, data=4, zero_stage=0, micro_batch_size=1,
+                 activation_recompute=Recompute.NONE, schedule=Schedule.INTERLEAVED, split=False)
+    with pytest.raises(ScenarioError) as err:
+        bad.apply(tiny())
+    assert [i.path for i in err.value.issues] == ["parallelism.schedule"]
+
+
+def test_reason_key_blanks_numbers_but_not_schedule_names():
+    assert reason_key("parallelism.tensor: 16 does not divide x (8); use one of 1, 2") == \
+        "parallelism.tensor: # does not divide x (#)"
+    assert "interleaved-1f1b" in reason_key("interleaved-1f1b needs the 3 micro-batches")
