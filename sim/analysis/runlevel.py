@@ -211,7 +211,7 @@ class IntervalSearch:
 
     intervals_s: tuple[float, ...]
     goodput: tuple[float, ...]  # mean over replicas, same seeds for every interval
-    best_s: float  # vertex of a parabola in log(interval) through the best grid point and its neighbours
+    best_s: float  # vertex of a parabola in log(interval) around the best grid point
     daly_s: float
 
 
@@ -227,11 +227,14 @@ def search_interval(params: RunParams, stall_s: float, mtbi_s: float, intervals_
         good.append(float(np.mean([simulate_run(p, rng).goodput for rng in rngs])))
         if progress:
             progress((i + 1) * replicas, total)
+    # The ETTR curve is flat at its top, so the grid's best point alone is noisy: fit a parabola in
+    # log(interval) through the best point and two neighbours on each side, and take its vertex.
     k = int(np.argmax(good))
+    lo, hi = max(0, k - 2), min(len(taus), k + 3)
     best = taus[k]
-    if 0 < k < len(taus) - 1:
-        x = np.log(taus[k - 1:k + 2])
-        a, b, _ = np.polyfit(x, good[k - 1:k + 2], 2)
-        if a < 0:
-            best = float(np.exp(-b / (2 * a)))
+    if hi - lo >= 3:
+        a, b, _ = np.polyfit(np.log(taus[lo:hi]), good[lo:hi], 2)
+        vertex = -b / (2 * a) if a < 0 else None
+        if vertex is not None and np.log(taus[lo]) <= vertex <= np.log(taus[hi - 1]):
+            best = float(np.exp(vertex))
     return IntervalSearch(taus, tuple(good), best, daly_interval(stall_s, mtbi_s))

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sim import __version__
-from sim.cli import report
+from sim.cli import explore, network, report, runlevel
 from sim.errors import ScenarioError, TrainsimError
 
 
@@ -19,10 +19,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     ev = evaluate(scenario)
+    run = None
+    if ev.step is not None and scenario.training.tokens:
+        from sim.analysis.runlevel import simulate_run_level
+
+        run = simulate_run_level(scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
+                                 progress=_progress("run level") if sys.stderr.isatty() and not args.quiet else None)
     if args.json:
-        print(json.dumps(result_dict(ev), indent=2, sort_keys=False))
+        print(json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
     else:
-        print(summary_text(ev))
+        print(summary_text(ev, run))
     report.write_run_outputs(args, ev)
     return 0
 
@@ -58,6 +64,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
 def _progress(label: str):
     """A progress bar on stderr: ``callback(done, total)``."""
 
@@ -80,9 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
     report.add_run_options(run)
+    run.add_argument("--replicas", type=_positive_int, help="Monte Carlo replicas (default: simulation.monte_carlo)")
+    run.add_argument("--seed", type=_non_negative_int, help="root seed (default: simulation.seed)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     run.set_defaults(func=_cmd_run)
     sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
     report.register(sub)
+    runlevel.register(sub)
+    network.register(sub)
+    explore.register(sub)
     sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
     val = sub.add_parser("validate", help="simulate published runs and print the error vs measured")
     val.add_argument("--source", action="append", help="only these sources (repeatable)")
@@ -107,7 +136,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

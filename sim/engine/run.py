@@ -51,7 +51,7 @@ class RunParams:
     straggler_fraction: float = 0.0
     straggler_slowdown: float = 0.0
     horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
-    max_wall_factor: float = 1000.0  # give up (unfinished) past this many times ``work_s``
+    max_wall_factor: float = 20.0  # give up (unfinished) past this many times ``work_s``
 
     def restart_time(self, cls: FailureClass) -> float:
         if self.restart_s is not None:
@@ -138,6 +138,7 @@ class _Run:
         self.checkpoints = 0
         self.events: list[RunEvent] = []
         self.done = False
+        self.segment: tuple[float, float, float] | None = None  # (start, work at start, compute s) while training
 
     # --- bookkeeping -------------------------------------------------------------------------
     def _log(self, kind: str, start: float, end: float, **args) -> None:
@@ -158,8 +159,7 @@ class _Run:
         if slow and self.rng.binomial(p.nodes, p.straggler_fraction) > 0:
             speed = 1 / (1 + p.straggler_slowdown)
         if p.shrink and self.missing:
-            per_node = max(1.0, 1 / p.nodes_per_replica)
-            lost = min(p.dp_replicas, math.ceil(self.missing * per_node))
+            lost = min(p.dp_replicas, math.ceil(self.missing * self._replicas_per_node()))
             speed *= (p.dp_replicas - lost) / p.dp_replicas
         self.speed = speed
 
@@ -201,9 +201,11 @@ class _Run:
                 # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
                 wait_persist = max(0.0, max(t for t, _ in self.pending) - (env.now + compute))
             stall = p.stall_s + wait_persist if target < p.work_s else 0.0
+            self.segment = (seg_start, start_work, compute)
             try:
                 yield env.timeout(compute + stall)
             except simpy.Interrupt as intr:
+                self.segment = None
                 ran = min(env.now - seg_start, compute)
                 self.progress = start_work + ran * self.speed
                 self.losses["slowdown"] += ran * (1 - self.speed)
@@ -212,6 +214,7 @@ class _Run:
                 yield from self._recover(intr.cause)
                 next_ckpt = self.progress + p.interval_s
                 continue
+            self.segment = None
             self.progress = target
             self.losses["slowdown"] += compute * (1 - self.speed)
             self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
@@ -268,14 +271,20 @@ class _Run:
         if take:
             yield self.pool.get(take)
             self.missing -= take
-        if self.missing and not self.p.shrink:
-            request = self.pool.get(self.missing)
+        # shrinking keeps at least one replica: wait for the nodes beyond what the survivors can spare
+        tolerable = math.floor((self.p.dp_replicas - 1) / self._replicas_per_node()) if self.p.shrink else 0
+        if self.missing > tolerable:
+            request = self.pool.get(self.missing - tolerable)
             try:
                 yield request
             except simpy.Interrupt:
                 request.cancel()
                 raise
-            self.missing = 0
+            self.missing = tolerable
+
+    def _replicas_per_node(self) -> float:
+        """DP replicas one missing node takes out (several when a replica is smaller than a node)."""
+        return max(1.0, 1 / self.p.nodes_per_replica)
 
     def run(self) -> ReplicaResult:
         p = self.p
@@ -286,6 +295,9 @@ class _Run:
         self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(limit)]))
         wall = self.env.now
         work = p.work_s if self.done else self.progress
+        if self.segment is not None:  # stopped at the horizon inside a training segment
+            start, at, compute = self.segment
+            work = at + min(wall - start, compute) * self.speed
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
                              self.checkpoints, tuple(self.events))
 

@@ -1,0 +1,48 @@
+"""Benchmark: CPU time of the run-level Monte Carlo (issue: 100 replicas of a 54-day, 16,384-GPU run with
+the llama3 rate set in < 10 s; no slow-down with GPU count beyond the number of events). The spare pool
+scales with the cluster (the bundled 64 nodes per 16,384 GPUs).
+
+The run's failure-free length is fixed at 54 days (step time 8.3 s, the bundled layout's order of
+magnitude); the GPU count changes the failure rate, so events per replica grow with it and the CPU time
+per event is what must stay flat.
+
+Run: python benchmarks/run_speed.py   (prints a table; not a timed unit test)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from sim.analysis.runlevel import simulate_run_level
+from sim.specs.scenario import load_scenario
+
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "llama3-405b-16k-h100-tp8-pp16-dp128.yaml"
+STEP_S = 8.3
+REPLICAS = 100
+
+
+def main() -> int:
+    base = load_scenario(SCENARIO)
+    print(f"{'GPUs':>8} {'interruptions':>14} {'checkpoints':>12} {'CPU s / 100 replicas':>21} {'us / event':>11}")
+    for gpus in (1_024, 4_096, 16_384, 65_536, 131_072):
+        p = base.parallelism
+        layout = dataclasses.replace(p, data=gpus // (p.tensor * p.pipeline * p.context))
+        steps = 54 * 86_400 / STEP_S
+        gbs = max(base.training.global_batch_size, layout.data * p.pipeline)  # interleaving needs m % p == 0
+        scenario = dataclasses.replace(
+            base, cluster=dataclasses.replace(base.cluster, num_gpus=gpus), parallelism=layout,
+            failures=dataclasses.replace(base.failures, hot_spares=base.failures.hot_spares * gpus // 16_384),
+            training=dataclasses.replace(base.training, global_batch_size=gbs, tokens=steps * gbs * base.model.seq_len))
+        start = time.process_time()
+        run = simulate_run_level(scenario, STEP_S, replicas=REPLICAS)
+        cpu = time.process_time() - start
+        events = sum(r.interruption_count + r.checkpoints for r in run.replicas)
+        print(f"{gpus:>8,} {run.interruptions_mean:>14.0f} {events / REPLICAS - run.interruptions_mean:>12.0f} "
+              f"{cpu:>21.2f} {cpu / events * 1e6:>11.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
