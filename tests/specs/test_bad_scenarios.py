@@ -519,8 +519,11 @@ def test_single_node_job_without_nics_runs(base, write_scenario, run_cli):
     assert res.rc == 0, res.err
 
 
-def test_fidelity_full_is_a_clean_error(base, write_scenario, run_cli):
+def test_fidelity_full_beyond_its_limit_is_a_clean_error(base, write_scenario, run_cli):
     base["simulation"]["fidelity"] = "full"
+    base["cluster"]["num_gpus"] = 2048
+    base["parallelism"]["data"] = 512
+    base["training"]["global_batch_size"] = 2048
     res = run_cli("run", write_scenario(base), "--json")
     assert res.rc == 2 and res.out == "" and "simulation.fidelity" in res.err
 
