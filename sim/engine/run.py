@@ -64,7 +64,7 @@ class RunParams:
 class RunEvent:
     """One interval of the run's timeline (for traces and plots)."""
 
-    kind: str  # train | checkpoint | restart | spare_wait | failure
+    kind: str  # train | checkpoint | restart | spare_wait | failure | rollback (args: lost_work_s)
     start_s: float
     end_s: float
     args: dict = field(default_factory=dict)
@@ -246,8 +246,11 @@ class _Run:
                     phase, start = "restart", env.now
                 else:
                     # in-flight persists die with the job: only finished ones count
-                    self.losses["lost_work"] += self.progress - self._durable_at(env.now)
+                    lost = self.progress - self._durable_at(env.now)
+                    self.losses["lost_work"] += lost
                     self.progress, self.pending = self.durable, []
+                    if lost > 0:
+                        self._log("rollback", env.now, env.now + 1e-9, lost_work_s=lost, work_s=self.progress)
                 phase = "spare_wait"
                 yield from self._acquire_nodes()
                 self.losses["spare_wait"] += env.now - start
