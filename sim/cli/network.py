@@ -106,12 +106,21 @@ def _print_published(topologies: list[str] | None) -> None:
 
 def _cmd_placement(args: argparse.Namespace) -> int:
     from sim.network.crossings import crossings
+    from sim.network.graph import build_fabric, build_graph
     from sim.specs.scenario import load_scenario
 
     s = load_scenario(args.scenario)
     p = s.parallelism
     print(f"{s.name}: {s.cluster.num_gpus} x {s.gpu.name} on {s.cluster.topology.name}, placement "
           f"{p.placement_order} (innermost first)")
+    fabric = build_fabric(s.cluster.topology, s.cluster.num_gpus)
+    graph = build_graph(fabric)
+    tiers = ", ".join(f"{t.name} ({fabric.units(i)} groups of {t.span_gpus // t.rails} GPUs"
+                      + (f", uplink {t.uplink_byte_s / 1e9 / (t.span_gpus // t.rails):.1f} GB/s per GPU)"
+                         if t.uplink_byte_s < float("inf") else ", top)")
+                      for i, t in enumerate(fabric.tiers))
+    print(f"fabric graph: {graph.number_of_nodes():,} nodes, {graph.number_of_edges():,} directed links; "
+          f"tiers: {tiers}")
     print(f"{'group':<5} {'size':>5} {'groups':>7} {'domains':>7} {'busbw GB/s':>10} {'p2p GB/s':>9}  crosses")
     for g in crossings(s.cluster.topology, s.gpu, p):
         if g.size == 1:

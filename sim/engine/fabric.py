@@ -68,7 +68,6 @@ class FabricFlows:
     def _solve(self) -> None:
         self.solves += 1
         self.rates = max_min_rates(self.links, self.capacity, self.cap)
-        self.rates[~np.isfinite(self.rates)] = np.inf
 
     def _finish(self) -> None:
         """Drop flows that are done and fire the events of batches with no flow left."""

@@ -22,15 +22,13 @@ max-min over every active flow at every start and finish.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
-from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_time, size_efficiency
+from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_latency, size_efficiency
 from sim.costs.layer import Paths
 from sim.engine.fabric import FabricFlows, after
 from sim.engine.step import Blocks, PipelineRank, StepResult, StepSimulation
@@ -94,9 +92,7 @@ class _GroupComm:
             start = self.env.now
             for ch in self.channels:
                 ch.busy.start(start)
-            latency = collective_time(op, nbytes, dataclasses.replace(r.path, busbw=math.inf,
-                                                                      all_reduce_busbw=math.inf))
-            yield self.env.timeout(latency)
+            yield self.env.timeout(collective_latency(op, nbytes, r.path))
             bus = bus_factor(op, r.path.n) * nbytes / size_efficiency(nbytes)
             if op is Collective.ALL_REDUCE and r.nvls_links is not None:
                 per_flow = bus * r.path.n / (2 * (r.path.n - 1))  # NVLS: S up and S down per GPU

@@ -17,10 +17,10 @@ A switch group of a tier is ONE node with the summed capacity of its switches (E
 them; fair sharing sees the sum), so the graph has ``G + G/d + G/n_nic_shared + sum_t units_t`` nodes
 for ``G`` GPUs in domains of ``d`` (meta-llama3-24k at 16,384 GPUs: 16,384 + 2,048 + 1,024 racks + 6
 pods + 1 cluster). Only the tiers a job reaches are built: the first tier with a single group is the
-top; a job bigger than the top tier's span gets a non-blocking root above it. The symmetric step
-simulation never builds the networkx graph: it routes flows with the array form (``path_links``,
-vectorized, O(flows x tiers)); the graph is for full fidelity, the ``collectives`` command and
-inspection, and its shortest paths are the same links (tests/network/test_graph.py).
+top; a job bigger than the top tier's span gets a non-blocking root above it. Flows are routed on the
+array form (``path_links``, vectorized, O(flows x tiers)) by the symmetric paths and by full fidelity
+alike; the networkx graph (``build_graph``) is the same fabric for inspection (``trainsim placement``
+prints its size) and its shortest paths are the array routes (tests/network/test_graph.py).
 
 Routing is the tree's unique shortest path: up to the lowest common switch group, then down.
 Latencies: a scale-up hop costs ``scale_up.latency_us``; a scale-out transfer ``scale_out.latency_us``
