@@ -1,0 +1,81 @@
+"""The search: the ranking comes from the simulation, counts add up, the best is the true best."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from sim.analysis.evaluate import evaluate
+from sim.analysis.explore.search import search
+from sim.analysis.explore.tables import write_table
+from sim.errors import TrainsimError
+from tests.explore.conftest import TINY_SPACE, tiny
+
+
+def test_ranking_is_the_simulated_order_and_every_figure_is_the_simulations():
+    base = tiny()
+    result = search(base, TINY_SPACE, simulate=12, objective="step", workers=1)
+    ranked = result.ranked()
+    assert len(ranked) == result.simulated == 12
+    times = [row["step_time_s"] for _, row in ranked]
+    assert times == sorted(times)
+    for layout, row in ranked:
+        ev = evaluate(layout.apply(base))
+        assert row["step_time_s"] == ev.step.step_time_s
+        assert row["mfu"] == ev.step.mfu
+
+
+def test_best_found_is_the_best_of_every_layout():
+    """Simulating only the pre-screen's 8 best finds the layout that simulating all 120 finds."""
+    base = tiny()
+    everything = search(base, TINY_SPACE, simulate=10_000, objective="step", workers=1)
+    assert everything.simulated == 120
+    best_all = everything.ranked()[0][1]["step_time_s"]
+    few = search(base, TINY_SPACE, simulate=8, objective="step", workers=1)
+    assert few.ranked()[0][1]["step_time_s"] == best_all
+
+
+def test_counts_add_up_and_table_has_every_valid_layout(tmp_path):
+    result = search(tiny(), TINY_SPACE, simulate=5, run_top=3, objective="days", workers=1)
+    enum = result.enumeration
+    rows = list(result.table())
+    assert len(rows) == len(enum.valid)
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("simulated") == result.simulated == 5
+    assert statuses.count("out of memory (pre-screen)") == result.screened_out_of_memory
+    assert enum.num_rejected + len(enum.valid) == enum.total
+    ranked = [r for r in rows if r["rank"] is not None]
+    assert sorted(r["rank"] for r in ranked) == list(range(1, 6))
+    with_days = [r for r in rows if r["days"] is not None]
+    assert len(with_days) == 3  # run level only on the 3 fastest
+    top3 = sorted(with_days, key=lambda r: r["rank"])
+    assert [r["rank"] for r in top3] == [1, 2, 3]
+    assert [r["days"] for r in top3] == sorted(r["days"] for r in top3)
+    path = tmp_path / "all.csv"
+    assert write_table(path, result.table(), ["rank", "tensor", "status", "step_time_s"]) == len(enum.valid)
+    with path.open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(enum.valid)
+
+
+def test_worker_processes_give_the_same_result_as_one_process():
+    one = search(tiny(), TINY_SPACE, simulate=6, objective="step", workers=1)
+    two = search(tiny(), TINY_SPACE, simulate=6, objective="step", workers=2)
+    assert [(lay, row["step_time_s"]) for lay, row in one.ranked()] == \
+        [(lay, row["step_time_s"]) for lay, row in two.ranked()]
+
+
+def test_objective_needs_tokens():
+    base = tiny(training={"global_batch_size": 8})
+    with pytest.raises(TrainsimError, match=r"needs training\.tokens"):
+        search(base, TINY_SPACE, objective="cost", workers=1)
+
+
+def test_parquet_is_written_or_a_clear_error_without_pyarrow(tmp_path):
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(TrainsimError, match="needs pyarrow"):
+            write_table(tmp_path / "x.parquet", [{"a": 1}], ["a"])
+    else:
+        assert write_table(tmp_path / "x.parquet", [{"a": 1}], ["a"]) == 1

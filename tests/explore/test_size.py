@@ -1,0 +1,92 @@
+"""Sizing: the chosen GPU count meets the deadline and the next smaller count searched does not."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from sim.analysis.explore.size import (
+    SizePoint,
+    choose,
+    count_grid,
+    gpu_cluster,
+    scaled_spares,
+    size,
+    smaller_neighbour,
+)
+from sim.errors import ScenarioError, TrainsimError
+from tests.explore.conftest import tiny
+
+COUNTS = [8, 16, 32, 64]
+
+
+def _curve(deadline_days: float | None = None, budget_usd: float | None = None):
+    base = tiny(num_gpus=8, global_batch=64)
+    result = size(base, 1e12, [base.cluster], deadline_days=deadline_days, budget_usd=budget_usd, counts=COUNTS,
+                  workers=1)
+    return result, result.curves["H100-SXM-80GB"]
+
+
+def test_chosen_point_meets_the_deadline_and_one_step_fewer_gpus_does_not():
+    _, curve = _curve(deadline_days=1e9)
+    days = [p.days for p in curve]
+    assert [p.num_gpus for p in curve] == COUNTS and all(d > 0 for d in days)
+    for k in range(1, len(curve)):
+        deadline = math.sqrt(days[k - 1] * days[k])  # between two neighbouring counts
+        result, again = _curve(deadline_days=deadline)
+        chosen = result.choice["H100-SXM-80GB"]
+        assert chosen is not None and chosen.days <= deadline
+        below = smaller_neighbour(again, chosen)
+        assert below is not None and not below.meets(deadline, None)
+
+
+def test_no_count_meets_an_impossible_deadline():
+    result, curve = _curve(deadline_days=1e-6)
+    assert result.choice["H100-SXM-80GB"] is None and len(curve) == len(COUNTS)
+
+
+def test_budget_alone_picks_the_fastest_within_it():
+    _, curve = _curve(deadline_days=1e9)
+    budget = sorted(p.cost_usd for p in curve)[1]  # the two cheapest points fit
+    result, _ = _curve(budget_usd=budget)
+    chosen = result.choice["H100-SXM-80GB"]
+    fitting = [p for p in curve if p.cost_usd <= budget]
+    assert chosen.days == min(p.days for p in fitting)
+
+
+def _point(n: int, days: float | None, cost: float | None) -> SizePoint:
+    figures = None if days is None else {"days": days, "cost_usd": cost}
+    return SizePoint("G", n, None, figures)
+
+
+def test_choose_prefers_lowest_cost_then_fewer_gpus():
+    curve = [_point(8, 90, 10), _point(16, 50, 11), _point(32, 30, 11), _point(64, None, None)]
+    assert choose(curve, 60, None).num_gpus == 16
+    assert choose(curve, 40, None).num_gpus == 32
+    assert choose(curve, 60, 10.5) is None
+    assert choose(curve, None, 11).num_gpus == 32  # budget only: fastest
+    assert smaller_neighbour(curve, curve[2]).num_gpus == 16 and smaller_neighbour(curve, curve[0]) is None
+
+
+def test_count_grid_whole_nodes_powers_of_two_and_one_and_a_half():
+    assert count_grid(100, 1000, 8) == [128, 192, 256, 384, 512, 768]
+    assert count_grid(1, 20, 8) == [8, 16]  # 12 GPUs is 1.5 nodes: not a whole number of nodes
+    assert all(c % 8 == 0 for c in count_grid(1, 1e6, 8))
+
+
+def test_spares_scale_with_the_node_count():
+    base = tiny(num_gpus=8, failures={"model": "llama3", "hot_spares": 2})
+    cluster = dataclasses.replace(base.cluster, num_gpus=64)
+    assert scaled_spares(base, cluster).failures.hot_spares == 16
+
+
+def test_unknown_gpu_and_missing_goal_are_clear_errors():
+    with pytest.raises(ScenarioError, match="not in the GPU catalog"):
+        gpu_cluster("H1000", None, 8)
+    with pytest.raises(ScenarioError, match="no default topology"):
+        gpu_cluster("MI300X", None, 8)
+    base = tiny(num_gpus=8, global_batch=64)
+    with pytest.raises(TrainsimError, match="deadline"):
+        size(base, 1e12, [base.cluster], counts=COUNTS)

@@ -1,0 +1,135 @@
+"""Sweeps: variants by field path, one table, resumable after an interrupt, complete after a worker dies."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.analysis.explore.sweep import ResultsFile, load_sweep, point_key, run_sweep
+from sim.analysis.explore.variants import apply_assignments
+from sim.errors import ScenarioError, TrainsimError
+from tests.explore.conftest import TINY_MODEL, tiny
+
+#: 2 x 2 x 2 x 2 = 16 points of ~50 ms each (the run level has failures to draw).
+GRID = {"checkpoint.interval_minutes": [30, 120], "failures.rate_scale": [1, 2],
+        "cluster.num_gpus, parallelism.data": [[8, 4], [16, 8]], "parallelism.zero_stage": [0, 1]}
+
+
+def _write(tmp_path: Path, grid=None, points=None) -> Path:
+    base = {"name": "tiny-sweep-base", "model": TINY_MODEL,
+            "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 8, "topology": "dgx-h100-superpod"},
+            "parallelism": {"pipeline": 2, "data": 4}, "training": {"global_batch_size": 256, "tokens": 3e11},
+            "failures": {"model": "llama3"}, "checkpoint": {"interval_minutes": 30}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    sweep = {"base": "base.yaml"}
+    if grid is not None:
+        sweep["grid"] = grid
+    if points is not None:
+        sweep["points"] = points
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_grid_with_linked_fields_and_points(tmp_path):
+    sweep = load_sweep(_write(tmp_path, GRID, points=[{"training.precision": "bf16"}]))
+    assert len(sweep.points) == 16
+    assert sweep.fields == ("checkpoint.interval_minutes", "failures.rate_scale", "cluster.num_gpus",
+                            "parallelism.data", "parallelism.zero_stage", "training.precision")
+    first = sweep.points[0].assignments
+    assert first["cluster.num_gpus"] == 8 and first["parallelism.data"] == 4
+    assert point_key({"a": 1, "b": 2}) == point_key({"b": 2, "a": 1})
+
+
+def test_bad_sweep_names_every_problem(tmp_path):
+    path = _write(tmp_path, {"checkpoint.intervl": [1], "cluster": [1], "parallelism.tensor, parallelism.data": [1]})
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(path)
+    text = [str(i) for i in err.value.issues]
+    assert any("did you mean 'interval_minutes'" in t for t in text)
+    assert any(t.startswith("grid.cluster: is a section") for t in text)
+    assert any("linked fields" in t for t in text)
+
+
+def test_variants_convert_like_the_loader_and_invalid_points_are_results(tmp_path):
+    base = tiny(num_gpus=4)
+    v = apply_assignments(base, {"parallelism.schedule": "gpipe", "checkpoint.interval_minutes": "45"})
+    assert v.parallelism.schedule.value == "gpipe" and v.checkpoint.interval_minutes == 45.0
+    sweep = load_sweep(_write(tmp_path, {"cluster.num_gpus": [8, 12]}))
+    out = tmp_path / "r.csv"
+    outcome = run_sweep(sweep, out, workers=1)
+    status = {r["cluster.num_gpus"]: (r["status"], r["reason"]) for r in outcome.rows}
+    assert status["8"] == ("ok", "")
+    assert status["12"][0] == "invalid" and "must equal cluster.num_gpus (12)" in status["12"][1]
+
+
+def test_interrupted_local_sweep_resumes_without_redoing_or_losing_points(tmp_path):
+    sweep = load_sweep(_write(tmp_path, GRID))
+    out = tmp_path / "results.csv"
+
+    def stop_after_5(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, out, workers=2, progress=stop_after_5)
+    first = _rows(out)
+    assert len(first) == 5
+    outcome = run_sweep(sweep, out, workers=2)
+    assert (outcome.already_done, outcome.computed) == (5, 11)
+    rows = _rows(out)
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 16 and set(keys) == {p.key for p in sweep.points}
+    assert rows[:5] == first  # finished points untouched
+    assert all(r["status"] == "ok" and float(r["days"]) > 0 for r in rows)
+
+
+def test_a_row_cut_short_by_a_kill_is_dropped_and_rerun(tmp_path):
+    sweep = load_sweep(_write(tmp_path, {"parallelism.zero_stage": [0, 1]}))
+    out = tmp_path / "r.csv"
+    run_sweep(sweep, out, workers=1)
+    full = out.read_text()
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:2]) + lines[2][:15])  # header, one row, half a row
+    outcome = run_sweep(sweep, out, workers=1)
+    assert (outcome.already_done, outcome.computed) == (1, 1)
+    assert len(_rows(out)) == 2
+
+
+def test_results_of_another_sweep_are_not_mixed(tmp_path):
+    out = tmp_path / "r.csv"
+    ResultsFile(out, ["key", "a", "status"])
+    with pytest.raises(TrainsimError, match="another sweep"):
+        ResultsFile(out, ["key", "b", "status"])
+
+
+def test_dask_sweep_completes_without_duplicates_after_a_worker_is_killed(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    sweep = load_sweep(_write(tmp_path, GRID))
+    out = tmp_path / "dask.csv"
+    killed = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        victim = sorted(client.run(os.getpid).values())[0]
+
+        def kill_one(done: int, total: int) -> None:
+            if done == 1:
+                os.kill(victim, signal.SIGKILL)
+                killed["at"] = (done, total)
+
+        outcome = run_sweep(sweep, out, dask=cluster.scheduler_address, progress=kill_one)
+    assert killed["at"] == (1, 16)
+    rows = _rows(out)
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 16 and set(keys) == {p.key for p in sweep.points}
+    assert outcome.computed == 16 and all(r["status"] == "ok" for r in rows)
