@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
+import simpy
 
+from sim.engine.fabric import FabricFlows, SharedLink
 from sim.engine.full import FullStepSimulation
 from sim.engine.step import StepSimulation, simulate_step
 from sim.errors import InfeasibleLayout
@@ -88,3 +91,41 @@ def test_full_fidelity_is_deterministic():
     s = make(topology, gpu, par, Fidelity.FULL)
     a, b = simulate_step(s), simulate_step(dataclasses.replace(s))
     assert a.step_time_s == b.step_time_s and a.breakdown_s == b.breakdown_s
+
+
+def _finish_times(env, events) -> list[float]:
+    times = [None] * len(events)
+
+    def watch(i, event):
+        yield event
+        times[i] = env.now
+
+    for i, event in enumerate(events):
+        env.process(watch(i, event))
+    env.run()
+    return times
+
+
+def test_fabric_resolves_when_flows_start_and_finish():
+    # one 10 B/s link. Flow a (30 B) starts at 0; flow b (10 B) at t=1: a has 20 B left, both at 5 B/s;
+    # b ends at t=3 (a has 10 B left), then a alone at 10 B/s ends at t=4
+    env = simpy.Environment()
+    fabric = FabricFlows(env, np.array([10.0]))
+    done = {}
+
+    def start(name, delay, nbytes):
+        yield env.timeout(delay)
+        yield fabric.transfer(np.array([[0]]), np.array([nbytes]))
+        done[name] = env.now
+
+    env.process(start("a", 0.0, 30.0))
+    env.process(start("b", 1.0, 10.0))
+    env.run()
+    assert done == pytest.approx({"a": 4.0, "b": 3.0})
+    assert fabric.solves == 3  # a starts, b starts, b ends
+
+
+def test_shared_link_splits_its_time_equally():
+    env = simpy.Environment()
+    link = SharedLink(env)
+    assert _finish_times(env, [link.transfer(1.0), link.transfer(3.0)]) == pytest.approx([2.0, 4.0])
