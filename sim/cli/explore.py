@@ -64,8 +64,11 @@ def _progress(label: str, quiet: bool):
 
 # ---- search ----------------------------------------------------------------------------------------
 
+#: ``sim.analysis.explore.search.OBJECTIVES`` (spelled out: building the parser must not import the engine).
+OBJECTIVE_CHOICES = ("step", "days", "cost")
+
+
 def _register_search(sub) -> None:
-    from sim.analysis.explore.search import OBJECTIVES
     from sim.specs.enums import Recompute, Schedule
 
     cmd = sub.add_parser("search", help="enumerate every valid layout of a scenario and rank the best by simulation")
@@ -74,7 +77,7 @@ def _register_search(sub) -> None:
                      help="rows printed; these also get run-level days and cost (default 10)")
     cmd.add_argument("--simulate", type=_positive(int), default=32,
                      help="layouts simulated, best pre-screen estimate first (default 32)")
-    cmd.add_argument("--objective", choices=list(OBJECTIVES),
+    cmd.add_argument("--objective", choices=OBJECTIVE_CHOICES,
                      help="rank by step time, run days or cost (default: days with a failures block, else step)")
     cmd.add_argument("--micro-batches", type=_int_list, default=(1, 2, 4, 8), metavar="LIST",
                      help="micro-batch sizes tried (default 1,2,4,8)")

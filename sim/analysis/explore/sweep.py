@@ -218,13 +218,13 @@ class SweepOutcome:
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, dask: str | None = None, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
+              progress: Callable[[int, int], None] | None = None, connect_timeout_s: float = 20.0) -> SweepOutcome:
     """Evaluate the points of ``sweep`` not yet in ``out``; locally, or on the Dask scheduler ``dask``."""
     results = ResultsFile(out, sweep.columns)
     pending = [p for p in sweep.points if p.key not in results.rows]
     already = len(sweep.points) - len(pending)
     if dask is not None:
-        stream = _dask_results(dask, sweep.base, pending)
+        stream = _dask_results(dask, sweep.base, pending, connect_timeout_s)
     else:
         stream = _local_results(sweep.base, pending, workers)
     computed = 0
@@ -242,7 +242,8 @@ def _local_results(base: Scenario, points: list[Point], workers: int | None) -> 
         yield from local.imap_unordered(_evaluate_shared, points)
 
 
-def _dask_results(address: str, base: Scenario, points: list[Point]) -> Iterator[tuple[Point, dict]]:
+def _dask_results(address: str, base: Scenario, points: list[Point],
+                  timeout_s: float) -> Iterator[tuple[Point, dict]]:
     """Submit every point to the Dask cluster at ``address``; resubmit points whose worker died."""
     try:
         from distributed import Client, as_completed
@@ -250,7 +251,7 @@ def _dask_results(address: str, base: Scenario, points: list[Point]) -> Iterator
     except ImportError:
         raise TrainsimError("--dask needs the 'distributed' package: pip install 'trainsim[dask]'") from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError) as err:
         raise TrainsimError(f"cannot reach the Dask scheduler at {address}: {err}") from None
     with client:

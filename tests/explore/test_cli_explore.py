@@ -1,0 +1,84 @@
+"""``trainsim search / size / sweep``: tables on stdout, clear errors with exit status 2."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+
+from sim.analysis.explore.search import OBJECTIVES
+from sim.analysis.explore.sweep import load_sweep, run_sweep
+from sim.cli import main
+from sim.cli.explore import OBJECTIVE_CHOICES
+from sim.errors import TrainsimError
+
+
+def test_objective_choices_are_the_searchs():
+    assert tuple(OBJECTIVES) == OBJECTIVE_CHOICES
+
+
+def test_search_prints_counts_and_the_ranked_table(tiny_file, tmp_path, capsys):
+    out = tmp_path / "all.csv"
+    code = main(["search", str(tiny_file()), "--micro-batches", "1,2", "--zero", "0,1", "--recompute", "none,full",
+                 "--schedules", "1f1b,interleaved-1f1b", "--max-virtual", "2", "--simulate", "4", "--top", "3",
+                 "--workers", "1", "-q", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "layouts enumerated         224" in text
+    assert "rejected by the rules      104" in text
+    assert "simulated                    4" in text
+    ranked = [line for line in text.splitlines() if line[:4].strip().isdigit()]
+    assert len(ranked) == 3
+    with out.open() as fh:
+        assert len(list(csv.DictReader(fh))) == 120
+
+
+def test_search_bad_arguments_exit_2(tiny_file, capsys):
+    assert main(["search", str(tiny_file()), "--zero", "5", "-q"]) == 2
+    assert "stages are 0, 1, 2, 3" in capsys.readouterr().err
+
+
+def test_size_with_a_preset_needs_batch_and_gpu(capsys):
+    assert main(["size", "llama3-8b", "--tokens", "1e12", "--deadline-days", "10"]) == 2
+    assert "--global-batch" in capsys.readouterr().err
+    assert main(["size", "no-such-model", "--tokens", "1e12", "--deadline-days", "10"]) == 2
+    assert "neither a scenario file nor a model preset" in capsys.readouterr().err
+
+
+def test_size_prints_the_curve_and_the_choice(tiny_file, capsys):
+    code = main(["size", str(tiny_file(num_gpus=8, global_batch=64)), "--tokens", "1e12", "--deadline-days", "20",
+                 "--counts", "8,16,32,64", "--workers", "1", "-q"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "chosen: 32 x H100-SXM-80GB" in text
+    assert "next smaller count searched: 16 GPUs" in text and "misses the goal" in text
+
+
+def test_sweep_unknown_field_is_one_line_per_problem(tiny_file, tmp_path, capsys):
+    tiny_file("base.yaml")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"checkpoint.intervl": [1], "cluster.gpus": [8]}}))
+    assert main(["sweep", str(path), "-q"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[1].strip().startswith("grid.checkpoint.intervl: unknown field 'intervl'")
+    assert err[2].strip().startswith("grid.cluster.gpus: unknown field 'gpus' under cluster")
+
+
+def test_sweep_prints_the_table_and_resumes(tiny_file, tmp_path, capsys):
+    tiny_file("base.yaml")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"parallelism.zero_stage": [0, 1, 2]}}))
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(path), "-o", str(out), "--workers", "1", "-q"]) == 0
+    assert "3 points: 0 already in" in capsys.readouterr().out
+    assert main(["sweep", str(path), "-o", str(out), "--workers", "1", "-q"]) == 0
+    assert "3 points: 3 already in" in capsys.readouterr().out
+
+
+def test_sweep_dask_address_unreachable_is_a_clear_error(tiny_file, tmp_path):
+    tiny_file("base.yaml")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"parallelism.zero_stage": [0]}}))
+    with pytest.raises(TrainsimError, match="cannot reach the Dask scheduler"):
+        run_sweep(load_sweep(path), tmp_path / "r.csv", dask="tcp://127.0.0.1:1", connect_timeout_s=0.5)
