@@ -30,10 +30,10 @@ def main() -> int:
         gpu = nccl_tests.default_gpu(name)
         for op in OPS:
             print(f"\n{name} ({gpu.name}) {op.value} busbw GB/s [algorithm NCCL would pick]")
-            print(f"{'GPUs':>5} " + " ".join(f"{_size(s):>13}" for s in SIZES))
+            print(f"{'GPUs':>5} " + " ".join(f"{_size(s):>18}" for s in SIZES))
             for n in GPUS:
                 points = nccl_tests.sweep(topo, gpu, n, op, sizes=SIZES)
-                print(f"{n:>5} " + " ".join(f"{p.busbw / 1e9:>8.1f} {p.algorithm.value[:4]:<4}" for p in points))
+                print(f"{n:>5} " + " ".join(f"{p.busbw / 1e9:>8.1f} {p.algorithm.value:<9}" for p in points))
     print("\npublished vs model")
     ok = True
     for c in nccl_tests.published():
