@@ -24,12 +24,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from sim.analysis.runlevel import simulate_run_level
 
         run = simulate_run_level(scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
-                                 progress=_progress("run level") if sys.stderr.isatty() and not args.quiet else None)
+                                 progress=_progress("run level") if sys.stderr.isatty() and not args.quiet else None,
+                                 record=report.wants_run_events(args))
     if args.json:
         print(json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
     else:
         print(summary_text(ev, run))
-    report.write_run_outputs(args, ev)
+    report.write_run_outputs(args, ev, run)
     return 0
 
 

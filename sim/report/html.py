@@ -12,13 +12,16 @@ import html
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim import __version__, catalog
 from sim.analysis.evaluate import Evaluation
 from sim.report import plots
-from sim.report.result import result_dict, summary_text
+from sim.report.result import result_dict, run_block, summary_text
 from sim.specs.scenario import Scenario
+
+if TYPE_CHECKING:
+    from sim.analysis.runlevel import RunSummary
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +36,14 @@ class RunLevel:
     """Goodput at those days."""
     days_samples: Sequence[float] | None = None
     """Wall-clock days of every Monte Carlo replica."""
+
+
+def run_level(run: RunSummary) -> RunLevel:
+    """The report's run section from a simulated run level: the JSON ``run`` block, goodput over time of
+    replica 0 (when simulated with ``record=True``) and the days of every replica."""
+    curve = plots.goodput_curve(run.replicas[0].events) if run.replicas[0].events else (None, None)
+    return RunLevel(summary=run_block(run), goodput_days=curve[0], goodput=curve[1],
+                    days_samples=[float(d) for d in run.days])
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +204,24 @@ def _step_section(ev: Evaluation) -> str:
     return "<h2>Step</h2>" + figures
 
 
+#: Key figures of the run block shown as tiles (label, key, format).
+_RUN_KPIS = (("days P50", "days_p50", "{:.1f}"), ("days P90", "days_p90", "{:.1f}"), ("goodput", "goodput", "{:.1%}"),
+             ("interruptions", "interruptions_mean", "{:.0f}"), ("cost", "cost_usd", "${:,.0f}"),
+             ("GPU-hours", "gpu_hours", "{:,.0f}"))
+
+
 def _run_section(run: RunLevel) -> str:
-    parts = ["<h2>Training run</h2>", _table(("figure", "value"), [(k, _fmt(v)) for k, v in run.summary.items()])]
+    kpis = [(label, fmt.format(run.summary[key])) for label, key, fmt in _RUN_KPIS
+            if isinstance(run.summary.get(key), int | float)]
+    parts = ["<h2>Training run</h2>", _kpis(kpis) if kpis else "",
+             _table(("figure", "value"), [(k, _fmt(v)) for k, v in run.summary.items()])]
     if run.goodput_days is not None and run.goodput is not None:
-        parts.append(_figure(plots.goodput_over_time(run.goodput_days, run.goodput), "Goodput over time"))
+        parts.append(_figure(plots.goodput_over_time(run.goodput_days, run.goodput),
+                             "Goodput over time of one replica: work done net of rollbacks / wall-clock time "
+                             "(trainsim run SCENARIO --trace out.json writes its events as out.run.json)"))
     if run.days_samples is not None:
-        parts.append(_figure(plots.days_distribution(run.days_samples), "Wall-clock days over replicas"))
+        parts.append(_figure(plots.days_distribution(run.days_samples),
+                             "Wall-clock days over the Monte Carlo replicas, P50 and P90 marked"))
     return "".join(parts)
 
 

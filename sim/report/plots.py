@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sim.costs.memory import stage_memory
+from sim.units import DAY
 
 if TYPE_CHECKING:
     from sim.analysis.evaluate import Evaluation
+    from sim.analysis.runlevel import RunSummary
 
 DPI = 110
 
@@ -169,18 +171,67 @@ def layout_comparison(rows: Sequence[tuple[str, float, float]], title: str = "")
     return _png(fig)
 
 
+class _RunEvent(Protocol):
+    kind: str
+    start_s: float
+    end_s: float
+    args: Mapping[str, Any]
+
+
+def goodput_curve(events: Iterable[_RunEvent]) -> tuple[list[float], list[float]]:
+    """Goodput so far along one replica's timeline: work done net of rollbacks / wall time.
+
+    Parameters
+    ----------
+    events
+        The replica's events (sim/engine/run.py ``RunEvent``): a ``train`` segment adds its ``work_s``
+        over its span; a ``rollback`` sets the work done back to its ``work_s`` (the durable checkpoint).
+
+    Returns
+    -------
+    (days, goodput)
+        One point at each start and end of a training segment and at each rollback (t > 0), in days
+        since the start. The last point is the replica's goodput (failure-free compute / wall clock).
+    """
+    days: list[float] = []
+    goodput: list[float] = []
+    work = 0.0
+
+    def point(t: float) -> None:
+        if t > 0:
+            days.append(t / DAY)
+            goodput.append(work / t)
+
+    for e in sorted(events, key=lambda e: (e.start_s, e.end_s)):
+        if e.kind == "train":
+            point(e.start_s)
+            work += e.args["work_s"]
+            point(e.end_s)
+        elif e.kind == "rollback":
+            point(e.start_s)
+            work = e.args["work_s"]
+            point(e.start_s)
+    return days, goodput
+
+
 def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: str = "") -> bytes:
-    """Goodput (useful fraction of wall-clock time so far) against days since the start."""
+    """Goodput (useful fraction of wall-clock time so far) against days since the start, with its final
+    value marked."""
     _require(days, "days")
     if len(days) != len(goodput):
         raise ValueError(f"days ({len(days)}) and goodput ({len(goodput)}) differ in length")
     fig = _figure(8, 3.5)
     ax = fig.subplots()
-    ax.plot(days, goodput, color=COLORS["compute"], linewidth=1.5, drawstyle="steps-post")
-    ax.set_ylim(0, 1.02)
+    ax.plot(days, goodput, color=COLORS["compute"], linewidth=1.2)
+    ax.axhline(goodput[-1], color="black", linestyle="--", linewidth=1, label=f"at the end {goodput[-1]:.1%}")
+    # zoom on the range the curve covers (goodput near 1 would be a flat line on 0..1)
+    low = min(goodput)
+    ax.set_ylim(max(0.0, low - 0.1 * (1 - low) - 0.005), 1.0 + 0.05 * (1 - low) + 0.001)
+    ax.set_xlim(0, max(days))
     ax.set_xlabel("days since start")
     ax.set_ylabel("goodput")
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title(title or "goodput over time")
     return _png(fig)
 
@@ -244,6 +295,21 @@ def step_plots(ev: Evaluation) -> dict[str, bytes]:
                                                    f"{s.name}: step {step.step_time_s:.3f} s, MFU {step.mfu:.1%}")
     stages = [stage_memory(s, r).gib() for r in range(s.parallelism.pipeline)]
     out["memory_breakdown.png"] = memory_breakdown(stages, s.gpu.memory_gib, f"{s.name}: memory per GPU")
+    return out
+
+
+def run_plots(run: RunSummary, name: str = "") -> dict[str, bytes]:
+    """The run-level plots, by file name: the days distribution over replicas always; goodput over time
+    of the first replica when it was simulated with ``record=True``."""
+    head = f"{name}: " if name else ""
+    out = {}
+    events = run.replicas[0].events
+    if events:
+        days, goodput = goodput_curve(events)
+        out["goodput_over_time.png"] = goodput_over_time(
+            days, goodput, f"{head}goodput over time (replica 0 of {len(run.replicas)})")
+    out["days_distribution.png"] = days_distribution(
+        run.days, f"{head}days to train ({len(run.replicas)} replicas)")
     return out
 
 

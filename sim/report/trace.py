@@ -4,8 +4,8 @@ The trace-event format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5
 Complete events (``"ph": "X"``) carry ``ts`` and ``dur`` in microseconds; metadata events (``"ph": "M"``)
 name processes and threads. A step trace has one process per simulated pipeline rank (each standing for
 its TP, CP and DP peers) and one thread per timeline stream; a run trace has one process and one thread
-per event kind, on a time axis of seconds since the start of training (weeks of run fit easily:
-timestamps are float microseconds).
+per event kind, on a time axis of seconds since the start of training (months of run fit easily:
+timestamps are float microseconds, about 2 ns resolution at 200 days).
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.costs import flops
 from sim.engine.step import StepResult
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.scenario import Scenario
+from sim.units import DAY
+
+if TYPE_CHECKING:
+    from sim.analysis.runlevel import RunSummary
 
 US = 1e6  # trace timestamps are microseconds
 
@@ -149,8 +153,20 @@ def _lanes(spans: list[tuple[float, float]]) -> list[int]:
     return out
 
 
-def run_trace(events: Iterable[tuple[str, float, float, Mapping[str, Any]]], name: str = "training run"
-              ) -> dict[str, Any]:
+#: Run-event kinds that mark a moment (sim/engine/run.py logs them 1 ns wide): instant events in a run trace.
+POINT_KINDS = frozenset({"failure", "rollback"})
+
+#: Thread order of a run trace: the kinds of sim/engine/run.py in reading order. Other kinds follow,
+#: alphabetically.
+RUN_KIND_ORDER = ("train", "checkpoint", "failure", "rollback", "restart", "spare_wait")
+
+
+def _kind_order(kind: str) -> tuple[int, str]:
+    return (RUN_KIND_ORDER.index(kind) if kind in RUN_KIND_ORDER else len(RUN_KIND_ORDER), kind)
+
+
+def run_trace(events: Iterable[tuple[str, float, float, Mapping[str, Any]]], name: str = "training run",
+              other: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The trace-event JSON object of a training run's events.
 
     Parameters
@@ -158,25 +174,28 @@ def run_trace(events: Iterable[tuple[str, float, float, Mapping[str, Any]]], nam
     events
         ``(kind, start_s, end_s, args)`` per event, seconds since the start of training: for example
         ``("checkpoint", t, t + write_s, {"bytes": ...})`` or ``("failure", t, t, {"component": "gpu"})``.
-        An event with ``end_s == start_s`` becomes an instant event.
+        An event with ``end_s == start_s``, or of a kind in :data:`POINT_KINDS`, becomes an instant event.
     name
         The process name.
+    other
+        Figures for the trace's ``otherData`` (shown by Perfetto's trace info).
 
     Returns
     -------
     dict
-        One process; one thread per kind (more when events of a kind overlap: each extra lane is a
-        thread named ``kind #2``, ...), complete events for spans and thread-scoped instant events.
+        One process; one thread per kind in :data:`RUN_KIND_ORDER` (more when events of a kind overlap:
+        each extra lane is a thread named ``kind #2``, ...), complete events for spans and thread-scoped
+        instant events.
     """
     by_kind: dict[str, list[tuple[float, float, Mapping[str, Any]]]] = defaultdict(list)
     for kind, start, end, args in events:
         if end < start:
             raise ValueError(f"run event {kind!r} ends before it starts ({start} > {end})")
-        by_kind[kind].append((start, end, args))
+        by_kind[kind].append((start, start if kind in POINT_KINDS else end, args))
     out: list[dict[str, Any]] = [_meta(0, 0, "process_name", name)]
     threads: dict[tuple[str, int], int] = {}
     body: list[dict[str, Any]] = []
-    for kind in sorted(by_kind):
+    for kind in sorted(by_kind, key=_kind_order):
         spans = sorted(by_kind[kind], key=lambda e: (e[0], e[1]))
         for (start, end, args), lane in zip(spans, _lanes([(a, b) for a, b, _ in spans]), strict=True):
             tid = threads.setdefault((kind, lane), len(threads))
@@ -188,7 +207,23 @@ def run_trace(events: Iterable[tuple[str, float, float, Mapping[str, Any]]], nam
     for (kind, lane), tid in threads.items():
         out.append(_meta(0, tid, "thread_name", kind if lane == 0 else f"{kind} #{lane + 1}"))
         out.append(_meta(0, tid, "thread_sort_index", tid))
-    return {"traceEvents": out + body, "displayTimeUnit": "ms"}
+    return {"traceEvents": out + body, "displayTimeUnit": "ms", "otherData": dict(other or {})}
+
+
+def summary_trace(run: RunSummary, name: str = "training run") -> dict[str, Any]:
+    """The run trace of the first Monte Carlo replica (simulated with ``record=True``).
+
+    Its events (sim/engine/run.py ``RunEvent``): ``train`` segments (``work_s`` done), ``checkpoint``
+    stalls, ``failure`` and ``rollback`` instants (cause; work lost), ``restart`` and ``spare_wait``
+    spans. Raises ``ValueError`` when the replica kept no events.
+    """
+    first = run.replicas[0]
+    if not first.events:
+        raise ValueError("the run level was simulated without record=True: no events to trace")
+    other = {"replica": 0, "replicas": len(run.replicas), "days": first.wall_s / DAY, "goodput": first.goodput,
+             "interruptions": first.interruption_count, "checkpoints": first.checkpoints}
+    return run_trace(((e.kind, e.start_s, e.end_s, e.args) for e in first.events),
+                     f"{name}: replica 0 of {len(run.replicas)}", other)
 
 
 def write_trace(trace: Mapping[str, Any], path: str | Path) -> Path:

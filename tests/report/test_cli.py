@@ -10,6 +10,7 @@ import yaml
 from sim.cli import main
 
 from .conftest import MODEL, assert_not_empty
+from .test_trace import format_problems
 
 
 def write_scenario(tmp_path, **training) -> str:
@@ -38,6 +39,25 @@ def test_run_writes_trace_and_plots_and_keeps_stdout_json(tmp_path, capsys):
     assert f"wrote {trace}" in captured.err
 
 
+def test_run_with_tokens_writes_the_run_trace_and_run_plots(tmp_path, capsys):
+    scenario = write_scenario(tmp_path, tokens=2e9)
+    data = yaml.safe_load(Path(scenario).read_text())
+    data.update(failures={"restart_minutes": 10, "inject_hours": [1.0]}, checkpoint={"interval_minutes": 30},
+                simulation={"monte_carlo": 3})
+    Path(scenario).write_text(yaml.safe_dump(data))
+    trace, plots = tmp_path / "step.json", tmp_path / "plots"
+    assert main(["run", scenario, "--json", "--trace", str(trace), "--plot", str(plots)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    run_trace = json.loads((tmp_path / "step.run.json").read_text())
+    assert format_problems(run_trace) == []
+    kinds = {e["name"] for e in run_trace["traceEvents"] if e["ph"] in ("X", "i")}
+    assert {"train", "checkpoint", "failure", "restart"} <= kinds
+    assert run_trace["otherData"]["replicas"] == result["run"]["replicas"] == 3
+    assert {"goodput_over_time.png", "days_distribution.png"} <= {p.name for p in plots.iterdir()}
+    for png in plots.iterdir():
+        assert_not_empty(png)
+
+
 def test_trace_of_an_out_of_memory_layout_is_a_note_not_a_file(tmp_path, capsys):
     scenario = write_scenario(tmp_path, global_batch_size=2048)
     data = yaml.safe_load(Path(scenario).read_text())
@@ -55,6 +75,14 @@ def test_report_command(tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
     page = out.read_text()
     assert "<h1>small-cli</h1>" in page and "<h2>Assumptions</h2>" in page
+    assert "<h2>Training run</h2>" not in page  # no training.tokens: no run level
+
+
+def test_report_command_with_a_run_level(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", write_scenario(tmp_path, tokens=1e9), "-o", str(out), "--replicas", "2"]) == 0
+    page = out.read_text()
+    assert "<h2>Training run</h2>" in page and "Goodput over time" in page and "days over the Monte Carlo" in page
 
 
 def test_report_of_a_bad_scenario_exits_2(tmp_path, capsys):
