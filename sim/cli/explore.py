@@ -92,6 +92,7 @@ def _register_search(sub) -> None:
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
     cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
     cmd.add_argument("-o", "--output", help="write every valid layout with its figures (.csv, or .parquet)")
+    cmd.add_argument("--plot", metavar="DIR", help="write step time and MFU of the ranked layouts (PNG) into DIR")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_cmd_search)
 
@@ -112,6 +113,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
                     objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
     print(_search_report(result, space, args.top))
+    if args.plot:
+        _plot_search(result, args.top, args.plot)
     if args.output:
         _write_search_table(result, args.output)
     return 0
@@ -162,6 +165,16 @@ def _search_report(result, space, top: int) -> str:
     return "\n".join(lines)
 
 
+def _plot_search(result, top: int, folder: str) -> None:
+    from sim.report.plots import layout_comparison, save_plots
+
+    rows = [(layout.label(), row["step_time_s"], row["mfu"]) for layout, row in result.ranked()[:top]]
+    if rows:
+        png = layout_comparison(rows, f"{result.enumeration.base.name}: best {len(rows)} layouts by {result.objective}")
+        for path in save_plots({"layouts.png": png}, folder):
+            print(f"wrote {path}")
+
+
 def _write_search_table(result, path: str) -> None:
     from sim.analysis.explore.objective import FIGURE_COLUMNS
     from sim.analysis.explore.tables import write_table
@@ -191,6 +204,7 @@ def _register_size(sub) -> None:
                      help="layouts simulated per GPU count (default 8)")
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
     cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
+    cmd.add_argument("--plot", metavar="DIR", help="write days and cost vs GPU count per GPU type (PNG) into DIR")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_cmd_size)
 
@@ -214,7 +228,21 @@ def _cmd_size(args: argparse.Namespace) -> int:
                   counts=args.counts, prices=dict(args.price or []), simulate=args.simulate, replicas=args.replicas,
                   workers=args.workers, progress=_progress("size", args.quiet))
     print(_size_report(base, args.tokens, result))
+    if args.plot:
+        _plot_size(base, result, args.plot)
     return 0
+
+
+def _plot_size(base, result, folder: str) -> None:
+    from sim.report.plots import cost_vs_gpus, save_plots
+
+    figures = {}
+    for gpu, curve in result.curves.items():
+        rows = [(p.num_gpus, p.days, p.cost_usd) for p in curve if p.figures is not None]
+        if rows:
+            figures[f"size_{gpu}.png"] = cost_vs_gpus(rows, f"{base.model.preset or base.name} on {gpu}")
+    for path in save_plots(figures, folder):
+        print(f"wrote {path}")
 
 
 def _preset_base(args: argparse.Namespace, gpus):

@@ -94,3 +94,30 @@ def test_report_of_a_bad_scenario_exits_2(tmp_path, capsys):
     assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
     assert "parallelism.tensor" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+#: A tiny model (4 layers, hidden 256) so that search and size simulate in milliseconds.
+TINY = {"name": "tiny", "model": {"num_layers": 4, "hidden_size": 256, "ffn_hidden_size": 1024,
+                                  "num_attention_heads": 4, "num_kv_heads": 2, "vocab_size": 1024, "seq_len": 256},
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 8, "topology": "dgx-h100-superpod"},
+        "parallelism": {"data": 8}, "training": {"global_batch_size": 64, "tokens": 1e9}}
+
+
+def test_search_plot_compares_the_ranked_layouts(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert main(["search", str(path), "--micro-batches", "1", "--zero", "1", "--recompute", "none",
+                 "--schedules", "1f1b", "--simulate", "3", "--top", "3", "--workers", "1", "-q",
+                 "--plot", str(tmp_path / "plots")]) == 0
+    assert f"wrote {tmp_path / 'plots' / 'layouts.png'}" in capsys.readouterr().out
+    assert_not_empty(tmp_path / "plots" / "layouts.png")
+
+
+def test_size_plot_draws_days_and_cost_vs_gpus(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert main(["size", str(path), "--tokens", "1e12", "--deadline-days", "20", "--counts", "8,16,32",
+                 "--simulate", "2", "--workers", "1", "-q", "--plot", str(tmp_path / "plots")]) == 0
+    png = tmp_path / "plots" / "size_H100-SXM-80GB.png"
+    assert f"wrote {png}" in capsys.readouterr().out
+    assert_not_empty(png)
