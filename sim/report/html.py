@@ -214,7 +214,7 @@ def _run_section(run: RunLevel) -> str:
     kpis = [(label, fmt.format(run.summary[key])) for label, key, fmt in _RUN_KPIS
             if isinstance(run.summary.get(key), int | float)]
     parts = ["<h2>Training run</h2>", _kpis(kpis) if kpis else "",
-             _table(("figure", "value"), [(k, _fmt(v)) for k, v in run.summary.items()])]
+             _table(("figure", "value"), [(k, _fmt(v)) for k, v in run.summary.items() if v != []])]
     if run.goodput_days is not None and run.goodput is not None:
         parts.append(_figure(plots.goodput_over_time(run.goodput_days, run.goodput),
                              "Goodput over time of one replica: work done net of rollbacks / wall-clock time "
