@@ -56,6 +56,11 @@ def _price(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected GPU=USD_PER_GPU_HOUR") from None
 
 
+def _interrupted(command: str) -> int:
+    print(f"\ntrainsim: {command} interrupted", file=sys.stderr)
+    return 130
+
+
 def _progress(label: str, quiet: bool):
     from sim.cli import _progress as bar
 
@@ -110,8 +115,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     space = SearchSpace(micro_batch_sizes=args.micro_batches, zero_stages=args.zero, recomputes=args.recompute,
                         schedules=args.schedules, max_virtual=args.max_virtual)
     base = load_scenario(args.scenario)
-    result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
-                    objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
+    try:
+        result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
+                        objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
+    except KeyboardInterrupt:
+        return _interrupted("search")
     print(_search_report(result, space, args.top))
     if args.plot:
         _plot_search(result, args.top, args.plot)
@@ -224,9 +232,12 @@ def _cmd_size(args: argparse.Namespace) -> int:
         base = dataclasses.replace(base, training=dataclasses.replace(base.training,
                                                                       global_batch_size=args.global_batch))
     clusters = [gpu_cluster(g, t, base.cluster.num_gpus) for g, t in gpus] or [base.cluster]
-    result = size(base, args.tokens, clusters, deadline_days=args.deadline_days, budget_usd=args.budget_usd,
-                  counts=args.counts, prices=dict(args.price or []), simulate=args.simulate, replicas=args.replicas,
-                  workers=args.workers, progress=_progress("size", args.quiet))
+    try:
+        result = size(base, args.tokens, clusters, deadline_days=args.deadline_days, budget_usd=args.budget_usd,
+                      counts=args.counts, prices=dict(args.price or []), simulate=args.simulate,
+                      replicas=args.replicas, workers=args.workers, progress=_progress("size", args.quiet))
+    except KeyboardInterrupt:
+        return _interrupted("size")
     print(_size_report(base, args.tokens, result))
     if args.plot:
         _plot_size(base, result, args.plot)
@@ -247,7 +258,7 @@ def _plot_size(base, result, folder: str) -> None:
 
 def _preset_base(args: argparse.Namespace, gpus):
     from sim import catalog
-    from sim.analysis.explore.size import DEFAULT_TOPOLOGY
+    from sim.analysis.explore.size import DEFAULT_TOPOLOGY, gpu_cluster
     from sim.errors import TrainsimError
     from sim.specs.scenario import scenario_from_mapping
 
@@ -257,10 +268,10 @@ def _preset_base(args: argparse.Namespace, gpus):
     if args.global_batch is None or not gpus:
         raise TrainsimError("with a model preset, give --global-batch and at least one --gpu")
     gpu, topology = gpus[0]
-    name = catalog.canonical_gpu(gpu) or gpu
+    cluster = gpu_cluster(gpu, topology, 1)  # unknown GPU or no default fabric: a clear error first
     return scenario_from_mapping({
         "name": args.model, "model": {"preset": args.model},
-        "cluster": {"gpu": gpu, "num_gpus": 1, "topology": topology or DEFAULT_TOPOLOGY.get(name, "")},
+        "cluster": {"gpu": cluster.gpu, "num_gpus": 1, "topology": topology or DEFAULT_TOPOLOGY[cluster.gpu]},
         "parallelism": {}, "training": {"global_batch_size": args.global_batch, "tokens": args.tokens}})
 
 

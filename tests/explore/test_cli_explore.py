@@ -82,3 +82,19 @@ def test_sweep_dask_address_unreachable_is_a_clear_error(tiny_file, tmp_path):
     path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"parallelism.zero_stage": [0]}}))
     with pytest.raises(TrainsimError, match="cannot reach the Dask scheduler"):
         run_sweep(load_sweep(path), tmp_path / "r.csv", dask="tcp://127.0.0.1:1", connect_timeout_s=0.5)
+
+
+def test_size_from_a_preset_builds_the_job_from_the_options(capsys):
+    code = main(["size", "llama3-8b", "--tokens", "1e11", "--deadline-days", "1e9", "--global-batch", "64",
+                 "--gpu", "H100-SXM-80GB", "--counts", "16", "--simulate", "2", "--workers", "1", "-q"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert text.startswith("llama3-8b: 1e+11 tokens, global batch 64 x 8,192") and "no failures" in text
+    assert "chosen: 16 x H100-SXM-80GB" in text
+
+
+def test_size_gpu_without_a_default_fabric_names_the_fix(capsys):
+    code = main(["size", "llama3-8b", "--tokens", "1e11", "--deadline-days", "10", "--global-batch", "64",
+                 "--gpu", "MI300X"])
+    assert code == 2
+    assert "--gpu MI300X:TOPOLOGY" in capsys.readouterr().err
