@@ -114,12 +114,16 @@ def test_results_of_another_sweep_are_not_mixed(tmp_path):
 
 
 def test_dask_sweep_completes_without_duplicates_after_a_worker_is_killed(tmp_path):
+    """A point running on the killed worker fails at once (allowed-failures 0) and is resubmitted."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     sweep = load_sweep(_write(tmp_path, GRID))
     out = tmp_path / "dask.csv"
     killed = {}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         victim = sorted(client.run(os.getpid).values())[0]
 
         def kill_one(done: int, total: int) -> None:
