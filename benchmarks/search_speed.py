@@ -13,7 +13,7 @@ from pathlib import Path
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore.pool import default_workers
 from sim.analysis.explore.prescreen import prescreen
-from sim.analysis.explore.search import _screen_order, search
+from sim.analysis.explore.search import screen_order, search
 from sim.analysis.explore.space import SearchSpace, enumerate_space
 from sim.specs.scenario import load_scenario
 
@@ -53,7 +53,7 @@ def simulate_rate(path: Path, n: int = 24) -> None:
     """Per core: the ``n`` layouts a search would simulate first, evaluated one after another."""
     base = load_scenario(path)
     enum = enumerate_space(base, SearchSpace())
-    order = _screen_order(prescreen(enum))[:n]
+    order = screen_order(prescreen(enum))[:n]
     scenarios = [enum.valid.layout(int(i)).apply(base) for i in order]
     start = time.process_time()
     for s in scenarios:

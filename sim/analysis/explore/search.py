@@ -142,7 +142,7 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
     enum = enumerate_space(base, space or SearchSpace(), cluster)
     timings = {"enumerate": time.perf_counter() - start}
     est = prescreen(enum)
-    order = _screen_order(est)
+    order = screen_order(est)
     timings["prescreen"] = time.perf_counter() - start - timings["enumerate"]
     rows: dict[int, dict] = {}
     fitting, pos, total = 0, 0, 0
@@ -167,7 +167,7 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
     return SearchResult(enum, est, objective, rows, timings, workers_pool.workers)
 
 
-def _screen_order(est: Estimate) -> np.ndarray:
+def screen_order(est: Estimate) -> np.ndarray:
     """Indices of the candidates not clearly out of memory, best estimated step time first."""
     ok = np.flatnonzero(est.plausible)
     return ok[np.lexsort((ok, est.step_s[ok]))]
