@@ -73,8 +73,8 @@ class SearchResult:
     def _order(self) -> list[int]:
         key = OBJECTIVES[self.objective]
         simulated = [(i, r) for i, r in self.rows.items() if r["step_time_s"] is not None]
-        return [i for *_, i in sorted((r[key] is None, r[key] or r["step_time_s"], r["step_time_s"], i)
-                                      for i, r in simulated)]
+        return [i for *_, i in sorted((r[key] is None, r["step_time_s"] if r[key] is None else r[key],
+                                       r["step_time_s"], i) for i, r in simulated)]
 
     def table(self) -> Iterator[dict]:
         """Every layout that passed the validation: layout, pre-screen estimate, status, exact figures."""
