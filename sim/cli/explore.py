@@ -162,13 +162,13 @@ def _search_report(result, space, top: int) -> str:
         lines.append("no layout fits in memory")
         return "\n".join(lines)
     lines.append(f"ranked by {result.objective} (simulated)")
-    lines.append(f"{'rank':>4}  {'layout':<58} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
+    lines.append(f"{'rank':>4}  {'layout':<64} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
                  f"{'days':>7} {'P90 d':>7} {'cost $M':>8}")
     for k, (layout, row) in enumerate(ranked[:top], 1):
         days = "-" if row["days"] is None else f"{row['days']:.1f}"
         p90 = "-" if row["days_p90"] is None else f"{row['days_p90']:.1f}"
         cost = "-" if row["cost_usd"] is None else f"{row['cost_usd'] / 1e6:.1f}"
-        lines.append(f"{k:>4}  {layout.label():<58} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
+        lines.append(f"{k:>4}  {layout.label():<64} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
                      f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}")
     return "\n".join(lines)
 
@@ -289,7 +289,7 @@ def _size_report(base, tokens: float, result) -> str:
              f"{base.training.global_batch_size:,} x {base.model.seq_len:,}, {' and '.join(goal)}; {failures}"]
     for gpu, curve in result.curves.items():
         price = (base.costs or CostsSpec()).usd_per_gpu_hour
-        lines += ["", f"{gpu}:", f"{'GPUs':>8}  {'best layout':<58} {'step s':>7} {'MFU':>6} {'days':>7} "
+        lines += ["", f"{gpu}:", f"{'GPUs':>8}  {'best layout':<64} {'step s':>7} {'MFU':>6} {'days':>7} "
                   f"{'GPU-h M':>8} {'cost $M':>8}"]
         for p in curve:
             if p.figures is None:
@@ -297,7 +297,7 @@ def _size_report(base, tokens: float, result) -> str:
                 continue
             f = p.figures
             mark = "  <- chosen" if p is result.choice[gpu] else ""
-            lines.append(f"{p.num_gpus:>8,}  {p.layout.label():<58} {f['step_time_s']:7.3f} {f['mfu']:6.1%} "
+            lines.append(f"{p.num_gpus:>8,}  {p.layout.label():<64} {f['step_time_s']:7.3f} {f['mfu']:6.1%} "
                          f"{f['days']:7.1f} {f['gpu_hours'] / 1e6:8.2f} {f['cost_usd'] / 1e6:8.1f}{mark}")
             if p.note:
                 lines.append(f"{'':>10}({p.note})")
