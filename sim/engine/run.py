@@ -52,6 +52,7 @@ class RunParams:
     straggler_slowdown: float = 0.0
     horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
     max_wall_factor: float = 20.0  # give up (unfinished) past this many times ``work_s``
+    max_failures: int = 1_000_000  # give up (unfinished) past this many failures (a runaway rate)
 
     def restart_time(self, cls: FailureClass) -> float:
         if self.restart_s is not None:
@@ -113,6 +114,9 @@ class _Arrivals:
             return self.rng.exponential(1 / cls.rate_per_s)
         return self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
 
+    def peek(self) -> float:
+        return self.heap[0][0] if self.heap else math.inf
+
     def pop(self) -> tuple[float, FailureClass] | None:
         if not self.heap:
             return None
@@ -125,6 +129,7 @@ class _Arrivals:
 class _Run:
     def __init__(self, params: RunParams, rng: np.random.Generator, record: bool) -> None:
         self.p, self.rng, self.record = params, rng, record
+        self.limit = math.inf
         self.env = simpy.Environment()
         self.pool = simpy.Container(self.env, init=params.spares) if params.spares is not None else None
         self.progress = 0.0  # work done (s of failure-free compute)
@@ -138,6 +143,10 @@ class _Run:
         self.checkpoints = 0
         self.events: list[RunEvent] = []
         self.done = False
+        self.arrivals = _Arrivals(params, rng)
+        self.next_failure = self.arrivals.peek()  # wall time of the next failure (inf: none)
+        self.failure_count = 0
+        self.stop = self.env.event()  # triggered when the event budget is spent
         self.segment: tuple[float, float, float] | None = None  # (start, work at start, compute s) while training
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -165,14 +174,19 @@ class _Run:
 
     # --- processes ---------------------------------------------------------------------------
     def failures(self, job: simpy.Process):
-        arrivals = _Arrivals(self.p, self.rng)
         while not self.done:
-            nxt = arrivals.pop()
+            nxt = self.arrivals.pop()
             if nxt is None:
+                self.next_failure = math.inf
                 return
             t, cls = nxt
+            self.next_failure = t
             yield self.env.timeout(max(0.0, t - self.env.now))
             if self.done:
+                return
+            self.failure_count += 1
+            if self.failure_count > self.p.max_failures:
+                self.stop.succeed()
                 return
             self.by_category[cls.category] += 1
             self.by_name[cls.name] += 1
@@ -192,8 +206,22 @@ class _Run:
         p, env = self.p, self.env
         next_ckpt = p.interval_s
         while True:
-            seg_start, start_work = env.now, self.progress
             self._durable_at(env.now)  # prune finished persists
+            quiet = self._quiet_cycles()
+            if quiet is not None:
+                k, duration, waits = quiet
+                yield env.timeout(duration)  # ends before the next failure: never interrupted
+                self.progress += k * p.interval_s
+                self.checkpoints += k
+                self.losses["checkpoint"] += k * p.stall_s + waits
+                self.losses["slowdown"] += k * p.interval_s * (1 / self.speed - 1)
+                if p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
+                    self.durable = self.progress - p.interval_s
+                    self.pending = [(env.now + p.persist_s, self.progress)]
+                else:
+                    self.durable = self.progress
+                next_ckpt = self.progress + p.interval_s
+            seg_start, start_work = env.now, self.progress
             target = min(next_ckpt, p.work_s)
             compute = (target - start_work) / self.speed
             wait_persist = 0.0
@@ -229,6 +257,30 @@ class _Run:
             else:
                 self.durable = target
             next_ckpt = target + p.interval_s
+
+    def _quiet_cycles(self) -> tuple[int, float, float] | None:
+        """Whole checkpoint cycles that end before the next failure: (count, wall seconds, persist waits).
+
+        Nothing random happens between failures, so k cycles of (compute, wait for the previous persist,
+        stall) can be one timeout; events then grow with failures, not with checkpoints.
+        """
+        p, env = self.p, self.env
+        interval = p.interval_s
+        if self.record or not math.isfinite(interval):
+            return None
+        cycles_left = math.ceil((p.work_s - self.progress) / interval) - 1  # the last segment saves nothing
+        if cycles_left < 2:
+            return None
+        compute = interval / self.speed
+        pending_end = max((t for t, _ in self.pending), default=-math.inf)
+        first_wait = max(0.0, pending_end - (env.now + compute))
+        wait = max(0.0, p.persist_s - compute) if p.persist_s > 0 else 0.0
+        first, cycle = compute + first_wait + p.stall_s, compute + wait + p.stall_s
+        budget = min(self.next_failure, self.limit) - env.now - first
+        if budget < cycle:
+            return None
+        k = min(cycles_left, 1 + int(budget // cycle))
+        return k, first + (k - 1) * cycle, first_wait + (k - 1) * wait
 
     def _recover(self, cause):
         """Roll back to the durable checkpoint, restart (again if interrupted), wait for nodes."""
@@ -295,7 +347,8 @@ class _Run:
         job = self.env.process(self.job())
         self.env.process(self.failures(job))
         limit = p.horizon_s if p.horizon_s is not None else p.work_s * p.max_wall_factor
-        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(limit)]))
+        self.limit = limit
+        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(limit), self.stop]))
         wall = self.env.now
         work = p.work_s if self.done else self.progress
         if self.segment is not None:  # stopped at the horizon inside a training segment
