@@ -146,6 +146,7 @@ class _Run:
         self.arrivals = _Arrivals(params, rng)
         self.next_failure = self.arrivals.peek()  # wall time of the next failure (inf: none)
         self.failure_count = 0
+        self.waiting_for_nodes = False
         self.stop = self.env.event()  # triggered when the event budget is spent
         self.segment: tuple[float, float, float] | None = None  # (start, work at start, compute s) while training
 
@@ -188,6 +189,8 @@ class _Run:
             if self.failure_count > self.p.max_failures:
                 self.stop.succeed()
                 return
+            if self.waiting_for_nodes and not cls.blast_nodes:
+                continue  # a stopped job has no software to crash and no maintenance to interrupt
             self.by_category[cls.category] += 1
             self.by_name[cls.name] += 1
             if cls.blast_nodes and self.pool is not None:
@@ -304,7 +307,9 @@ class _Run:
                     if lost > 0:
                         self._log("rollback", env.now, env.now + 1e-9, lost_work_s=lost, work_s=self.progress)
                 phase = "spare_wait"
+                self.waiting_for_nodes = True
                 yield from self._acquire_nodes()
+                self.waiting_for_nodes = False
                 self.losses["spare_wait"] += env.now - start
                 self._log("spare_wait", start, env.now, missing=self.missing)
                 phase, start = "restart", env.now
@@ -314,6 +319,7 @@ class _Run:
                 self._draw_speed()
                 return
             except simpy.Interrupt as again:
+                self.waiting_for_nodes = False
                 self.losses[phase] += env.now - start
                 self._log(phase, start, env.now, cause=cause.name, interrupted=True)
                 cause = again.cause
