@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from sim import __version__
 from sim.cli import explore, network, report, runlevel
+from sim.cli._common import int_at_least, progress_bar
 from sim.errors import ScenarioError, TrainsimError
 
 
@@ -24,7 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from sim.analysis.runlevel import simulate_run_level
 
         run = simulate_run_level(scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
-                                 progress=_progress("run level") if sys.stderr.isatty() and not args.quiet else None,
+                                 progress=progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None,
                                  record=report.wants_run_events(args))
     if args.json:
         print(json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
@@ -60,40 +61,9 @@ def _cmd_gpus(_: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from sim.analysis.validation import format_report, run_validation
 
-    report = run_validation(sources=args.source, progress=None if args.quiet else _progress("validate"))
+    report = run_validation(sources=args.source, progress=None if args.quiet else progress_bar("validate"))
     print(format_report(report, verbose=args.verbose))
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
-
-
-def _progress(label: str):
-    """A progress bar on stderr: ``callback(done, total)``."""
-
-    def show(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 100) == 0:
-            width = 30
-            filled = width * done // total
-            end = "\n" if done == total else ""
-            print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
-                  file=sys.stderr, flush=True)
-
-    return show
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
     report.add_run_options(run)
-    run.add_argument("--replicas", type=_positive_int, help="Monte Carlo replicas (default: simulation.monte_carlo)")
-    run.add_argument("--seed", type=_non_negative_int, help="root seed (default: simulation.seed)")
+    run.add_argument("--replicas", type=int_at_least(1), help="Monte Carlo replicas (default: simulation.monte_carlo)")
+    run.add_argument("--seed", type=int_at_least(0), help="root seed (default: simulation.seed)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     run.set_defaults(func=_cmd_run)
     sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sim.cli._common import progress_bar
+
 
 def register(sub) -> None:
     """Add the three commands to the ``trainsim`` sub-parsers."""
@@ -62,9 +64,7 @@ def _interrupted(command: str) -> int:
 
 
 def _progress(label: str, quiet: bool):
-    from sim.cli import _progress as bar
-
-    return None if quiet else bar(label)
+    return None if quiet else progress_bar(label)
 
 
 # ---- search ----------------------------------------------------------------------------------------

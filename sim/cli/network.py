@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from sim.cli._common import int_at_least, progress_bar
 from sim.costs.collectives import Collective
 
 #: Without --topology / --gpus: the issue's reproduction set (DGX A100 and DGX H100, 8 to 1,024 GPUs).
@@ -39,10 +39,10 @@ def _cmd_collectives(args: argparse.Namespace) -> int:
         gpu = gpu_spec(args.gpu) if args.gpu else nccl_tests.default_gpu(topo.name)
         for op in ops:
             columns = {}
+            show = progress_bar(f"{topo.name} {op.value}")
             for i, n in enumerate(gpus):
-                _progress(f"{topo.name} {op.value}", i, len(gpus))
                 columns[n] = nccl_tests.sweep(topo, gpu, n, op, algorithm=algorithm)
-            _progress(f"{topo.name} {op.value}", len(gpus), len(gpus))
+                show(i + 1, len(gpus))
             _print_sweep(topo.name, gpu.name, op, args.algorithm, columns)
     _print_published(topologies if args.topology else None)
     return 0
@@ -59,21 +59,6 @@ def _check(gpus: list[int], ops: list[Collective]) -> None:
     if Collective.ALL_TO_ALL in ops and big:
         raise TrainsimError(f"--gpus {big[0]}: all-to-all is limited to {MAX_ALL_TO_ALL_GPUS} GPUs (it puts "
                             "n(n-1) flows on the fabric); use fewer GPUs or leave out --op all-to-all")
-
-
-def _gpu_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 2") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: a collective needs at least 2 GPUs")
-    return value
-
-
-def _progress(label: str, done: int, total: int) -> None:
-    end = "\n" if done == total else ""
-    print(f"\r{label} [{'#' * (20 * done // total):<20}] {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 def _print_sweep(topo: str, gpu: str, op: Collective, algorithm: str, columns: dict) -> None:
@@ -138,7 +123,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     col = sub.add_parser("collectives", help="simulated nccl-tests: bus bandwidth vs message size, vs published")
     col.add_argument("--topology", action="append", help="bundled name or file (repeatable; default DGX A100 "
                      "and DGX H100 SuperPODs)")
-    col.add_argument("--gpus", action="append", type=_gpu_count, help="GPUs in the test (repeatable; default 8..1024)")
+    col.add_argument("--gpus", action="append", type=int_at_least(2),
+                     help="GPUs in the test (repeatable; default 8..1024)")
     col.add_argument("--op", action="append", choices=list(OPS), help="collective (repeatable; default all-reduce, "
                      "all-gather, reduce-scatter)")
     col.add_argument("--algorithm", default="nccl", choices=["nccl", *(a.value for a in Algorithm)],

@@ -6,15 +6,17 @@ import argparse
 
 import numpy as np
 
+from sim.cli._common import int_at_least
+
 
 def register(sub) -> None:
     cmd = sub.add_parser("checkpoint-interval",
                          help="simulate the run over checkpoint intervals and report the best one")
     cmd.add_argument("scenario", help="scenario YAML file (needs training.tokens and a failures block)")
-    cmd.add_argument("--points", type=int, default=9, help="intervals tried (default 9)")
+    cmd.add_argument("--points", type=int_at_least(3), default=9, help="intervals tried (default 9)")
     cmd.add_argument("--span", type=float, default=4.0,
                      help="try Daly's interval divided and multiplied by this factor (default 4)")
-    cmd.add_argument("--replicas", type=int, help="replicas per interval (default: simulation.monte_carlo)")
+    cmd.add_argument("--replicas", type=int_at_least(1), help="replicas per interval (default: simulation.monte_carlo)")
     cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     cmd.set_defaults(func=_cmd_checkpoint_interval)
 
@@ -22,13 +24,13 @@ def register(sub) -> None:
 def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     from sim.analysis.evaluate import evaluate
     from sim.analysis.runlevel import run_plan, search_interval
-    from sim.cli import _progress
+    from sim.cli._common import progress_bar
     from sim.costs.reliability import daly_interval
     from sim.errors import TrainsimError
     from sim.specs.scenario import load_scenario
 
-    if args.points < 3 or args.span <= 1:
-        raise TrainsimError("--points must be >= 3 and --span > 1")
+    if args.span <= 1:
+        raise TrainsimError(f"--span {args.span}: must be > 1")
     s = load_scenario(args.scenario)
     if not s.training.tokens or s.failures is None:
         raise TrainsimError(f"{args.scenario}: the interval search needs training.tokens and a failures block")
@@ -43,7 +45,7 @@ def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     taus = daly * np.geomspace(1 / args.span, args.span, args.points)
     replicas = args.replicas or s.simulation.monte_carlo
     res = search_interval(p, p.stall_s, plan.mtbi_s, taus, replicas, s.simulation.seed,
-                          progress=None if args.quiet else _progress("interval"))
+                          progress=None if args.quiet else progress_bar("interval"))
     print(f"{s.name}: stall {p.stall_s:.1f} s, one interruption every {plan.mtbi_s / 3600:.2f} h, "
           f"{replicas} replicas per interval (same seeds)")
     print(f"{'interval min':>13} {'goodput':>9} {'days':>8}")
