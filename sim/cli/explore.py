@@ -185,7 +185,7 @@ def _plot_search(result, top: int, folder: str) -> None:
 
 def _write_search_table(result, path: str) -> None:
     from sim.analysis.explore.objective import FIGURE_COLUMNS
-    from sim.analysis.explore.tables import write_table
+    from sim.report.tables import write_table
 
     columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
                "recompute", "schedule", "split", "status", "est_step_time_s", "est_memory_gib", *FIGURE_COLUMNS)
@@ -330,7 +330,8 @@ def _register_sweep(sub) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.analysis.explore.sweep import load_sweep, run_sweep
+    from sim.analysis.explore.sweep import run_sweep
+    from sim.specs.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
     out = args.output or f"{Path(args.sweep).stem}-results.csv"

@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from sim.analysis.explore.search import OBJECTIVES
-from sim.analysis.explore.sweep import load_sweep, run_sweep
+from sim.analysis.explore.sweep import run_sweep
 from sim.cli import main
 from sim.cli.explore import OBJECTIVE_CHOICES
 from sim.errors import TrainsimError
+from sim.specs.sweep import load_sweep
 
 
 def test_objective_choices_are_the_searchs():

@@ -8,8 +8,8 @@ import pytest
 
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore.search import search
-from sim.analysis.explore.tables import write_table
 from sim.errors import TrainsimError
+from sim.report.tables import write_table
 from tests.explore.conftest import TINY_SPACE, tiny
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.analysis.explore.sweep import ResultsFile, load_sweep, point_key, run_sweep
-from sim.analysis.explore.variants import apply_assignments
+from sim.analysis.explore.sweep import run_sweep
 from sim.errors import ScenarioError, TrainsimError
+from sim.report.tables import ResultsFile
+from sim.specs.sweep import load_sweep, point_key
+from sim.specs.variants import apply_assignments
 from tests.explore.conftest import TINY_MODEL, tiny
 
 #: 2 x 2 x 2 x 2 = 16 points of ~50 ms each (the run level has failures to draw).

@@ -15,18 +15,15 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from sim import catalog
 from sim.analysis.estimate import estimate_6nd_days
 from sim.analysis.explore.search import search
 from sim.analysis.explore.space import Layout, SearchSpace
 from sim.errors import Issue, ScenarioError, TrainsimError
-from sim.specs._schema import build
 from sim.specs.enums import Schedule
 from sim.specs.pricing import CostsSpec
 from sim.specs.scenario import ClusterSpec, Scenario
-from sim.specs.topology import TopologySpec
+from sim.specs.topology import load_topology
 
 #: The bundled fabric a GPU type is sized on when none is named: the DGX SuperPOD reference
 #: architecture of its generation (the topology files cite them).
@@ -86,9 +83,7 @@ def gpu_cluster(gpu: str, topology: str | None, num_gpus: int) -> ClusterSpec:
     if ref is None:
         raise ScenarioError([Issue("--gpu", f"no default topology for {name}; name one: --gpu {name}:TOPOLOGY "
                                    f"(bundled: {', '.join(catalog.topology_names())})")])
-    path = catalog.resolve_topology(ref, None)
-    topo = build(TopologySpec, yaml.safe_load(path.read_text(encoding="utf-8")), "cluster.topology")
-    return ClusterSpec(gpu=name, num_gpus=num_gpus, topology=topo)
+    return ClusterSpec(gpu=name, num_gpus=num_gpus, topology=load_topology(ref))
 
 
 def count_grid(low: float, high: float, node_gpus: int) -> list[int]:

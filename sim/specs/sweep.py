@@ -1,0 +1,114 @@
+"""Sweep files: a base scenario and the fields to vary by dotted path, loaded and checked like a scenario.
+
+A sweep file names a base scenario and the fields to vary::
+
+    base: ../llama3-8b-64-h100.yaml                  # relative to the sweep file
+    grid:                                            # every combination
+      failures.rate_scale: [1, 2]
+      checkpoint.interval_minutes: [30, 120]
+      cluster.num_gpus, parallelism.data: [[64, 8], [128, 16]]   # fields that change together
+    points:                                          # optional: a list (crossed with the grid if both)
+      - {parallelism.zero_stage: 0}
+
+Each point gets a stable key (a hash of its assignments), so a results table can be resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import Issue, ScenarioError
+from sim.specs.scenario import Scenario, load_scenario
+from sim.specs.variants import check_path
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One variant: its stable key and the field assignments (dotted path -> YAML value)."""
+
+    key: str
+    assignments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    base: Scenario
+    fields: tuple[str, ...]
+    points: tuple[Point, ...]
+
+
+def point_key(assignments: dict[str, Any]) -> str:
+    """A stable key of a point: the hash of its assignments (order-independent)."""
+    text = json.dumps(assignments, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file; raises ScenarioError naming every problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ScenarioError([Issue("", f"cannot read sweep: {err.strerror}")], str(path)) from None
+    except Exception as err:  # PyYAML constructors raise several exception types
+        raise ScenarioError([Issue("", f"not valid YAML: {err}")], str(path)) from None
+    if not isinstance(data, dict):
+        raise ScenarioError([Issue("", "a sweep is a mapping with base, grid and/or points")], str(path))
+    issues = [Issue(k, "unknown key; use base, grid, points") for k in data if k not in ("base", "grid", "points")]
+    if not isinstance(data.get("base"), str):
+        issues.append(Issue("base", "required: the path of the base scenario (relative to the sweep file)"))
+    axes = _grid_axes(data.get("grid"), issues)
+    listed = _listed_points(data.get("points"), issues)
+    if not axes and not listed:
+        issues.append(Issue("grid", "a sweep needs a grid or a list of points"))
+    if issues:
+        raise ScenarioError(issues, str(path))
+    base = load_scenario(path.parent / data["base"])
+    combos = [dict(itertools.chain.from_iterable(a.items() for a in c)) for c in itertools.product(*axes)]
+    assignments = [{**c, **p} for c in combos for p in (listed or [{}])]
+    fields = tuple(dict.fromkeys(k for a in assignments for k in a))
+    points = tuple(Point(point_key(a), a) for a in assignments)
+    dupes = len(points) - len({p.key for p in points})
+    if dupes:
+        raise ScenarioError([Issue("points", f"{dupes} point(s) repeat another point")], str(path))
+    return Sweep(base, fields, points)
+
+
+def _grid_axes(grid: Any, issues: list[Issue]) -> list[list[dict[str, Any]]]:
+    """Each grid entry as a list of assignment dicts (linked fields set together)."""
+    if grid is None:
+        return []
+    if not isinstance(grid, dict):
+        issues.append(Issue("grid", "expected a mapping of field path -> list of values"))
+        return []
+    axes = []
+    for key, values in grid.items():
+        paths = [p.strip() for p in str(key).split(",")]
+        bad = [i for p in paths for i in check_path(p)]
+        issues += [Issue(f"grid.{i.path}", i.message) for i in bad]
+        if not isinstance(values, list) or not values:
+            issues.append(Issue(f"grid.{key}", "expected a non-empty list of values"))
+            continue
+        if len(paths) > 1 and not all(isinstance(v, list) and len(v) == len(paths) for v in values):
+            issues.append(Issue(f"grid.{key}", f"linked fields: each value is a list of {len(paths)}"))
+            continue
+        axes.append([dict(zip(paths, v if len(paths) > 1 else [v], strict=True)) for v in values])
+    return axes
+
+
+def _listed_points(points: Any, issues: list[Issue]) -> list[dict[str, Any]]:
+    if points is None:
+        return []
+    if not isinstance(points, list) or not all(isinstance(p, dict) and p for p in points):
+        issues.append(Issue("points", "expected a list of non-empty mappings field path -> value"))
+        return []
+    for i, p in enumerate(points):
+        issues += [Issue(f"points[{i}].{x.path}", x.message) for k in p for x in check_path(str(k))]
+    return [{str(k): v for k, v in p.items()} for p in points]
