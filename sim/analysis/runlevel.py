@@ -177,9 +177,15 @@ class RunSummary:
 
     @property
     def energy_mwh(self) -> float:
-        """GPU-hours x (GPU + host share) W x PUE: the LLaMA papers' formula, host share added."""
-        watts = self.gpu_power_w + self.costs.host_power_w_per_gpu
-        return self.gpu_hours * watts * self.costs.pue / 1e6
+        """GPU-hours x GPU W x PUE (the LLaMA papers' formula) plus the host share; hours spent restarting
+        or waiting for nodes draw the idle GPU power when one is given."""
+        idle_w = self.costs.idle_gpu_power_w if self.costs.idle_gpu_power_w is not None else self.gpu_power_w
+        n = len(self.replicas)
+        idle_h = sum(r.losses_s["restart"] + r.losses_s["spare_wait"] for r in self.replicas) / n / 3600
+        idle_gpu_h = min(idle_h * self.num_gpus, self.gpu_hours)
+        watt_hours = ((self.gpu_hours - idle_gpu_h) * self.gpu_power_w + idle_gpu_h * idle_w
+                      + self.gpu_hours * self.costs.host_power_w_per_gpu)
+        return watt_hours * self.costs.pue / 1e6
 
     @property
     def co2_tonnes(self) -> float:

@@ -17,3 +17,5 @@ class CostsSpec(Spec):
     gpu_power_w: float | None = spec_field(None, doc="average GPU draw, W (default: the catalog TDP, as the "
                                                      "LLaMA and Llama 3 carbon figures assume)", ge=0)
     host_power_w_per_gpu: float = spec_field(0.0, doc="host share (CPUs, NICs, fans) per GPU, W", ge=0)
+    idle_gpu_power_w: float | None = spec_field(None, doc="GPU draw while the job restarts or waits for nodes, W "
+                                                          "(default: gpu_power_w, the baseline formula)", ge=0)

@@ -107,3 +107,19 @@ def test_checkpoint_interval_command(tmp_path, capsys):
     assert main(["checkpoint-interval", str(path), "-q", "--replicas", "2", "--points", "5"]) == 0
     out = capsys.readouterr().out
     assert "Daly's formula" in out and "<- best simulated" in out
+
+
+def test_idle_power_lowers_energy_by_the_idle_hours(tmp_path, capsys):
+    base = _small(tmp_path, rate_scale=4)
+    data = yaml.safe_load(base.read_text())
+    out = []
+    for idle in (None, 100.0):
+        if idle is not None:
+            data["costs"]["idle_gpu_power_w"] = idle
+        path = tmp_path / f"idle-{idle}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        assert main(["run", str(path), "--json", "-q"]) == 0
+        out.append(json.loads(capsys.readouterr().out)["run"])
+    idle_gpu_h = (out[0]["loss_days"]["restart"] + out[0]["loss_days"]["spare_wait"]) * 24 * 1024
+    expected = out[0]["energy_mwh"] - idle_gpu_h * (700 - 100) * 1.1 / 1e6
+    assert out[1]["energy_mwh"] == pytest.approx(expected, rel=1e-4)
