@@ -8,6 +8,7 @@ exchange overlaps attention blocks (Liu et al. 2023) and only its excess is expo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sim.costs import kernels
@@ -98,7 +99,8 @@ def _attention(s: Scenario, gpu: GpuSpec, x: _Shape, cp: GroupPath, backward: bo
         dtype = kernels.half_dtype(gpu)
         gemm = 2 * kernels.gemm_time(gpu, dtype, x.seq, x.seq, x.d, heads)
         drop = 3 if s.model.dropout else 0
-        softmax = kernels.hbm_time(gpu, (4 + drop) * heads * x.seq * x.seq)
+        per_score = SOFTMAX_BYTES[fused_softmax_applies(x.b * x.a // x.t, x.seq)]
+        softmax = kernels.hbm_time(gpu, (per_score + drop) * heads * x.seq * x.seq)
         return PhaseTime(compute=(gemm + softmax) * (2 if backward else 1))
     whole = kernels.flash_attention_time(gpu, heads, x.seq * x.c, x.seq * x.c, x.d, True, backward) / x.c
     if x.c == 1:
@@ -143,6 +145,25 @@ def _moe_dispatch(s: Scenario, x: _Shape, ep: GroupPath) -> PhaseTime:
 #: fused flash kernel, or 4: score GEMM, masked softmax, dropout, context GEMM). Backward ~2x.
 FORWARD_KERNELS = {AttentionKernel.FLASH: 16, AttentionKernel.UNFUSED: 19}
 
+#: Bytes moved per attention score by the unfused softmax: Megatron's fused scaled-masked-softmax
+#: kernel reads and writes bf16 (2 + 2); its PyTorch fallback (FusedScaleMaskSoftmax.forward_torch_
+#: softmax) runs five fp32 kernels: cast (2 + 4), scale (4 + 4), masked_fill (4 + 4 + 1 mask),
+#: softmax (4 + 4), cast back (4 + 2) -- 4 more kernels than the fused path.
+SOFTMAX_BYTES = {True: 4, False: 37}
+TORCH_SOFTMAX_EXTRA_KERNELS = 4
+
+
+def fused_softmax_applies(attn_batches: int, seq: float) -> bool:
+    """Whether Megatron's fused causal softmax kernel runs (megatron/model/fused_softmax.py
+    ``is_kernel_available``): 16 < seq <= 4096, seq % 4 == 0, and micro-batch x local heads a multiple
+    of the kernel's batches per 128-thread block (4 rows of one warp each for seq > 128, else more)."""
+    if not (16 < seq <= 4096 and seq % 4 == 0 and attn_batches % 4 == 0):
+        return False
+    pow2 = 1 << math.ceil(math.log2(seq))
+    warp = min(pow2, 32)
+    per_block = (128 // warp) * (2 if pow2 <= 128 else 1)
+    return attn_batches % per_block == 0
+
 
 def _host_bound(t: PhaseTime, kernels_launched: float) -> PhaseTime:
     """A pass cannot run faster than the host dispatches its kernels (GPU starved otherwise)."""
@@ -168,6 +189,8 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     backward = (PhaseTime(compute=2 * gemm + 2 * elementwise)
                 + _attention(s, gpu, x, paths.cp, backward=True) + fwd_tp + ep)
     n_fwd = FORWARD_KERNELS[s.training.attention]
+    if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
+        n_fwd += TORCH_SOFTMAX_EXTRA_KERNELS
     forward = _host_bound(forward, n_fwd)
     backward = _host_bound(backward, 2 * n_fwd)
     recompute = s.parallelism.activation_recompute
@@ -186,18 +209,26 @@ def embedding_time(s: Scenario, gpu: GpuSpec) -> LayerTime:
                      PhaseTime(compute=kernels.hbm_time(gpu, 2 * nbytes)))
 
 
+#: Bytes per logit moved by Megatron's unfused vocab-parallel cross-entropy (megatron/core/
+#: tensor_parallel/cross_entropy.py), forward and backward. Forward: bf16 -> fp32 cast (2 + 4), max
+#: (4), subtract max (4 + 4), exp (4 + 4), sum (4), normalise in place (4 + 4) = 38. Backward: scale
+#: the saved softmax by the loss gradient (4 + 4), cast back to bf16 for the LM-head GEMMs (4 + 2) = 14.
+CROSS_ENTROPY_BYTES = (38, 14)
+
+
 def head_time(s: Scenario, gpu: GpuSpec, paths: Paths) -> LayerTime:
     """Final norm, LM head GEMM (vocab-parallel) and cross-entropy (last stage)."""
     x = _Shape(s)
     vocab = s.model.vocab_size / x.t
     gemm = kernels.gemm_time(gpu, x.dtype, x.tokens, vocab, x.h)
-    loss = kernels.hbm_time(gpu, x.tokens * vocab * (2 + 4 + 4))  # bf16 logits -> fp32 softmax/grad
+    loss_fwd = kernels.hbm_time(gpu, x.tokens * vocab * CROSS_ENTROPY_BYTES[0])
+    loss_bwd = kernels.hbm_time(gpu, x.tokens * vocab * CROSS_ENTROPY_BYTES[1])
     norm = kernels.hbm_time(gpu, 2.0 * 2 * x.tokens * x.h / x.sp)
     gather = PhaseTime()
     if x.t > 1 and s.parallelism.sequence_parallel:
         gather = PhaseTime(tp_comm=collective_time(Collective.ALL_GATHER, 2.0 * x.tokens * x.h, paths.tp))
-    forward = PhaseTime(compute=gemm + loss + norm) + gather
-    backward = PhaseTime(compute=2 * gemm + loss + 2 * norm) + gather
+    forward = PhaseTime(compute=gemm + loss_fwd + norm) + gather
+    backward = PhaseTime(compute=2 * gemm + loss_bwd + 2 * norm) + gather
     return LayerTime(forward, backward)
 
 

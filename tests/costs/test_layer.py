@@ -111,3 +111,50 @@ def test_optimizer_time_hand_value():
     s = make_scenario()
     # AdamW: 34 bytes read + written per local parameter at HBM speed (> 100 MB: full efficiency)
     assert layer.optimizer_time(s, s.gpu, 1e9) == pytest.approx(34e9 / (3.35e12 * 0.85))
+
+
+@pytest.mark.parametrize(("batches", "seq", "fused"), [
+    (4, 1024, True), (8, 2048, True), (2, 1024, False), (10, 2048, False),  # micro-batch x local heads
+    (4, 8192, False),  # longer than the kernel's 4096 keys
+    (4, 128, False), (8, 128, True),  # keys <= 128: 2 rows per warp, 4 warps -> 8 rows per block
+    (4, 1022, False),  # keys not a multiple of 4
+])
+def test_fused_softmax_availability_follows_megatron(batches, seq, fused):
+    assert layer.fused_softmax_applies(batches, seq) is fused
+
+
+def test_unfused_attention_falls_back_to_the_fp32_torch_softmax():
+    def attention(t):
+        s = make_scenario(parallelism={"tensor": t, "sequence_parallel": False}, training={"attention": "unfused"},
+                          model={"seq_len": 1024})
+        x = layer._Shape(s)
+        return s, x, layer._attention(s, s.gpu, x, paths(t).cp, backward=False).compute
+
+    # 16 heads: TP 4 leaves 4 local heads (fused), TP 8 leaves 2 (torch fallback)
+    s4, x4, fused = attention(4)
+    s8, x8, fallback = attention(8)
+    gemm = lambda s, x: 2 * kernels.gemm_time(s.gpu, "bf16", x.seq, x.seq, x.d, x.b * x.a / x.t)  # noqa: E731
+    scores = lambda x: x.b * x.a / x.t * x.seq * x.seq  # noqa: E731
+    assert fused == pytest.approx(gemm(s4, x4) + kernels.hbm_time(s4.gpu, (4 + 3) * scores(x4)))
+    assert fallback == pytest.approx(gemm(s8, x8) + kernels.hbm_time(s8.gpu, (37 + 3) * scores(x8)))
+
+
+def test_fallback_softmax_raises_the_host_dispatch_floor():
+    s = make_scenario(parallelism={"tensor": 8, "sequence_parallel": False}, training={"attention": "unfused"},
+                      model={"seq_len": 1024, "hidden_size": 256, "ffn_hidden_size": 1024})
+    t = layer.layer_time(s, s.gpu, paths(8), moe=False)
+    per_kernel = kernels.host_overhead_s()
+    # tiny layer: both passes sit on the host floor, with 4 more kernels forward (8 backward)
+    assert t.forward.total == pytest.approx((19 + 4) * per_kernel)
+    assert t.backward.total == pytest.approx(2 * (19 + 4) * per_kernel)
+
+
+def test_cross_entropy_traffic_hand_value():
+    s = make_scenario(model={"hidden_size": 256, "ffn_hidden_size": 1024, "vocab_size": 65536})
+    x = layer._Shape(s)
+    head = layer.head_time(s, s.gpu, paths())
+    gemm = kernels.gemm_time(s.gpu, "bf16", x.tokens, 65536, 256)
+    norm = kernels.hbm_time(s.gpu, 2.0 * 2 * x.tokens * 256)
+    assert head.forward.compute == pytest.approx(gemm + kernels.hbm_time(s.gpu, 38 * x.tokens * 65536) + norm)
+    assert head.backward.compute == pytest.approx(2 * gemm + kernels.hbm_time(s.gpu, 14 * x.tokens * 65536)
+                                                  + 2 * norm)
