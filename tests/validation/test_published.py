@@ -18,9 +18,10 @@ SUBSET = (
     "mcore-r0.8-h100-weak-1.7b", "mcore-r0.8-h100-weak-16b", "mcore-r0.8-h100-weak-70b",
     "mcore-r0.8-h100-weak-177b",
 )
-#: Bounds this model reaches (not the issue's goal of 25 % for every row: on the full calibration set
-#: 41 of 1,499 rows exceed 25 % -- 40 small vTrain rows, host-overhead bound, and Megatron-Core 1.7B at -27 %).
-ROW_TOLERANCE = 0.35
+#: Bounds this model reaches on the subset (worst row -23 %, MAPE 8.2 %). On the full calibration set
+#: (`trainsim validate`) 2 of 1,499 rows exceed 25 %: vTrain's 64-GPU TP8 rows with micro-batch 64 and 2,
+#: each slower than its neighbours of the same work by 1.6-2x (see README "Validation").
+ROW_TOLERANCE = 0.25
 MAPE_TOLERANCE = 0.10  # mean absolute percentage error over the subset
 
 
