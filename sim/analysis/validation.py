@@ -15,16 +15,12 @@ step time. Where a row leaves a layout choice open, the rules below make it, the
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from sim import catalog
 from sim.analysis.evaluate import evaluate, fits_in_memory
@@ -59,10 +55,6 @@ class Outcome:
         if self.simulated_step_s is None:
             return None
         return (self.simulated_step_s - self.row.published_step_s) / self.row.published_step_s
-
-
-def _data(name: str):
-    return resources.files("sim.catalog").joinpath("validation", name)
 
 
 def _source_of(row_id: str) -> str:
@@ -138,7 +130,7 @@ def _published_step(r: dict[str, Any]) -> tuple[float, str] | None:
 def published_rows() -> list[Row]:
     """Rows of published_runs.yaml that have a layout and a measured throughput."""
     rows = []
-    for r in yaml.safe_load(_data("published_runs.yaml").read_text(encoding="utf-8")):
+    for r in catalog.read_yaml("validation/published_runs.yaml"):
         par, hw = r["parallel"], r["hardware"]
         if any(par[k] is None for k in ("tp", "pp", "dp", "global_batch_size")):
             continue  # no layout to simulate (LLaMA-1, OPT)
@@ -178,7 +170,7 @@ def published_rows() -> list[Row]:
 
 def _vtrain_topology() -> dict[str, Any]:
     """DGX A100 nodes as vTrain's validation configs describe them: 4 x 200 Gb/s HDR per node."""
-    topo = yaml.safe_load((catalog.TOPOLOGY_DIR / "dgx-a100-superpod.yaml").read_text(encoding="utf-8"))
+    topo = catalog.topology_mapping("dgx-a100-superpod")
     topo["node"]["nics"] = 4
     topo["name"] = "vtrain-dgx-a100-4xhdr"
     return topo
@@ -188,26 +180,25 @@ def vtrain_rows(limit: int | None = None) -> list[Row]:
     """vTrain's measured iteration times (single node and 64-GPU rows)."""
     rows, topo = [], _vtrain_topology()
     for fname in ("ground_truth_single.csv", "ground_truth_multi_64gpu.csv"):
-        with _data("vtrain").joinpath(fname).open(encoding="utf-8") as fh:
-            for i, rec in enumerate(csv.DictReader(fh)):
-                h, heads, layers = int(rec["hidden size"]), int(rec["attention heads"]), int(rec["# layers"])
-                mapping = {
-                    "name": f"vtrain-{fname.split('_')[2].split('.')[0]}-{i}",
-                    "model": {"num_layers": layers, "hidden_size": h, "ffn_hidden_size": 4 * h,
-                              "num_attention_heads": heads, "num_kv_heads": heads, "vocab_size": 51200,
-                              "seq_len": int(rec["sequence length"]), "activation": "gelu",
-                              "tied_embeddings": True, "dropout": True},
-                    "cluster": {"gpu": "A100-SXM-80GB", "num_gpus": int(rec["# GPUs"]), "topology": topo},
-                    "parallelism": {"tensor": int(rec["tensor parallelism"]),
-                                    "pipeline": int(rec["pipeline parallelism"]),
-                                    "data": int(rec["data parallelism"]), "zero_stage": 0,
-                                    "sequence_parallel": False, "micro_batch_size": int(rec["micro batch"]),
-                                    "activation_recompute": "full", "overlap_grad_reduce": False},
-                    "training": {"global_batch_size": int(rec["global batch"]), "precision": "bf16",
-                                 "attention": "unfused"},
-                }
-                rows.append(Row(mapping["name"], "vtrain", mapping,
-                                float(rec["iteration time (ms)"]) / 1e3, "iteration time as published"))
+        for i, rec in enumerate(catalog.read_csv(f"validation/vtrain/{fname}")):
+            h, heads, layers = int(rec["hidden size"]), int(rec["attention heads"]), int(rec["# layers"])
+            mapping = {
+                "name": f"vtrain-{fname.split('_')[2].split('.')[0]}-{i}",
+                "model": {"num_layers": layers, "hidden_size": h, "ffn_hidden_size": 4 * h,
+                          "num_attention_heads": heads, "num_kv_heads": heads, "vocab_size": 51200,
+                          "seq_len": int(rec["sequence length"]), "activation": "gelu",
+                          "tied_embeddings": True, "dropout": True},
+                "cluster": {"gpu": "A100-SXM-80GB", "num_gpus": int(rec["# GPUs"]), "topology": topo},
+                "parallelism": {"tensor": int(rec["tensor parallelism"]),
+                                "pipeline": int(rec["pipeline parallelism"]),
+                                "data": int(rec["data parallelism"]), "zero_stage": 0,
+                                "sequence_parallel": False, "micro_batch_size": int(rec["micro batch"]),
+                                "activation_recompute": "full", "overlap_grad_reduce": False},
+                "training": {"global_batch_size": int(rec["global batch"]), "precision": "bf16",
+                             "attention": "unfused"},
+            }
+            rows.append(Row(mapping["name"], "vtrain", mapping,
+                            float(rec["iteration time (ms)"]) / 1e3, "iteration time as published"))
     return rows[:limit] if limit else rows
 
 

@@ -6,7 +6,9 @@ per process.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,17 @@ TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
 def read_yaml(name: str) -> Any:
     """A packaged YAML file by its path relative to ``sim/catalog``."""
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
+def read_csv(name: str) -> list[dict[str, str]]:
+    """A packaged CSV file by its path relative to ``sim/catalog``, one dict per row."""
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def topology_mapping(name: str) -> dict[str, Any]:
+    """The raw mapping of a bundled topology (a fresh copy each call: callers may edit it)."""
+    return yaml.safe_load((TOPOLOGY_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 @functools.cache
