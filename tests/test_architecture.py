@@ -170,3 +170,28 @@ def test_print_only_in_cli_and_report():
     bad = [f"{mod}:{line}" for mod, v in MODULES.items() for line in v.prints
            if not (_in(mod, "sim.cli") or _in(mod, "sim.report"))]
     assert bad == []
+
+
+FILE_CALLS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "mkdir", "unlink", "rename",
+              "touch", "rmdir", "fsync"}
+FILE_OWNERS = ("sim.specs", "sim.catalog", "sim.report", "sim.cli")
+
+
+def _file_calls(path: Path) -> list[int]:
+    """Lines that call a filesystem function (``open(...)``, ``path.read_text()``, ``os.fsync`` ...)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        builtin_open = isinstance(func, ast.Name) and func.id == "open"
+        if builtin_open or (isinstance(func, ast.Attribute) and func.attr in FILE_CALLS):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_specs_catalog_report_and_cli_touch_the_filesystem():
+    """style.md §3: the other layers take and return data, so they can run anywhere (workers, notebooks)."""
+    bad = [f"{module_name(p)}:{line}" for p in sorted(SIM.rglob("*.py"))
+           if not any(_in(module_name(p), owner) for owner in FILE_OWNERS) for line in _file_calls(p)]
+    assert bad == []
