@@ -121,8 +121,12 @@ def _activations(s: Scenario, rank: int) -> float:
     layers_per_chunk = max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline))
     held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
     total = held * layers_per_chunk * layer_activation_bytes(s)
-    if p.activation_recompute is not Recompute.NONE:
+    # the working set of the one layer being recomputed in backward: the whole layer for full recompute;
+    # for selective, only the attention scores it drops (none with flash attention, which never stores them)
+    if p.activation_recompute is Recompute.FULL:
         total += layer_activation_bytes(s, full_layer=True)
+    elif p.activation_recompute is Recompute.SELECTIVE:
+        total += layer_activation_bytes(s, full_layer=True) - layer_activation_bytes(s)
     tokens = m.seq_len / p.context * p.micro_batch_size
     sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
     if rank == 0:

@@ -49,6 +49,18 @@ def test_korthikanti_selective_recompute_with_sp(t):
     assert memory.layer_activation_bytes(s) == pytest.approx(34 * S * H / t, rel=1e-12)
 
 
+@pytest.mark.parametrize("attention", ["unfused", "flash"])
+def test_selective_recompute_never_costs_more_than_none(attention):
+    """Selective recompute's backward working set is the dropped attention scores of one layer, nothing more
+    (with flash attention there are none: selective = none)."""
+    none, selective = (memory.peak_memory(gpt(t=2, recompute=r, attention=attention)).activations
+                       for r in ("none", "selective"))
+    if attention == "flash":
+        assert selective == pytest.approx(none)
+    else:
+        assert selective < none
+
+
 @pytest.mark.parametrize("t", [1, 2, 4, 8])
 def test_korthikanti_full_recompute_with_sp(t):
     s = gpt(t=t, sp=True, recompute="full")
