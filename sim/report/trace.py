@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 
 US = 1e6  # trace timestamps are microseconds
 
-#: Thread order of a step trace: the compute stream first, then the communication channels of
-#: sim/engine/step.py. A stream not listed here still gets its own thread, after these.
-STREAM_ORDER = ("compute", "pp_send_fwd", "pp_send_bwd", "dp_gather", "dp_reduce")
+#: Thread order of a step trace: the compute stream first, the TP and CP collectives inside its blocks,
+#: then the communication channels of sim/engine/step.py. A stream not listed here still gets its own
+#: thread, after these.
+STREAM_ORDER = ("compute", "tp_comm", "cp_comm", "pp_send_fwd", "pp_send_bwd", "dp_gather", "dp_reduce")
+#: Collectives the engine keeps inside a compute block (their exposed seconds are the block's args).
+IN_BLOCK = (("tp_comm", "tp_comm_s", "TP"), ("cp_comm", "cp_comm_s", "CP"))
 
 _PIECE = re.compile(r"\.(?:layer(?P<layer>\d+)|(?P<head>lm_head)|embedding)$")
 
@@ -94,7 +97,30 @@ class _FlopCounter:
 
 def _streams(step: StepResult) -> list[str]:
     seen = {i.stream for i in step.timeline.intervals}
+    seen |= {thread for i in step.timeline.intervals for thread, key, _ in IN_BLOCK if i.args.get(key, 0) > 0}
     return [s for s in STREAM_ORDER if s in seen] + sorted(seen - set(STREAM_ORDER))
+
+
+def _in_block_events(i, layers: int, tids: Mapping[str, int]) -> list[dict[str, Any]]:
+    """The TP and CP collectives of a compute block on threads of their own.
+
+    The engine costs them on the layer's critical path inside the block (``tp_comm_s`` / ``cp_comm_s``
+    exposed seconds), not as separate intervals; here each layer's share is drawn inside that layer's
+    slice of the block (CP at its start, where the K/V ring exchange runs, TP at its end), so the threads
+    show where the block waited on them and their busy time is exactly the engine's.
+    """
+    out = []
+    window = (i.end - i.start) / layers
+    for thread, key, label in IN_BLOCK:
+        exposed = i.args.get(key, 0.0) / layers
+        if exposed <= 0:
+            continue
+        for k in range(layers):
+            lo = i.start + k * window
+            start = lo if thread == "cp_comm" else lo + window - exposed
+            out.append(_complete(f"{i.name} {label}", thread, i.rank, tids[thread], start, start + exposed,
+                                 {"exposed_s": exposed, "layer_in_block": k}))
+    return out
 
 
 def step_trace(step: StepResult) -> dict[str, Any]:
@@ -112,8 +138,8 @@ def step_trace(step: StepResult) -> dict[str, Any]:
         ``step.timeline`` becomes one complete event on process ``rank`` and the thread of its stream,
         with the interval's figures as args (``bytes`` of transfers; ``compute_s``, ``tp_comm_s`` and
         ``cp_comm_s`` of compute blocks) plus ``model_flops`` per GPU for compute blocks. TP and CP
-        collectives sit inside the layer blocks (on their critical path), so they appear as the
-        ``tp_comm_s`` / ``cp_comm_s`` args of compute events, not as threads of their own.
+        collectives sit inside the layer blocks (on their critical path): they get threads ``tp_comm`` /
+        ``cp_comm`` with each layer's exposed share drawn inside the block (see ``_in_block_events``).
     """
     s = step.scenario
     p = s.parallelism
@@ -134,6 +160,7 @@ def step_trace(step: StepResult) -> dict[str, Any]:
             model_flops = count(i.rank, i.name, i.args)
             if model_flops is not None:
                 args["model_flops"] = model_flops
+            events += _in_block_events(i, len(count.chunks[i.args["vs"]]) if "vs" in i.args else 1, tids)
         events.append(_complete(i.name, i.stream, i.rank, tids[i.stream], i.start, i.end, args))
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "otherData": {"scenario": s.name, "step_time_s": step.step_time_s, "mfu": step.mfu,

@@ -107,7 +107,8 @@ def test_the_validator_catches_broken_traces():
 
 LAYOUTS = {"interleaved zero1": {}, "1f1b zero0": {"virtual_pipeline": 1, "schedule": "1f1b", "zero_stage": 0},
            "zero3": {"zero_stage": 3, "virtual_pipeline": 1, "schedule": "1f1b"},
-           "no overlap": {"overlap_grad_reduce": False, "overlap_param_gather": False}}
+           "no overlap": {"overlap_grad_reduce": False, "overlap_param_gather": False},
+           "context parallel": {"context": 2}}
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))
@@ -119,7 +120,9 @@ def test_step_trace_is_valid_trace_event_json(step, tmp_path):
     path = write_trace(step_trace(step), tmp_path / "out" / "step.json")
     trace = json.loads(path.read_text())  # survives a JSON round trip
     assert format_problems(trace) == []
-    assert sum(e["ph"] == "X" for e in trace["traceEvents"]) == len(step.timeline.intervals)
+    timeline_streams = {i.stream for i in step.timeline.intervals}
+    assert sum(e["ph"] == "X" and e["cat"] in timeline_streams for e in trace["traceEvents"]) == \
+        len(step.timeline.intervals)
 
 
 def test_trace_busy_time_equals_the_simulators(step):
@@ -128,7 +131,7 @@ def test_trace_busy_time_equals_the_simulators(step):
     trace = step_trace(step)
     busy = busy_s(trace)
     streams = {(i.rank, i.stream) for i in step.timeline.intervals}
-    assert set(busy) == streams
+    assert set(busy) - streams <= {(r, t) for r, _ in streams for t in ("tp_comm", "cp_comm")}
     for rank, stream in streams:
         assert busy[rank, stream] == pytest.approx(step.timeline.busy(rank, stream), rel=1e-12)
     for rank in range(step.scenario.parallelism.pipeline):
@@ -141,14 +144,36 @@ def test_trace_busy_time_equals_the_simulators(step):
         pytest.approx(step.step_time_s, rel=1e-12)
 
 
+def test_tp_and_cp_threads_hold_the_exposed_collectives_inside_their_blocks(step):
+    """The tp_comm / cp_comm threads' busy time = the tp_comm_s / cp_comm_s the engine put in the compute
+    blocks, and every such event lies inside a compute block of its stage."""
+    trace = step_trace(step)
+    busy = busy_s(trace)
+    p = step.scenario.parallelism
+    for rank in range(p.pipeline):
+        blocks = [i for i in step.timeline.intervals if i.rank == rank and i.stream == "compute"]
+        for thread, key in (("tp_comm", "tp_comm_s"), ("cp_comm", "cp_comm_s")):
+            expected = sum(i.args.get(key, 0.0) for i in blocks)
+            assert busy.get((rank, thread), 0.0) == pytest.approx(expected, rel=1e-9)
+        inside = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["pid"] == rank
+                  and e["cat"] in ("tp_comm", "cp_comm")]
+        for e in inside:
+            assert any(b.start * 1e6 - 1e-3 <= e["ts"] and e["ts"] + e["dur"] <= b.end * 1e6 + 1e-3 for b in blocks)
+    if p.tensor > 1:
+        assert any(busy.get((r, "tp_comm"), 0) > 0 for r in range(p.pipeline))
+    if p.context > 1:
+        assert any(busy.get((r, "cp_comm"), 0) > 0 for r in range(p.pipeline))
+
+
 def test_trace_args_carry_bytes_and_model_flops(step):
     """Transfers carry their bytes; the model FLOPs of the compute events, times the GPUs each
     simulated rank stands for (TP x CP x DP), add up to the step's model FLOPs."""
     trace = step_trace(step)
     p = step.scenario.parallelism
     xs = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    assert all(e["args"]["bytes"] > 0 for e in xs if e["cat"] != "compute")
-    assert sum(e["args"]["bytes"] for e in xs if e["cat"] != "compute") == pytest.approx(
+    transfers = [e for e in xs if e["cat"] not in ("compute", "tp_comm", "cp_comm")]
+    assert all(e["args"]["bytes"] > 0 for e in transfers)
+    assert sum(e["args"]["bytes"] for e in transfers) == pytest.approx(
         sum(i.args["bytes"] for i in step.timeline.intervals if i.stream != "compute"), rel=1e-12)
     model_flops = sum(e["args"].get("model_flops", 0.0) for e in xs)
     assert model_flops * p.tensor * p.context * p.data == pytest.approx(step.model_flops_per_step, rel=1e-12)
@@ -160,8 +185,8 @@ def test_step_trace_threads_and_processes(step):
     meta = [e for e in trace["traceEvents"] if e["ph"] == "M"]
     assert {e["pid"] for e in meta if e["name"] == "process_name"} == set(range(step.scenario.parallelism.pipeline))
     threads = {e["args"]["name"] for e in meta if e["name"] == "thread_name"}
-    assert threads == {i.stream for i in step.timeline.intervals}
-    assert "compute" in threads and "pp_send_fwd" in threads and "dp_reduce" in threads
+    assert threads - {"tp_comm", "cp_comm"} == {i.stream for i in step.timeline.intervals}
+    assert {"compute", "tp_comm", "pp_send_fwd", "dp_reduce"} <= threads  # TP 2 in these layouts
 
 
 DAY = 86400.0
