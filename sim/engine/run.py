@@ -1,8 +1,10 @@
 """The run simulation: a whole training run as SimPy processes, advanced in segments between events.
 
 One process trains: it runs compute up to the next checkpoint (or the end), takes the checkpoint's
-blocking stall, and goes on. A second process draws failure arrivals (per population, exponential or
-Weibull renewal, in wall-clock time: components fail whether the job trains or restarts) and interrupts
+blocking stall, and goes on; whole checkpoint cycles that end before the next failure are advanced in one
+step (nothing random happens between failures). A second process draws failure arrivals (per
+population, exponential or Weibull renewal, in wall-clock time: components fail whether the job trains
+or restarts; while it waits for nodes only hardware failures count, as no software runs) and interrupts
 it. On an interruption the work since the last *durable* checkpoint is lost (an asynchronous checkpoint
 is durable only once its background persist has finished), the restart pipeline runs (and starts over if
 another failure lands during it), evicted nodes go to repair (lognormal) and are replaced from the spare
@@ -10,7 +12,8 @@ pool (a SimPy container) — or the job waits for a repaired node, or shrinks to
 replicas. Stragglers are drawn per (re)start: the job runs at the pace of its slowest node, so only
 whether *any* node is slow matters (an order statistic, not a loop over nodes).
 
-Events per replica grow with the number of checkpoints and failures, never with the number of GPUs.
+Events per replica grow with the number of failures (and repairs), never with the number of GPUs; with
+``record=True`` every checkpoint is its own event, for the timeline.
 """
 
 from __future__ import annotations
