@@ -115,18 +115,23 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
     return attn + mlp
 
 
+def recompute_working_bytes(s: Scenario) -> float:
+    """The working set of the one layer being recomputed in backward: the whole layer for full recompute;
+    for selective, only the attention scores it drops (none with flash attention, which never stores them)."""
+    mode = s.parallelism.activation_recompute
+    if mode is Recompute.FULL:
+        return layer_activation_bytes(s, full_layer=True)
+    if mode is Recompute.SELECTIVE:
+        return layer_activation_bytes(s, full_layer=True) - layer_activation_bytes(s)
+    return 0.0
+
+
 def _activations(s: Scenario, rank: int) -> float:
     m, p = s.model, s.parallelism
     chunks = chunk_layers(s)
     layers_per_chunk = max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline))
     held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
-    total = held * layers_per_chunk * layer_activation_bytes(s)
-    # the working set of the one layer being recomputed in backward: the whole layer for full recompute;
-    # for selective, only the attention scores it drops (none with flash attention, which never stores them)
-    if p.activation_recompute is Recompute.FULL:
-        total += layer_activation_bytes(s, full_layer=True)
-    elif p.activation_recompute is Recompute.SELECTIVE:
-        total += layer_activation_bytes(s, full_layer=True) - layer_activation_bytes(s)
+    total = held * layers_per_chunk * layer_activation_bytes(s) + recompute_working_bytes(s)
     tokens = m.seq_len / p.context * p.micro_batch_size
     sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
     if rank == 0:

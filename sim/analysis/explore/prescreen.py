@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import catalog
-from sim.analysis.explore.space import RECOMPUTES, SCHEDULES, Candidates, Enumeration
+from sim.analysis.explore.space import SCHEDULES, Candidates, Enumeration
 from sim.costs import flops, layer, memory
 from sim.costs.collectives import Collective, collective_time
 from sim.network.paths import group_path
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
-from sim.specs.enums import GradDtype, Recompute, Schedule
+from sim.specs.enums import GradDtype, Schedule
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
@@ -42,7 +42,6 @@ MEMORY_SLACK = 0.05
 
 INTERLEAVED = SCHEDULES.index(Schedule.INTERLEAVED)
 GPIPE = SCHEDULES.index(Schedule.GPIPE)
-NO_RECOMPUTE = RECOMPUTES.index(Recompute.NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ class _Probe:
         bwd = (1 - moe_share) * dense.backward.total + moe_share * moe.backward.total
         emb, head = layer.embedding_time(s, gpu), layer.head_time(s, gpu, paths)
         return (fwd, bwd, emb.forward.total + emb.backward.total, head.forward.total + head.backward.total,
-                memory.layer_activation_bytes(s), memory.layer_activation_bytes(s, full_layer=True))
+                memory.layer_activation_bytes(s), memory.recompute_working_bytes(s))
 
     def param_figures(self, i: int) -> tuple[float, float, float]:
         """Per TP degree: mean and largest layer parameters per GPU, the embedding's share."""
@@ -127,10 +126,10 @@ def prescreen(enum: Enumeration) -> Estimate:
     pp, vp, split = c["pipeline"], c["virtual_pipeline"], c["split"]
     m = s.training.global_batch_size // (c["data"] * c["micro_batch_size"])
     lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute"), probe.layer_figures)
-    fwd, bwd, emb_t, head_t, act, act_full = lay.T
+    fwd, bwd, emb_t, head_t, act, working = lay.T
     lp, lp_max, emb_p = per_key(c, ("tensor",), probe.param_figures).T
     shape = _StageShape(s, pp, vp, split, emb_p, lp)
-    mem = _peak_memory(s, c, m, shape, act, act_full, lp_max)
+    mem = _peak_memory(s, c, m, shape, act, working, lp_max)
     step = _step_time(s, c, probe, m, shape, fwd, bwd, emb_t, head_t)
     return Estimate(step, mem, s.gpu.memory_gib * GIB)
 
@@ -162,7 +161,7 @@ def in_flight(schedule, pp, vp, rank, m) -> np.ndarray:
     return np.where(schedule == GPIPE, m, np.where(schedule == INTERLEAVED, interleaved, one_f_one_b))
 
 
-def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, act_full, lp_max) -> np.ndarray:
+def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, working, lp_max) -> np.ndarray:
     """``memory.stage_memory`` of ranks 0, 1 and p-1; the largest total."""
     p, mdl = s.parallelism, s.model
     tp, pp, vp, cp, dp, zero, mb, split = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"],
@@ -174,7 +173,6 @@ def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, act_ful
     consts = catalog.efficiency_table()["memory"]
     buffers = p.grad_bucket_mparams * 1e6 * grad_bytes + np.where(tp > 1, 2 * tokens * mdl.hidden_size, 0.0)
     buffers = buffers + np.where(zero == 3, 2 * lp_max * memory.WEIGHT_BYTES, 0.0)
-    working = np.where(c["activation_recompute"] != NO_RECOMPUTE, act_full, 0.0)
     peak = np.zeros(len(c))
     for rank in (np.zeros_like(pp), np.minimum(1, pp - 1), pp - 1):
         first, last = rank == 0, rank == pp - 1
