@@ -80,7 +80,18 @@ class TopologySpec(Spec):
         if up % self.node.gpus and self.node.gpus % up:
             return [Issue("node.scale_up.domain_gpus",
                           f"{up} must be a multiple or a divisor of node.gpus ({self.node.gpus})")]
-        return []
+        # a tier's switch group holds whole units of the level below it: nodes, then the previous tier's
+        # groups (not NVLink domains: an NVL72 rack's trays reach the fabric through their own NICs)
+        issues, below = [], self.node.gpus
+        for k, tier in enumerate(self.scale_out.tiers):
+            if tier.span_gpus is None:
+                continue
+            if tier.span_gpus % below:
+                issues.append(Issue(f"scale_out.tiers[{k}].span_gpus", f"{tier.span_gpus} must be a multiple of "
+                                    f"the {below} GPUs of the level below (a node, or the previous tier's group)"))
+            else:
+                below = tier.span_gpus
+        return issues
 
 
 def load_topology(ref: str, base: Path | None = None) -> TopologySpec:

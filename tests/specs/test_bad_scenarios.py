@@ -228,6 +228,10 @@ CASES: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
      "cluster.topology.scale_out.tiers[0].radix", (">= 2",)),
     ("inline-topology-tiers-not-list", _inline_topology(_set("scale_out.tiers", "leaf")),
      "cluster.topology.scale_out.tiers", ("expected a list",)),
+    # found by the fuzz test: a leaf group smaller than a node divided by zero in the step
+    ("inline-topology-span-below-a-node",
+     _inline_topology(_set("scale_out.tiers", [{"name": "leaf", "radix": 64, "span_gpus": 1}])),
+     "cluster.topology.scale_out.tiers[0].span_gpus", ("multiple of the 8 GPUs",)),
 ]
 
 
