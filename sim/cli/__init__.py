@@ -66,11 +66,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = ("Discrete-event simulator of LLM training clusters: step time, MFU and memory of a parallelism "
+               "layout, and the whole run's days, goodput, cost, energy and CO2 under failures.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trainsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="trainsim", description=DESCRIPTION,
+                                     epilog="`trainsim COMMAND -h` describes a command's options.")
     parser.add_argument("--version", action="version", version=f"trainsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="simulate one optimizer step of a scenario")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="simulate a scenario: one optimizer step, and the whole run when "
+                                     "training.tokens is set")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
     report.add_run_options(run)
@@ -78,17 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int_at_least(0), help="root seed (default: simulation.seed)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     run.set_defaults(func=_cmd_run)
-    sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
     report.register(sub)
     runlevel.register(sub)
-    network.register(sub)
     explore.register(sub)
-    sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
+    network.register(sub)
     val = sub.add_parser("validate", help="simulate published runs and print the error vs measured")
     val.add_argument("--source", action="append", help="only these sources (repeatable)")
     val.add_argument("-v", "--verbose", action="store_true", help="print every row")
     val.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     val.set_defaults(func=_cmd_validate)
+    sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
+    sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
     return parser
 
 
