@@ -35,7 +35,9 @@ Progress = Callable[[int, int], None]
 LOSS_LABELS = {"lost_work": "recomputing work lost since the last durable checkpoint",
                "restart": "restarts (detection, diagnosis, rescheduling, init, checkpoint load)",
                "spare_wait": "waiting for replacement nodes", "checkpoint": "checkpoint stalls",
-               "slowdown": "stragglers and shrunk replicas"}
+               "slowdown": "stragglers and shrunk replicas",
+               "silent_corruption": "recomputing work rolled back past a silent data corruption found late",
+               "fail_slow": "transient fail-slow episodes"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     weibull = None
     repair = table["repair"]
     inject: tuple[float, ...] = ()
+    realism: dict[str, float] = {}
     if fail is not None:
         if fail.restart_minutes is not None:
             restart_s = fail.restart_minutes * 60
@@ -98,8 +101,19 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
         if fail.distribution is FailureDistribution.WEIBULL:
             weibull = fail.weibull_shape or table["weibull_shape_default"]["value"]
         inject = tuple(h * HOUR for h in fail.inject_hours)
+        bursts, lemons = table["bursts"], table["lemons"]
+        realism.update(burst_fraction=fail.burst_fraction, burst_continue=bursts["continue_probability"]["value"],
+                       burst_max_nodes=bursts["max_nodes"]["value"], lemon_fraction=fail.lemon_fraction,
+                       lemon_multiplier=fail.lemon_rate_multiplier or lemons["rate_multiplier"]["value"],
+                       sdc_detection_s=fail.sdc_detection_hours * HOUR)
     replica_gpus = s.parallelism.tensor * s.parallelism.pipeline * s.parallelism.context
     st = s.stragglers
+    if st is not None and st.episodes_per_day > 0:
+        ep = table["fail_slow_episodes"]
+        median_min = st.episode_median_minutes or ep["median_minutes"]["value"]
+        realism.update(episode_rate_per_s=st.episodes_per_day / DAY, episode_mu_ln_s=math.log(median_min * 60),
+                       episode_sigma_ln=ep["sigma_ln"]["value"] if st.episode_sigma_ln is None else st.episode_sigma_ln,
+                       episode_slowdown=ep["slowdown"]["value"] if st.episode_slowdown is None else st.episode_slowdown)
     params = RunParams(
         work_s=steps * step_time_s, interval_s=interval,
         stall_s=ck.stall_s if ck else 0.0, persist_s=ck.persist_s if ck else 0.0,
@@ -108,7 +122,8 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
         repair_mu_ln_s=repair["lognormal_mu_ln_days"] + math.log(DAY),
         repair_sigma_ln=repair["lognormal_sigma_ln_days"], shrink=shrink,
         dp_replicas=s.parallelism.data, nodes_per_replica=replica_gpus / gpn,
-        straggler_fraction=st.fraction_of_nodes if st else 0.0, straggler_slowdown=st.slowdown if st else 0.0)
+        straggler_fraction=st.fraction_of_nodes if st else 0.0, straggler_slowdown=st.slowdown if st else 0.0,
+        **realism)
     return RunPlan(params, ck, rule, steps, mtbi, tuple(notes))
 
 

@@ -28,6 +28,7 @@ class FailureClass:
     blast_nodes: int  # nodes evicted (0 = the job restarts on the same nodes)
     hang: bool  # found by the collective watchdog rather than by an explicit error
     planned: bool = False  # maintenance: a checkpoint is forced first, so no work is lost
+    silent: bool = False  # silent data corruption: found only after RunParams.sdc_detection_s
 
 
 def failure_classes(spec: FailureSpec, num_gpus: int, gpus_per_node: int) -> tuple[FailureClass, ...]:
@@ -40,7 +41,8 @@ def failure_classes(spec: FailureSpec, num_gpus: int, gpus_per_node: int) -> tup
     def add(name: str, rate_per_h: float, entry: dict) -> None:
         rate = rate_per_h * population[entry["per"]] * spec.rate_scale / HOUR
         if rate > 0:
-            out.append(FailureClass(name, entry["category"], rate, entry["blast"], entry["detect"] == "hang"))
+            out.append(FailureClass(name, entry["category"], rate, entry["blast"], entry["detect"] == "hang",
+                                    silent=entry.get("silent", False)))
 
     planned = 0.0
     if spec.model != "custom":

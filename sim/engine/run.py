@@ -12,12 +12,20 @@ pool (a SimPy container) — or the job waits for a repaired node, or shrinks to
 replicas. Stragglers are drawn per (re)start: the job runs at the pace of its slowest node, so only
 whether *any* node is slow matters (an order statistic, not a loop over nodes).
 
+Optional realism (each off by default): a share of node-evicting events are correlated bursts that evict
+several nodes; lemon nodes, as two node classes whose counts in the job change when a failed node is
+swapped for an average one (the hardware rates follow by a time change of the arrival clock, not a loop
+over nodes); silent data corruption found only after a detection latency, which rolls back to the last
+durable checkpoint taken before the corruption (found arithmetically from the checkpoint cadence); and
+transient fail-slow episodes, whose starts and ends cut training segments (speed changes are events).
+
 Events per replica grow with the number of failures (and repairs), never with the number of GPUs; with
 ``record=True`` every checkpoint is its own event, for the timeline.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import Counter
@@ -28,7 +36,7 @@ import simpy
 
 from sim.costs.reliability import FailureClass, RestartStages
 
-LOSSES = ("lost_work", "restart", "spare_wait", "checkpoint", "slowdown")
+LOSSES = ("lost_work", "restart", "spare_wait", "checkpoint", "slowdown", "silent_corruption", "fail_slow")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +61,16 @@ class RunParams:
     nodes_per_replica: float = 1.0  # nodes one DP replica occupies (< 1: several replicas per node)
     straggler_fraction: float = 0.0
     straggler_slowdown: float = 0.0
+    burst_fraction: float = 0.0  # share of node-evicting events that evict several nodes at once
+    burst_continue: float = 0.5  # burst size: 2 nodes, then each further one with this probability
+    burst_max_nodes: int = 8
+    lemon_fraction: float = 0.0  # fleet share of lemon nodes (0: every node fails at the mean rate)
+    lemon_multiplier: float = 1.0  # a lemon's hardware failure rate over the fleet mean
+    sdc_detection_s: float = 0.0  # silent corruption found this long after it happens (0: at once)
+    episode_rate_per_s: float = 0.0  # transient fail-slow episodes of the job
+    episode_mu_ln_s: float = 0.0  # lognormal episode length (ln seconds)
+    episode_sigma_ln: float = 0.0
+    episode_slowdown: float = 0.0  # the job runs 1 / (1 + this) as fast while an episode lasts
     horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
     max_wall_factor: float = 20.0  # give up (unfinished) past this many times ``work_s``
     max_failures: int = 1_000_000  # give up (unfinished) past this many failures (a runaway rate)
@@ -68,7 +86,7 @@ class RunParams:
 class RunEvent:
     """One interval of the run's timeline (for traces and plots)."""
 
-    kind: str  # train | checkpoint | restart | spare_wait | failure | rollback (args: lost_work_s)
+    kind: str  # train | checkpoint | restart | spare_wait | failure | corruption | rollback (args: lost_work_s)
     start_s: float
     end_s: float
     args: dict = field(default_factory=dict)
@@ -97,11 +115,22 @@ class ReplicaResult:
         return sum(self.interruptions.values())
 
 
-class _Arrivals:
-    """Merged renewal processes of every failure class, plus injected events; the next one first."""
+_DETECTION = -(2**40)  # heap keys at or below this are detections of silent corruption
 
-    def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
+
+def _hardware(cls: FailureClass) -> bool:
+    """Failures of the job's nodes themselves (their rate follows the nodes' lemon mix)."""
+    return cls.blast_nodes > 0 and not cls.planned
+
+
+class _Arrivals:
+    """Merged renewal processes of every failure class, plus injected events and pending detections of
+    silent corruption; the next one first. ``scale`` multiplies the hardware classes' rates: a change is a
+    time change of their clocks (the residual time to each one's next event shrinks or stretches)."""
+
+    def __init__(self, params: RunParams, rng: np.random.Generator, scale: float = 1.0) -> None:
         self.rng, self.k = rng, params.weibull_shape
+        self.scale, self.scaled = scale, params.lemon_fraction > 0
         # Weibull scale such that the mean inter-arrival is 1/rate: mean = scale * Γ(1 + 1/k).
         self.gamma = math.gamma(1 + 1 / self.k) if self.k else 1.0
         self.heap: list[tuple[float, int, FailureClass]] = []
@@ -110,23 +139,66 @@ class _Arrivals:
         injected = FailureClass("injected", "injected", 0.0, 1, False)
         for j, t in enumerate(params.inject_s):
             heapq.heappush(self.heap, (t, -1 - j, injected))
+        self.detections = 0
 
     def _gap(self, cls: FailureClass) -> float:
         # Planned maintenance is a schedule, not wear: always Poisson.
         if self.k is None or cls.planned:
-            return self.rng.exponential(1 / cls.rate_per_s)
-        return self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
+            gap = self.rng.exponential(1 / cls.rate_per_s)
+        else:
+            gap = self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
+        return gap / self.scale if self.scaled and _hardware(cls) else gap
 
     def peek(self) -> float:
         return self.heap[0][0] if self.heap else math.inf
 
-    def pop(self) -> tuple[float, FailureClass] | None:
+    def pop(self) -> tuple[float, FailureClass, int] | None:
+        """The next event: (time, class, key); key <= _DETECTION marks the detection of a corruption."""
         if not self.heap:
             return None
         t, i, cls = heapq.heappop(self.heap)
         if i >= 0:
             heapq.heappush(self.heap, (t + self._gap(cls), i, cls))
-        return t, cls
+        return t, cls, i
+
+    def push_detection(self, t: float, cls: FailureClass) -> int:
+        self.detections += 1
+        key = _DETECTION - self.detections
+        heapq.heappush(self.heap, (t, key, cls))
+        return key
+
+    def rescale(self, now: float, scale: float) -> None:
+        """The hardware rates become ``scale`` x nominal from ``now`` on."""
+        ratio = self.scale / scale
+        self.heap = [(now + (t - now) * ratio, i, c) if i >= 0 and _hardware(c) else (t, i, c)
+                     for t, i, c in self.heap]
+        heapq.heapify(self.heap)
+        self.scale = scale
+
+
+class _Episodes:
+    """Transient fail-slow episodes of the job: Poisson starts, lognormal lengths, possibly overlapping; the
+    job runs slow while any lasts. Drawn from a generator of their own, in time order, so the draws do not
+    depend on how often the job asks (record=True or not)."""
+
+    def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
+        self.p, self.rng = params, rng
+        self.next_start = float(rng.exponential(1 / params.episode_rate_per_s))
+        self.ends: list[float] = []
+
+    def next_change(self) -> float:
+        return min(self.next_start, self.ends[0]) if self.ends else self.next_start
+
+    def factor(self, now: float) -> float:
+        """Apply the starts and ends up to ``now``; the job's pace factor until ``next_change()``."""
+        p = self.p
+        while self.next_change() <= now:
+            if self.ends and self.ends[0] <= self.next_start:
+                heapq.heappop(self.ends)
+            else:
+                heapq.heappush(self.ends, self.next_start + self.rng.lognormal(p.episode_mu_ln_s, p.episode_sigma_ln))
+                self.next_start += self.rng.exponential(1 / p.episode_rate_per_s)
+        return 1 / (1 + p.episode_slowdown) if self.ends else 1.0
 
 
 class _Run:
@@ -146,12 +218,18 @@ class _Run:
         self.checkpoints = 0
         self.events: list[RunEvent] = []
         self.done = False
-        self.arrivals = _Arrivals(params, rng)
+        # lemons in the job (the rest are average-fleet nodes of the other class); 0 when the feature is off
+        self.lemons = int(rng.binomial(params.nodes, params.lemon_fraction)) if params.lemon_fraction > 0 else 0
+        self.arrivals = _Arrivals(params, rng, self._lemon_scale())
+        self.episodes = _Episodes(params, rng.spawn(1)[0]) if params.episode_rate_per_s > 0 else None
+        self.corrupt: dict[int, float] = {}  # undetected corruptions: detection key -> work when it happened
+        self.sdc_work: float | None = None  # a found corruption: roll back to a checkpoint at or before this work
+        self.anchors = [0.0]  # work levels where the current line of checkpoints restarted its cadence
         self.next_failure = self.arrivals.peek()  # wall time of the next failure (inf: none)
         self.failure_count = 0
         self.waiting_for_nodes = False
         self.stop = self.env.event()  # triggered when the event budget is spent
-        self.segment: tuple[float, float, float] | None = None  # (start, work at start, compute s) while training
+        self.segment: tuple[float, float, float, float] | None = None  # (start, work at start, compute s, pace)
 
     # --- bookkeeping -------------------------------------------------------------------------
     def _log(self, kind: str, start: float, end: float, **args) -> None:
@@ -164,6 +242,73 @@ class _Run:
             self.durable = max(self.durable, *done)
             self.pending = [(t, w) for t, w in self.pending if t > now]
         return self.durable
+
+    def _lemon_scale(self) -> float:
+        """The job's hardware failure rate over the fleet mean, from its lemon count."""
+        p = self.p
+        if p.lemon_fraction <= 0:
+            return 1.0
+        normal = (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
+        return (self.lemons * p.lemon_multiplier + (p.nodes - self.lemons) * normal) / p.nodes
+
+    def _swap_lemons(self, evicted: int, now: float) -> None:
+        """Evicted nodes leave the job and average fleet nodes take their place: the job's rate changes.
+
+        The node that failed is a lemon in proportion to the lemons' share of the job's hardware rate; the
+        others of a burst are its neighbours, drawn by headcount.
+        """
+        p, rng = self.p, self.rng
+        n, lem = p.nodes, self.lemons
+        normal = (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
+        evicted = min(evicted, n)
+        out = int(rng.random() * (lem * p.lemon_multiplier + (n - lem) * normal) < lem * p.lemon_multiplier)
+        if evicted > 1:
+            out += int(rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1))
+        self.lemons = lem - out + int(rng.binomial(evicted, p.lemon_fraction))
+        self.arrivals.rescale(now, self._lemon_scale())
+
+    def _blast(self, cls: FailureClass) -> int:
+        """Nodes this event evicts: its class's blast radius, or a correlated burst."""
+        p, blast = self.p, cls.blast_nodes
+        if blast and not cls.planned and p.burst_fraction > 0 and self.rng.random() < p.burst_fraction:
+            size = 1 + int(self.rng.geometric(1 - p.burst_continue))  # 2, 3, ... with ratio burst_continue
+            blast = max(blast, min(p.burst_max_nodes, size))
+        return blast
+
+    def _work_at(self, now: float) -> float:
+        """Work done by wall time ``now`` (inside a training segment, or where the job stands)."""
+        if self.segment is None:
+            return self.progress
+        start, at, compute, pace = self.segment
+        return at + min(now - start, compute) * pace
+
+    def _clean_checkpoint(self, work: float) -> float:
+        """The last checkpoint of the current line at or before ``work``: from the anchor below it, one
+        every ``interval_s`` of work (arithmetic, so no event per checkpoint is kept)."""
+        a = self.anchors[bisect.bisect_right(self.anchors, work) - 1]
+        interval = self.p.interval_s
+        if not math.isfinite(interval):
+            return a
+        return min(work, a + math.floor((work - a) / interval + 1e-9) * interval)
+
+    def _anchor(self) -> None:
+        """After a recovery the cadence restarts from the work the job resumes at."""
+        while self.anchors[-1] > self.progress:
+            self.anchors.pop()
+        if self.anchors[-1] < self.progress:
+            self.anchors.append(self.progress)
+
+    def _pace(self) -> tuple[float, float]:
+        """Fail-slow factor on the job's speed now, and the wall time it next changes."""
+        if self.episodes is None:
+            return 1.0, math.inf
+        factor = self.episodes.factor(self.env.now)
+        return factor, self.episodes.next_change()
+
+    def _slow_losses(self, ran: float, factor: float) -> None:
+        """Split ``ran`` wall seconds of training at ``speed x factor`` into work and the two slow losses."""
+        self.losses["slowdown"] += ran * factor * (1 - self.speed)
+        self.losses["fail_slow"] += ran * (1 - factor)
 
     def _draw_speed(self) -> None:
         p = self.p
@@ -183,11 +328,22 @@ class _Run:
             if nxt is None:
                 self.next_failure = math.inf
                 return
-            t, cls = nxt
+            t, cls, key = nxt
             self.next_failure = t
             yield self.env.timeout(max(0.0, t - self.env.now))
             if self.done:
                 return
+            if cls.silent and self.p.sdc_detection_s > 0 and key > _DETECTION:
+                # the state is corrupted now; the job trains on until the corruption is found
+                found = self.arrivals.push_detection(t + self.p.sdc_detection_s, cls)
+                self.corrupt[found] = self._work_at(t)
+                self._log("corruption", t, t + 1e-9, cause=cls.name, work_s=self.corrupt[found])
+                continue
+            if key <= _DETECTION:
+                work = self.corrupt.pop(key, None)
+                if work is None:
+                    continue  # a rollback to a checkpoint before the corruption already erased it
+                self.sdc_work = work if self.sdc_work is None else min(self.sdc_work, work)
             self.failure_count += 1
             if self.failure_count > self.p.max_failures:
                 self.stop.succeed()
@@ -196,11 +352,14 @@ class _Run:
                 continue  # a stopped job has no software to crash and no maintenance to interrupt
             self.by_category[cls.category] += 1
             self.by_name[cls.name] += 1
-            if cls.blast_nodes and self.pool is not None:
-                self.missing += cls.blast_nodes
-                for _ in range(cls.blast_nodes):
+            blast = self._blast(cls)
+            if blast and self.p.lemon_fraction > 0:
+                self._swap_lemons(blast, t)
+            if blast and self.pool is not None:
+                self.missing += blast
+                for _ in range(blast):
                     self.env.process(self.repair())
-            self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category)
+            self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=blast)
             job.interrupt(cls)
 
     def repair(self):
@@ -213,14 +372,16 @@ class _Run:
         next_ckpt = p.interval_s
         while True:
             self._durable_at(env.now)  # prune finished persists
-            quiet = self._quiet_cycles()
+            factor, change = self._pace()
+            quiet = self._quiet_cycles(factor, change)
             if quiet is not None:
                 k, duration, waits = quiet
-                yield env.timeout(duration)  # ends before the next failure: never interrupted
+                yield env.timeout(duration)  # ends before the next failure or pace change: never interrupted
                 self.progress += k * p.interval_s
                 self.checkpoints += k
                 self.losses["checkpoint"] += k * p.stall_s + waits
                 self.losses["slowdown"] += k * p.interval_s * (1 / self.speed - 1)
+                self.losses["fail_slow"] += k * p.interval_s / self.speed * (1 / factor - 1)
                 if p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
                     self.durable = self.progress - p.interval_s
                     self.pending = [(env.now + p.persist_s, self.progress)]
@@ -228,30 +389,39 @@ class _Run:
                     self.durable = self.progress
                 next_ckpt = self.progress + p.interval_s
             seg_start, start_work = env.now, self.progress
+            pace = self.speed * factor
             target = min(next_ckpt, p.work_s)
-            compute = (target - start_work) / self.speed
+            compute = (target - start_work) / pace
+            cut = seg_start + compute > change  # the pace changes first: train up to then, save nothing
+            if cut:
+                compute = change - seg_start
+                target = start_work + compute * pace
+            saves = target < p.work_s and not cut
             wait_persist = 0.0
-            if target < p.work_s and self.pending:
+            if saves and self.pending:
                 # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
                 wait_persist = max(0.0, max(t for t, _ in self.pending) - (env.now + compute))
-            stall = p.stall_s + wait_persist if target < p.work_s else 0.0
-            self.segment = (seg_start, start_work, compute)
+            stall = p.stall_s + wait_persist if saves else 0.0
+            self.segment = (seg_start, start_work, compute, pace)
             try:
                 yield env.timeout(compute + stall)
             except simpy.Interrupt as intr:
                 self.segment = None
                 ran = min(env.now - seg_start, compute)
-                self.progress = start_work + ran * self.speed
-                self.losses["slowdown"] += ran * (1 - self.speed)
+                self.progress = start_work + ran * pace
+                self._slow_losses(ran, factor)
                 self.losses["checkpoint"] += max(0.0, env.now - seg_start - compute)
-                self._log("train", seg_start, seg_start + ran, work_s=ran * self.speed)
+                self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
                 yield from self._recover(intr.cause)
+                self._anchor()
                 next_ckpt = self.progress + p.interval_s
                 continue
             self.segment = None
             self.progress = target
-            self.losses["slowdown"] += compute * (1 - self.speed)
+            self._slow_losses(compute, factor)
             self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
+            if cut:
+                continue
             if target >= p.work_s:
                 self.done = True
                 return
@@ -264,8 +434,9 @@ class _Run:
                 self.durable = target
             next_ckpt = target + p.interval_s
 
-    def _quiet_cycles(self) -> tuple[int, float, float] | None:
-        """Whole checkpoint cycles that end before the next failure: (count, wall seconds, persist waits).
+    def _quiet_cycles(self, factor: float, change: float) -> tuple[int, float, float] | None:
+        """Whole checkpoint cycles that end before the next failure (or pace change at ``change``): (count,
+        wall seconds, persist waits).
 
         Nothing random happens between failures, so k cycles of (compute, wait for the previous persist,
         stall) can be one timeout; events then grow with failures, not with checkpoints.
@@ -277,12 +448,12 @@ class _Run:
         cycles_left = math.ceil((p.work_s - self.progress) / interval) - 1  # the last segment saves nothing
         if cycles_left < 2:
             return None
-        compute = interval / self.speed
+        compute = interval / (self.speed * factor)
         pending_end = max((t for t, _ in self.pending), default=-math.inf)
         first_wait = max(0.0, pending_end - (env.now + compute))
         wait = max(0.0, p.persist_s - compute) if p.persist_s > 0 else 0.0
         first, cycle = compute + first_wait + p.stall_s, compute + wait + p.stall_s
-        budget = min(self.next_failure, self.limit) - env.now - first
+        budget = min(self.next_failure, self.limit, change) - env.now - first
         if budget < cycle:
             return None
         k = min(cycles_left, 1 + int(budget // cycle))
@@ -304,11 +475,20 @@ class _Run:
                     phase, start = "restart", env.now
                 else:
                     # in-flight persists die with the job: only finished ones count
-                    lost = self.progress - self._durable_at(env.now)
-                    self.losses["lost_work"] += lost
+                    before = self.progress
+                    self.losses["lost_work"] += self.progress - self._durable_at(env.now)
                     self.progress, self.pending = self.durable, []
-                    if lost > 0:
-                        self._log("rollback", env.now, env.now + 1e-9, lost_work_s=lost, work_s=self.progress)
+                    if self.sdc_work is not None:
+                        # a found corruption: back to the last checkpoint taken before it happened
+                        clean = self._clean_checkpoint(min(self.sdc_work, self.durable))
+                        self.losses["silent_corruption"] += self.durable - clean
+                        self.progress = self.durable = clean
+                        self.sdc_work = None
+                    if self.corrupt:  # reloading a checkpoint from before a corruption erases it
+                        self.corrupt = {k: w for k, w in self.corrupt.items() if w < self.progress}
+                    if before > self.progress:
+                        self._log("rollback", env.now, env.now + 1e-9, lost_work_s=before - self.progress,
+                                  work_s=self.progress)
                 phase = "spare_wait"
                 self.waiting_for_nodes = True
                 yield from self._acquire_nodes()
@@ -361,8 +541,7 @@ class _Run:
         wall = self.env.now
         work = p.work_s if self.done else self.progress
         if self.segment is not None:  # stopped at the horizon inside a training segment
-            start, at, compute = self.segment
-            work = at + min(wall - start, compute) * self.speed
+            work = self._work_at(wall)
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
                              self.checkpoints, tuple(self.events))
 

@@ -32,6 +32,17 @@ class FailureSpec(Spec):
     on_spares_exhausted: SparesExhausted = spec_field(
         SparesExhausted.WAIT, doc="wait (for a repaired node) | shrink (continue with fewer DP replicas)")
     inject_hours: tuple[float, ...] = spec_field((), doc="extra failures at these wall-clock hours (stress tests)")
+    burst_fraction: float = spec_field(
+        0.0, doc="share of node-evicting events that evict several nodes at once (StepFun trace: 0.054); size "
+                 "geometric from 2, capped at 8", ge=0, le=1)
+    lemon_fraction: float = spec_field(
+        0.0, doc="share of fleet nodes that are lemons, failing `lemon_rate_multiplier` times the mean rate "
+                 "(StepFun fit: 0.24); a failed node is replaced by an average one", ge=0, le=1)
+    lemon_rate_multiplier: float | None = spec_field(
+        None, doc="a lemon's hardware failure rate over the fleet mean (default: the StepFun fit, 2.9)", ge=1)
+    sdc_detection_hours: float = spec_field(
+        0.0, doc="silent data corruption found this long after it happens (0 = at once); the job then rolls "
+                 "back to the last durable checkpoint taken before it", ge=0)
 
     def _issues(self) -> list[Issue]:
         issues = []
@@ -48,7 +59,31 @@ class FailureSpec(Spec):
         if self.weibull_shape is not None and self.distribution is not FailureDistribution.WEIBULL:
             issues.append(Issue("weibull_shape", "only meaningful with distribution: weibull"))
         issues += [Issue("inject_hours", f"{h} must be >= 0") for h in self.inject_hours if h < 0]
+        if self.lemon_rate_multiplier is not None:
+            if self.lemon_fraction == 0:
+                issues.append(Issue("lemon_rate_multiplier", "only meaningful with lemon_fraction > 0"))
+            elif self.lemon_fraction * self.lemon_rate_multiplier >= 1:
+                issues.append(Issue("lemon_rate_multiplier", f"{self.lemon_rate_multiplier} x lemon_fraction "
+                                    f"{self.lemon_fraction} must be < 1 (the fleet mean rate is 1); lower either"))
+        elif self.lemon_fraction > 0 and self.lemon_fraction >= 1 / _lemon_multiplier_default():
+            issues.append(Issue("lemon_fraction", f"{self.lemon_fraction} must be < "
+                                f"{1 / _lemon_multiplier_default():.3f} with the default multiplier "
+                                f"{_lemon_multiplier_default():g} (the fleet mean rate is 1)"))
+        if self.sdc_detection_hours > 0 and not self._has_silent_population():
+            issues.append(Issue("sdc_detection_hours", f"rate set {self.model!r} has no silent-data-corruption "
+                                "population; add one with rates: {sdc: ...} or use model: llama3"))
         return issues
+
+    def _has_silent_population(self) -> bool:
+        table = catalog.reliability_table()
+        sets = table["rate_sets"]
+        packaged = sets[self.model]["components"].values() if self.model in sets else ()
+        custom = (table["custom_components"].get(name, {}) for name in (self.rates or {}))
+        return any(entry.get("silent", False) for entry in (*packaged, *custom))
+
+
+def _lemon_multiplier_default() -> float:
+    return float(catalog.reliability_table()["lemons"]["rate_multiplier"]["value"])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +93,22 @@ class StragglerSpec(Spec):
     fraction_of_nodes: float = spec_field(0.005, doc="share of nodes that are slow (MegaScale: ~0.5 %)",
                                           ge=0, le=1)
     slowdown: float = spec_field(0.10, doc="how much slower a slow node is (0.10 = 10 %)", ge=0)
+    episodes_per_day: float = spec_field(
+        0.0, doc="transient fail-slow episodes per day of the job (0 = none); the job runs slower while one lasts",
+        ge=0)
+    episode_median_minutes: float | None = spec_field(
+        None, doc="median episode length, lognormal (default: FALCON's 30 s .. 10 h range, 17.3 min)", gt=0)
+    episode_sigma_ln: float | None = spec_field(None, doc="lognormal sigma of the episode length (default 2.155)",
+                                                ge=0)
+    episode_slowdown: float | None = spec_field(
+        None, doc="how much slower the job runs during an episode (default: FALCON's 1.34x, 0.34)", ge=0)
+
+    def _issues(self) -> list[Issue]:
+        if self.episodes_per_day > 0:
+            return []
+        given = ("episode_median_minutes", "episode_sigma_ln", "episode_slowdown")
+        return [Issue(name, "only meaningful with episodes_per_day > 0") for name in given
+                if getattr(self, name) is not None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
