@@ -370,10 +370,11 @@ class _Run:
     def job(self):
         p, env = self.p, self.env
         next_ckpt = p.interval_s
+        aligned = True  # the job stands at a checkpoint (or a restart): whole cycles lie ahead
         while True:
             self._durable_at(env.now)  # prune finished persists
             factor, change = self._pace()
-            quiet = self._quiet_cycles(factor, change)
+            quiet = self._quiet_cycles(factor, change) if aligned else None
             if quiet is not None:
                 k, duration, waits = quiet
                 yield env.timeout(duration)  # ends before the next failure or pace change: never interrupted
@@ -415,11 +416,13 @@ class _Run:
                 yield from self._recover(intr.cause)
                 self._anchor()
                 next_ckpt = self.progress + p.interval_s
+                aligned = True
                 continue
             self.segment = None
             self.progress = target
             self._slow_losses(compute, factor)
             self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
+            aligned = not cut
             if cut:
                 continue
             if target >= p.work_s:
