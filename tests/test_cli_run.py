@@ -42,3 +42,12 @@ def test_out_of_memory_reports_breakdown_and_null_step(tmp_path, capsys):
     assert out["step"]["step_time_s"] is None and out["step"]["mfu"] is None
     assert main(["run", str(path)]) == 0
     assert "OUT OF MEMORY" in capsys.readouterr().out
+
+
+def test_summary_says_which_fabric_levels_each_group_crosses(capsys):
+    assert main(["run", str(SCENARIO), "-q", "--replicas", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("        ") and line.split()}
+    assert "network placement tp,cp,pp,dp" in out
+    assert "stays in its scale-up domain" in lines["TP"]
+    assert "pod uplink" in lines["DP"] and "pod uplink" not in lines["PP"]

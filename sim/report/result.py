@@ -9,6 +9,8 @@ from sim.analysis.estimate import ASSUMED_MFU, estimate_6nd_days
 from sim.analysis.evaluate import Evaluation
 from sim.analysis.runlevel import LOSS_LABELS, RunSummary
 from sim.costs import flops
+from sim.network.crossings import crossings
+from sim.specs.scenario import Scenario
 from sim.units import GIB
 
 
@@ -101,6 +103,8 @@ def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
         f"memory  {mem.total / GIB:.1f} / {s.gpu.memory_gib:.0f} GiB per GPU (stage {mem.stage}) "
         f"{'fits' if ev.fits else 'OUT OF MEMORY'}",
         "        " + "  ".join(f"{k} {v:.1f}" for k, v in mem.gib().items()),
+        "",
+        *_placement_lines(s),
     ]
     if step is None:
         lines.append("\nstep    not simulated: the layout does not fit in memory")
@@ -119,6 +123,18 @@ def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
     if run is not None:
         lines += ["", *_run_lines(ev, run)]
     return "\n".join(lines)
+
+
+def _placement_lines(s: Scenario) -> list[str]:
+    """Which fabric levels each kind of group crosses (``trainsim placement`` has the full table)."""
+    groups = [g for g in crossings(s.cluster.topology, s.gpu, s.parallelism) if g.size > 1]
+    lines = [f"network placement {s.parallelism.placement_order} (innermost first) on {s.cluster.topology.name}:"]
+    for g in groups:
+        bw = g.path.p2p_bw if g.kind == "pp" else g.path.busbw
+        where = f"crosses {', '.join(g.crosses)}" if g.crosses else "stays in its scale-up domain"
+        lines.append(f"        {g.kind.upper():<3} x{g.size:<5} {where}  ({bw / 1e9:.0f} GB/s "
+                     f"{'point-to-point' if g.kind == 'pp' else 'bus bandwidth'})")
+    return lines
 
 
 def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
