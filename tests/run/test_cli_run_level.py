@@ -23,10 +23,11 @@ def _json(args: list[str]) -> str:
 
 
 def _small(tmp_path: Path, **failures) -> Path:
-    """The bundled 405B layout cut to 1,024 GPUs (DP 8) and 1T tokens: quick to simulate."""
+    """The bundled 405B layout cut to 1,024 GPUs (DP 8, so 256 micro-batches: full recompute to fit) and
+    1T tokens: quick to simulate."""
     data = yaml.safe_load(BUNDLED.read_text())
     data["cluster"].update(num_gpus=1024, topology=str(ROOT / "topologies" / "meta-llama3-24k.yaml"))
-    data["parallelism"]["data"] = 8
+    data["parallelism"].update(data=8, activation_recompute="full")
     data["training"]["tokens"] = 1e12
     data["failures"].update(failures)
     data["simulation"]["monte_carlo"] = 5
