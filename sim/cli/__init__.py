@@ -9,24 +9,14 @@ from collections.abc import Sequence
 
 from sim import __version__
 from sim.cli import explore, network, report, runlevel
-from sim.cli._common import int_at_least, progress_bar
+from sim.cli._common import add_run_level_options, evaluate_with_run, progress_bar
 from sim.errors import ScenarioError, TrainsimError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sim.analysis.evaluate import evaluate
     from sim.report.result import result_dict, summary_text
-    from sim.specs.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
-    ev = evaluate(scenario)
-    run = None
-    if ev.step is not None and scenario.training.tokens:
-        from sim.analysis.runlevel import simulate_run_level
-
-        run = simulate_run_level(scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
-                                 progress=progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None,
-                                 record=report.wants_run_events(args))
+    ev, run = evaluate_with_run(args, record=report.wants_run_events(args))
     if args.json:
         print(json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
     else:
@@ -80,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
     report.add_run_options(run)
-    run.add_argument("--replicas", type=int_at_least(1), help="Monte Carlo replicas (default: simulation.monte_carlo)")
-    run.add_argument("--seed", type=int_at_least(0), help="root seed (default: simulation.seed)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
+    add_run_level_options(run)
     run.set_defaults(func=_cmd_run)
     report.register(sub)
     runlevel.register(sub)

@@ -1,4 +1,5 @@
-"""What every command shares: the progress bar on stderr and integer argument types."""
+"""What the commands share: the progress bar on stderr, integer argument types, the run-level options and
+the evaluation of a scenario with its run level."""
 
 from __future__ import annotations
 
@@ -36,3 +37,26 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_run_level_options(parser: argparse.ArgumentParser) -> None:
+    """``--replicas``, ``--seed`` and ``-q`` of the commands that simulate the run level."""
+    parser.add_argument("--replicas", type=int_at_least(1),
+                        help="Monte Carlo replicas (default: simulation.monte_carlo)")
+    parser.add_argument("--seed", type=int_at_least(0), help="root seed (default: simulation.seed)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
+
+
+def evaluate_with_run(args: argparse.Namespace, record: bool = False):
+    """Load ``args.scenario``, simulate its step, and its run level when it fits and has ``training.tokens``:
+    ``(Evaluation, RunSummary | None)``."""
+    from sim.analysis.evaluate import evaluate
+    from sim.analysis.runlevel import simulate_run_level
+    from sim.specs.scenario import load_scenario
+
+    ev = evaluate(load_scenario(args.scenario))
+    if ev.step is None or not ev.scenario.training.tokens:
+        return ev, None
+    progress = progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None
+    return ev, simulate_run_level(ev.scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
+                                  progress=progress, record=record)

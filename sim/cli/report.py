@@ -64,19 +64,11 @@ def write_run_outputs(args: argparse.Namespace, ev: Evaluation, run: RunSummary 
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from sim.analysis.evaluate import evaluate
-    from sim.analysis.runlevel import simulate_run_level
-    from sim.cli._common import progress_bar
+    from sim.cli._common import evaluate_with_run
     from sim.report.html import run_level, write_report
-    from sim.specs.scenario import load_scenario
 
-    ev = evaluate(load_scenario(args.scenario))
-    run = None
-    if ev.step is not None and ev.scenario.training.tokens:
-        summary = simulate_run_level(ev.scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
-                                     progress=progress_bar("run level") if sys.stderr.isatty() and not args.quiet
-                                     else None, record=True)
-        run = run_level(summary)
+    ev, summary = evaluate_with_run(args, record=True)
+    run = run_level(summary) if summary is not None else None
     path = write_report(ev, args.output, run=run)
     print(f"wrote {path}")
     return 0
@@ -84,12 +76,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``trainsim report``."""
-    from sim.cli._common import int_at_least
+    from sim.cli._common import add_run_level_options
 
     rep = sub.add_parser("report", help="write a self-contained HTML report (summary, plots, assumptions)")
     rep.add_argument("scenario", help="scenario YAML file")
     rep.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
-    rep.add_argument("--replicas", type=int_at_least(1), help="run-level replicas (default: simulation.monte_carlo)")
-    rep.add_argument("--seed", type=int_at_least(0), help="root seed (default: simulation.seed)")
-    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
+    add_run_level_options(rep)
     rep.set_defaults(func=_cmd_report)
