@@ -127,6 +127,15 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     return RunPlan(params, ck, rule, steps, mtbi, tuple(notes))
 
 
+def energy_mwh(costs: CostsSpec, gpu_power_w: float, gpu_hours: float, idle_gpu_hours: float = 0.0) -> float:
+    """GPU-hours x GPU W x PUE (the LLaMA papers' formula) plus the host share; ``idle_gpu_hours`` of them
+    draw ``costs.idle_gpu_power_w`` when one is given."""
+    idle_w = costs.idle_gpu_power_w if costs.idle_gpu_power_w is not None else gpu_power_w
+    watt_hours = ((gpu_hours - idle_gpu_hours) * gpu_power_w + idle_gpu_hours * idle_w
+                  + gpu_hours * costs.host_power_w_per_gpu)
+    return watt_hours * costs.pue / 1e6
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """Monte Carlo of the run: distributions and means over replicas."""
@@ -141,6 +150,10 @@ class RunSummary:
     @property
     def days(self) -> np.ndarray:
         return np.array([r.wall_s / DAY for r in self.replicas])
+
+    @property
+    def days_mean(self) -> float:
+        return float(np.mean(self.days))
 
     @property
     def days_p50(self) -> float:
@@ -184,7 +197,7 @@ class RunSummary:
 
     @property
     def gpu_hours(self) -> float:
-        return float(np.mean(self.days)) * 24 * self.num_gpus
+        return self.days_mean * 24 * self.num_gpus
 
     @property
     def cost_usd(self) -> float:
@@ -192,15 +205,10 @@ class RunSummary:
 
     @property
     def energy_mwh(self) -> float:
-        """GPU-hours x GPU W x PUE (the LLaMA papers' formula) plus the host share; hours spent restarting
-        or waiting for nodes draw the idle GPU power when one is given."""
-        idle_w = self.costs.idle_gpu_power_w if self.costs.idle_gpu_power_w is not None else self.gpu_power_w
+        """Hours spent restarting or waiting for nodes draw the idle GPU power (see :func:`energy_mwh`)."""
         n = len(self.replicas)
         idle_h = sum(r.losses_s["restart"] + r.losses_s["spare_wait"] for r in self.replicas) / n / 3600
-        idle_gpu_h = min(idle_h * self.num_gpus, self.gpu_hours)
-        watt_hours = ((self.gpu_hours - idle_gpu_h) * self.gpu_power_w + idle_gpu_h * idle_w
-                      + self.gpu_hours * self.costs.host_power_w_per_gpu)
-        return watt_hours * self.costs.pue / 1e6
+        return energy_mwh(self.costs, self.gpu_power_w, self.gpu_hours, min(idle_h * self.num_gpus, self.gpu_hours))
 
     @property
     def co2_tonnes(self) -> float:

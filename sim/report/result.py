@@ -7,7 +7,7 @@ from typing import Any
 from sim import __version__
 from sim.analysis.estimate import ASSUMED_MFU, estimate_6nd_days
 from sim.analysis.evaluate import Evaluation
-from sim.analysis.runlevel import LOSS_LABELS, RunSummary
+from sim.analysis.runlevel import LOSS_LABELS, RunSummary, energy_mwh
 from sim.costs import flops
 from sim.network.crossings import crossings
 from sim.specs.scenario import Scenario
@@ -27,7 +27,7 @@ def run_block(run: RunSummary) -> dict[str, Any]:
         "gpu_hours": _round(run.gpu_hours), "cost_usd": _round(run.cost_usd),
         "energy_mwh": _round(run.energy_mwh), "co2_tonnes": _round(run.co2_tonnes),
         "interruptions_mean": _round(run.interruptions_mean), "goodput": _round(run.goodput),
-        "days_mean": _round(float(run.days.mean())), "failure_free_days": _round(run.failure_free_days),
+        "days_mean": _round(run.days_mean), "failure_free_days": _round(run.failure_free_days),
         "steps": plan.steps, "replicas": len(run.replicas), "unfinished_replicas": run.unfinished,
         "interruptions_by_category": {k: _round(v) for k, v in run.interruptions_by_category().items()},
         "loss_days": {k: _round(v) for k, v in run.loss_days().items()},
@@ -46,7 +46,7 @@ def _naive_block(ev: Evaluation, run: RunSummary | None) -> dict[str, Any]:
     block: dict[str, Any] = {"days_at_assumed_mfu": _round(days), "assumed_mfu": ASSUMED_MFU}
     if days is not None and run is not None:
         gpu_hours = days * 24 * ev.scenario.cluster.num_gpus
-        energy = gpu_hours * (run.gpu_power_w + run.costs.host_power_w_per_gpu) * run.costs.pue / 1e6
+        energy = energy_mwh(run.costs, run.gpu_power_w, gpu_hours)
         block.update({"gpu_hours": _round(gpu_hours), "cost_usd": _round(gpu_hours * run.costs.usd_per_gpu_hour),
                       "energy_mwh": _round(energy), "co2_tonnes": _round(energy * run.costs.grid_kgco2_per_kwh)})
     return block

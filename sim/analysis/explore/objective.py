@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from sim.analysis.evaluate import Evaluation
 from sim.analysis.runlevel import simulate_run_level
 from sim.specs.scenario import Scenario
@@ -38,7 +36,7 @@ def run_figures(s: Scenario, step_time_s: float | None, replicas: int | None = N
     if step_time_s is None or s.training.tokens is None:
         return None
     run = simulate_run_level(s, step_time_s, replicas=replicas)
-    return RunFigures(days=float(np.mean(run.days)), days_p90=run.days_p90, goodput=run.goodput,
+    return RunFigures(days=run.days_mean, days_p90=run.days_p90, goodput=run.goodput,
                       gpu_hours=run.gpu_hours, cost_usd=run.cost_usd)
 
 
