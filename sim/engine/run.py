@@ -243,13 +243,17 @@ class _Run:
             self.pending = [(t, w) for t, w in self.pending if t > now]
         return self.durable
 
+    def _normal_multiplier(self) -> float:
+        """A non-lemon node's hardware rate over the fleet mean (the two classes average to 1)."""
+        p = self.p
+        return (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
+
     def _lemon_scale(self) -> float:
         """The job's hardware failure rate over the fleet mean, from its lemon count."""
         p = self.p
         if p.lemon_fraction <= 0:
             return 1.0
-        normal = (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
-        return (self.lemons * p.lemon_multiplier + (p.nodes - self.lemons) * normal) / p.nodes
+        return (self.lemons * p.lemon_multiplier + (p.nodes - self.lemons) * self._normal_multiplier()) / p.nodes
 
     def _swap_lemons(self, evicted: int, now: float) -> None:
         """Evicted nodes leave the job and average fleet nodes take their place: the job's rate changes.
@@ -259,9 +263,8 @@ class _Run:
         """
         p, rng = self.p, self.rng
         n, lem = p.nodes, self.lemons
-        normal = (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
         evicted = min(evicted, n)
-        out = int(rng.random() * (lem * p.lemon_multiplier + (n - lem) * normal) < lem * p.lemon_multiplier)
+        out = int(rng.random() * self._lemon_scale() * n < lem * p.lemon_multiplier)
         if evicted > 1:
             out += int(rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1))
         self.lemons = lem - out + int(rng.binomial(evicted, p.lemon_fraction))
@@ -381,8 +384,7 @@ class _Run:
                 self.progress += k * p.interval_s
                 self.checkpoints += k
                 self.losses["checkpoint"] += k * p.stall_s + waits
-                self.losses["slowdown"] += k * p.interval_s * (1 / self.speed - 1)
-                self.losses["fail_slow"] += k * p.interval_s / self.speed * (1 / factor - 1)
+                self._slow_losses(k * p.interval_s / (self.speed * factor), factor)
                 if p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
                     self.durable = self.progress - p.interval_s
                     self.pending = [(env.now + p.persist_s, self.progress)]
@@ -538,13 +540,10 @@ class _Run:
         self._draw_speed()
         job = self.env.process(self.job())
         self.env.process(self.failures(job))
-        limit = p.horizon_s if p.horizon_s is not None else p.work_s * p.max_wall_factor
-        self.limit = limit
-        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(limit), self.stop]))
+        self.limit = p.horizon_s if p.horizon_s is not None else p.work_s * p.max_wall_factor
+        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(self.limit), self.stop]))
         wall = self.env.now
-        work = p.work_s if self.done else self.progress
-        if self.segment is not None:  # stopped at the horizon inside a training segment
-            work = self._work_at(wall)
+        work = p.work_s if self.done else self._work_at(wall)  # a stop at the horizon may fall inside a segment
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
                              self.checkpoints, tuple(self.events))
 
