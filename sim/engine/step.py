@@ -73,6 +73,15 @@ class StepResult:
         return self.scenario.tokens_per_step
 
     @property
+    def tokens_per_s_per_gpu(self) -> float:
+        return self.tokens_per_step / self.step_time_s / self.num_gpus
+
+    @property
+    def model_tflops_per_gpu(self) -> float:
+        """Model FLOPs per second per GPU, in TFLOP/s (spec/result.md)."""
+        return self.model_flops_per_step / self.step_time_s / self.num_gpus / 1e12
+
+    @property
     def bubble_fraction(self) -> float:
         return self.breakdown_s["bubble"] / self.step_time_s
 

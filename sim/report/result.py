@@ -61,11 +61,10 @@ def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]
         "exposed_comm_fraction": None, "breakdown_s": None, "num_microbatches": s.num_microbatches,
     }
     if step is not None:
-        t = step.step_time_s
         step_block.update({
-            "step_time_s": _round(t),
-            "tokens_per_s_per_gpu": _round(s.tokens_per_step / t / s.cluster.num_gpus),
-            "model_tflops_per_gpu": _round(step.model_flops_per_step / t / s.cluster.num_gpus / 1e12),
+            "step_time_s": _round(step.step_time_s),
+            "tokens_per_s_per_gpu": _round(step.tokens_per_s_per_gpu),
+            "model_tflops_per_gpu": _round(step.model_tflops_per_gpu),
             "mfu": _round(step.mfu), "hfu": _round(step.hfu),
             "bubble_fraction": _round(step.bubble_fraction),
             "exposed_comm_fraction": _round(step.exposed_comm_fraction),
@@ -113,8 +112,7 @@ def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
     lines += [
         "",
         f"step    {t:.3f} s   MFU {step.mfu:.1%}   HFU {step.hfu:.1%}   "
-        f"{s.tokens_per_step / t / s.cluster.num_gpus:,.0f} tokens/s/GPU   "
-        f"{step.model_flops_per_step / t / s.cluster.num_gpus / 1e12:.0f} TFLOP/s/GPU",
+        f"{step.tokens_per_s_per_gpu:,.0f} tokens/s/GPU   {step.model_tflops_per_gpu:.0f} TFLOP/s/GPU",
         "where the step went (critical pipeline stage):",
     ]
     for key, value in step.breakdown_s.items():

@@ -49,12 +49,12 @@ FIGURE_COLUMNS = STEP_COLUMNS + RUN_COLUMNS
 
 def step_row(ev: Evaluation) -> dict[str, float | bool | None]:
     """Memory and step figures (None where the layout was not simulated); run columns empty."""
-    s, step = ev.scenario, ev.step
+    step = ev.step
     row: dict[str, float | bool | None] = dict.fromkeys(FIGURE_COLUMNS)
     row.update(fits=ev.fits, memory_gib=ev.memory.total / GIB)
     if step is not None:
         row.update(step_time_s=step.step_time_s, mfu=step.mfu,
-                   tokens_per_s_per_gpu=s.tokens_per_step / step.step_time_s / s.cluster.num_gpus,
+                   tokens_per_s_per_gpu=step.tokens_per_s_per_gpu,
                    bubble_fraction=step.bubble_fraction, exposed_comm_fraction=step.exposed_comm_fraction)
     return row
 
