@@ -28,6 +28,7 @@ def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     from sim.costs.reliability import daly_interval
     from sim.errors import TrainsimError
     from sim.specs.scenario import load_scenario
+    from sim.units import DAY
 
     if args.span <= 1:
         raise TrainsimError(f"--span {args.span}: must be > 1")
@@ -52,7 +53,7 @@ def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     best = int(np.argmax(res.goodput))
     for i, (tau, good) in enumerate(zip(res.intervals_s, res.goodput, strict=True)):
         mark = "  <- best simulated" if i == best else ""
-        print(f"{tau / 60:13.1f} {good:9.2%} {p.work_s / good / 86400:8.1f}{mark}")
+        print(f"{tau / 60:13.1f} {good:9.2%} {p.work_s / good / DAY:8.1f}{mark}")
     print(f"optimum (parabola through the best points): {res.best_s / 60:.1f} min; "
           f"Daly's formula: {res.daly_s / 60:.1f} min")
     return 0
