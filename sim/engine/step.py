@@ -31,7 +31,7 @@ from sim.costs.memory import (
 from sim.engine.fabric import SharedLink, after
 from sim.engine.streams import Channel, Timeline
 from sim.network.paths import scenario_paths
-from sim.parallelism.schedules import PipeOp, stage_ops
+from sim.parallelism.schedules import Phase, PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.enums import Fidelity, GradDtype
 from sim.specs.scenario import Scenario
@@ -99,8 +99,8 @@ class Blocks:
         self.n_virtual = s.parallelism.pipeline * s.parallelism.virtual_pipeline
         self.chunks = chunk_layers(s)
         self._layer_cache: dict[bool, LayerTime] = {}
-        self._pieces: dict[tuple[int, str], list[tuple[str, PhaseTime, int | None]]] = {}
-        self._totals: dict[tuple[int, str], PhaseTime] = {}
+        self._pieces: dict[tuple[int, Phase], list[tuple[str, PhaseTime, int | None]]] = {}
+        self._totals: dict[tuple[int, Phase], PhaseTime] = {}
 
     def layer(self, index: int) -> LayerTime:
         moe = flops.is_moe_layer(self.s.model, index)
@@ -108,28 +108,28 @@ class Blocks:
             self._layer_cache[moe] = layer.layer_time(self.s, self.gpu, self.paths, moe)
         return self._layer_cache[moe]
 
-    def pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
+    def pieces(self, vs: int, phase: Phase) -> list[tuple[str, PhaseTime, int | None]]:
         """The blocks of virtual stage ``vs`` in execution order: (name, time, layer index)."""
         key = (vs, phase)
         if key not in self._pieces:
             self._pieces[key] = self._build_pieces(vs, phase)
         return self._pieces[key]
 
-    def block_time(self, vs: int, phase: str) -> PhaseTime:
+    def block_time(self, vs: int, phase: Phase) -> PhaseTime:
         """Summed time of all blocks of virtual stage ``vs`` for one pass."""
         key = (vs, phase)
         if key not in self._totals:
             self._totals[key] = _sum(t for _, t, _ in self.pieces(vs, phase))
         return self._totals[key]
 
-    def _build_pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
+    def _build_pieces(self, vs: int, phase: Phase) -> list[tuple[str, PhaseTime, int | None]]:
         out: list[tuple[str, PhaseTime, int | None]] = []
         if vs == 0:
             out.append(("embedding", _phase(layer.embedding_time(self.s, self.gpu), phase), None))
         out += [(f"layer{i}", _phase(self.layer(i), phase), i) for i in self.chunks[vs]]
         if vs == self.n_virtual - 1:
             out.append(("lm_head", _phase(layer.head_time(self.s, self.gpu, self.paths), phase), None))
-        return out if phase == "F" else out[::-1]
+        return out if phase is Phase.FORWARD else out[::-1]
 
 
 class StepSimulation:
@@ -155,10 +155,10 @@ class StepSimulation:
     def layer(self, index: int) -> LayerTime:
         return self.blocks.layer(index)
 
-    def pieces(self, vs: int, phase: str) -> list[tuple[str, PhaseTime, int | None]]:
+    def pieces(self, vs: int, phase: Phase) -> list[tuple[str, PhaseTime, int | None]]:
         return self.blocks.pieces(vs, phase)
 
-    def block_time(self, vs: int, phase: str) -> PhaseTime:
+    def block_time(self, vs: int, phase: Phase) -> PhaseTime:
         return self.blocks.block_time(vs, phase)
 
     # ---- running -------------------------------------------------------------------------
@@ -198,8 +198,8 @@ class StepSimulation:
             stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline)
 
 
-def _phase(t: LayerTime, phase: str) -> PhaseTime:
-    return t.forward if phase == "F" else t.backward
+def _phase(t: LayerTime, phase: Phase) -> PhaseTime:
+    return t.forward if phase is Phase.FORWARD else t.backward
 
 
 class PipelineRank:
@@ -308,11 +308,11 @@ class PipelineRank:
     # ---- the op list --------------------------------------------------------------------
     def run(self):
         sim, p = self.sim, self.sim.p
-        last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.phase == "B"}
+        last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.phase is Phase.BACKWARD}
         gathers = self._start_param_gathers()
         for i, op in enumerate(self.ops):
             vs = op.chunk * p + self.r
-            if op.phase == "F":
+            if op.phase is Phase.FORWARD:
                 if vs > 0:
                     yield from self.wait(self._act(vs, op.microbatch), "pp_comm")
                 if op.chunk in gathers:
@@ -366,7 +366,7 @@ class PipelineRank:
         for (name, t, _index), event, n in zip(pieces, gathered, params, strict=True):
             yield from self.wait(event, "dp_comm")
             yield from self.compute(f"{label}.{name}", t, microbatch=op.microbatch)
-            if op.phase == "B":
+            if op.phase is Phase.BACKWARD:
                 self._reduce_grads(f"grads.{name}", n)
 
     def _piece_params(self, name: str, index: int | None) -> float:

@@ -1,36 +1,44 @@
 """Pipeline schedules as ordered op lists per stage (pure, testable).
 
-An op is ``(phase, microbatch, chunk)`` with phase ``"F"`` or ``"B"``. The engine runs each stage's
+An op is ``(phase, microbatch, chunk)`` with phase :class:`Phase` (forward or backward). The engine runs each stage's
 list in order; waiting for inputs from neighbours is what makes the bubble emerge.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple
 
 from sim.specs.enums import Schedule
 
 
+class Phase(StrEnum):
+    """A pass over a block; the value is the letter timeline labels carry (``F3.vs1``)."""
+
+    FORWARD = "F"
+    BACKWARD = "B"
+
+
 class PipeOp(NamedTuple):
-    phase: str
+    phase: Phase
     microbatch: int
     chunk: int
 
 
 def gpipe(m: int) -> list[PipeOp]:
     """All forwards, then all backwards (Huang et al. 2019)."""
-    return [PipeOp("F", i, 0) for i in range(m)] + [PipeOp("B", i, 0) for i in range(m)]
+    return [PipeOp(Phase.FORWARD, i, 0) for i in range(m)] + [PipeOp(Phase.BACKWARD, i, 0) for i in range(m)]
 
 
 def one_f_one_b(p: int, rank: int, m: int) -> list[PipeOp]:
     """PipeDream-Flush 1F1B (Narayanan et al. 2021 §2.2.1): warm-up, steady 1F1B, cool-down."""
     warmup = min(p - rank - 1, m)
-    ops = [PipeOp("F", i, 0) for i in range(warmup)]
+    ops = [PipeOp(Phase.FORWARD, i, 0) for i in range(warmup)]
     f, b = warmup, 0
     while f < m:
-        ops += [PipeOp("F", f, 0), PipeOp("B", b, 0)]
+        ops += [PipeOp(Phase.FORWARD, f, 0), PipeOp(Phase.BACKWARD, b, 0)]
         f, b = f + 1, b + 1
-    ops += [PipeOp("B", i, 0) for i in range(b, m)]
+    ops += [PipeOp(Phase.BACKWARD, i, 0) for i in range(b, m)]
     return ops
 
 
@@ -47,12 +55,12 @@ def interleaved(p: int, v: int, rank: int, m: int) -> list[PipeOp]:
     """Interleaved 1F1B (Narayanan et al. 2021 §2.2.2; Megatron-LM schedules.py); needs m % p == 0."""
     total = m * v
     warmup = min((p - rank - 1) * 2 + (v - 1) * p, total)
-    ops = [PipeOp("F", *_virtual(k, p, v, True)) for k in range(warmup)]
+    ops = [PipeOp(Phase.FORWARD, *_virtual(k, p, v, True)) for k in range(warmup)]
     f, b = warmup, 0
     while f < total:
-        ops += [PipeOp("F", *_virtual(f, p, v, True)), PipeOp("B", *_virtual(b, p, v, False))]
+        ops += [PipeOp(Phase.FORWARD, *_virtual(f, p, v, True)), PipeOp(Phase.BACKWARD, *_virtual(b, p, v, False))]
         f, b = f + 1, b + 1
-    ops += [PipeOp("B", *_virtual(k, p, v, False)) for k in range(b, total)]
+    ops += [PipeOp(Phase.BACKWARD, *_virtual(k, p, v, False)) for k in range(b, total)]
     return ops
 
 
@@ -69,6 +77,6 @@ def in_flight_microbatches(schedule: Schedule, p: int, v: int, rank: int, m: int
     """Most (microbatch, chunk) activations rank ``rank`` holds at once under its op list."""
     held = peak = 0
     for op in stage_ops(schedule, p, v, rank, m):
-        held += 1 if op.phase == "F" else -1
+        held += 1 if op.phase is Phase.FORWARD else -1
         peak = max(peak, held)
     return peak

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sim.costs.memory import stage_memory
+from sim.parallelism.schedules import Phase
 from sim.units import DAY
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def pipeline_gantt(intervals: Iterable[_Span], stages: int, title: str = "") -> 
     for i in spans:
         kind = _STREAM_KIND.get(i.stream, i.stream)
         if i.stream == "compute":
-            kind = "optimizer" if i.name == "optimizer" else "forward" if i.name.startswith("F") else "backward"
+            forward = i.name.startswith(Phase.FORWARD)
+            kind = "optimizer" if i.name == "optimizer" else "forward" if forward else "backward"
         rows.setdefault((i.rank, kind), []).append((i.start, i.end - i.start))
     fig = _figure(11, 1.0 + 0.42 * stages)
     ax = fig.subplots()

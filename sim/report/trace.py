@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sim.costs import flops
 from sim.engine.step import StepResult
+from sim.parallelism.schedules import Phase
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.scenario import Scenario
 from sim.units import DAY
@@ -79,8 +80,8 @@ class _FlopCounter:
         return rank, name[:1], args["vs"], args.get("microbatch")
 
     def __call__(self, rank: int, name: str, args: Mapping[str, Any]) -> float | None:
-        phase = name[:1]
-        if phase not in ("F", "B"):
+        phase = name[:1]  # compute labels start with the pass (``F3.vs1``); others are not blocks
+        if phase not in (Phase.FORWARD, Phase.BACKWARD):
             return None
         if "vs" in args:
             vs = args["vs"]
@@ -92,7 +93,7 @@ class _FlopCounter:
                 return None
             layers = [int(piece["layer"])] if piece["layer"] else []
             per_token, share = _forward_flops_per_token(self.s, layers, piece["head"] is not None), 1.0
-        return per_token * self.tokens_per_gpu * (1 if phase == "F" else 2) * share
+        return per_token * self.tokens_per_gpu * (1 if phase == Phase.FORWARD else 2) * share
 
 
 def _streams(step: StepResult) -> list[str]:

@@ -7,6 +7,7 @@ import pytest
 from sim.costs import flops, layer
 from sim.costs.memory import stage_params_per_gpu
 from sim.engine.step import StepSimulation, simulate_step
+from sim.parallelism.schedules import Phase
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
 MODEL = {"num_layers": 4, "hidden_size": 1024, "ffn_hidden_size": 4096, "num_attention_heads": 16,
@@ -25,8 +26,8 @@ def make(parallelism: dict, gbs: int, tied: bool = False, **extra) -> Scenario:
 def test_single_gpu_step_is_the_sum_of_its_work():
     s = make({"zero_stage": 0}, gbs=4)
     sim = StepSimulation(s)
-    fwd = sum(t.total for _, t, _ in sim.pieces(0, "F"))
-    bwd = sum(t.total for _, t, _ in sim.pieces(0, "B"))
+    fwd = sum(t.total for _, t, _ in sim.pieces(0, Phase.FORWARD))
+    bwd = sum(t.total for _, t, _ in sim.pieces(0, Phase.BACKWARD))
     opt = layer.optimizer_time(s, s.gpu, stage_params_per_gpu(s, 0))
     r = sim.run()
     assert r.step_time_s == pytest.approx(4 * (fwd + bwd) + opt, rel=1e-12)
@@ -39,9 +40,9 @@ def test_single_gpu_step_is_the_sum_of_its_work():
 def test_pieces_order():
     s = make({"pipeline": 2, "data": 4}, gbs=8)
     sim = StepSimulation(s)
-    assert [n for n, _, _ in sim.pieces(0, "F")] == ["embedding", "layer0", "layer1"]
-    assert [n for n, _, _ in sim.pieces(1, "F")] == ["layer2", "layer3", "lm_head"]
-    assert [n for n, _, _ in sim.pieces(1, "B")] == ["lm_head", "layer3", "layer2"]
+    assert [n for n, _, _ in sim.pieces(0, Phase.FORWARD)] == ["embedding", "layer0", "layer1"]
+    assert [n for n, _, _ in sim.pieces(1, Phase.FORWARD)] == ["layer2", "layer3", "lm_head"]
+    assert [n for n, _, _ in sim.pieces(1, Phase.BACKWARD)] == ["lm_head", "layer3", "layer2"]
 
 
 def test_full_fidelity_is_not_silently_symmetric():

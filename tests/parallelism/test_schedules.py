@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from sim.parallelism.schedules import (
+    Phase,
     PipeOp,
     gpipe,
     in_flight_microbatches,
@@ -25,13 +26,13 @@ def all_stage_lists(schedule: Schedule, p: int, v: int, m: int) -> list[list[Pip
 
 
 def check_each_op_once(ops: list[PipeOp], m: int, v: int) -> None:
-    fwd = [(o.microbatch, o.chunk) for o in ops if o.phase == "F"]
-    bwd = [(o.microbatch, o.chunk) for o in ops if o.phase == "B"]
+    fwd = [(o.microbatch, o.chunk) for o in ops if o.phase is Phase.FORWARD]
+    bwd = [(o.microbatch, o.chunk) for o in ops if o.phase is Phase.BACKWARD]
     expected = sorted(itertools.product(range(m), range(v)))
     assert sorted(fwd) == expected
     assert sorted(bwd) == expected
     assert len(ops) == 2 * m * v
-    assert {o.phase for o in ops} == {"F", "B"}
+    assert {o.phase for o in ops} == set(Phase)
     position = {(o.phase, o.microbatch, o.chunk): i for i, o in enumerate(ops)}
     for mb, c in expected:
         assert position["F", mb, c] < position["B", mb, c]
@@ -65,16 +66,16 @@ def test_1f1b_hand_example():
 def test_1f1b_warmup_is_p_minus_rank_minus_1(p, m):
     for r in range(p):
         ops = one_f_one_b(p, r, m)
-        leading = next(i for i, o in enumerate(ops) if o.phase == "B")
+        leading = next(i for i, o in enumerate(ops) if o.phase is Phase.BACKWARD)
         # warm-up p - r - 1 forwards (capped at m), then the first steady-state forward
-        assert sum(1 for o in ops[:leading] if o.phase == "F") == min(p - r - 1, m) + (m > p - r - 1)
+        assert sum(1 for o in ops[:leading] if o.phase is Phase.FORWARD) == min(p - r - 1, m) + (m > p - r - 1)
         assert leading == min(p - r, m)
         # backwards and forwards alternate in steady state
         steady = ops[leading - 1: 2 * m - (leading - 1)]
         assert all(a.phase != b.phase for a, b in itertools.pairwise(steady))
         # micro-batches run in order in each phase
-        assert [o.microbatch for o in ops if o.phase == "F"] == list(range(m))
-        assert [o.microbatch for o in ops if o.phase == "B"] == list(range(m))
+        assert [o.microbatch for o in ops if o.phase is Phase.FORWARD] == list(range(m))
+        assert [o.microbatch for o in ops if o.phase is Phase.BACKWARD] == list(range(m))
 
 
 @pytest.mark.parametrize(("p", "m"), PM)
@@ -114,14 +115,14 @@ def simulate(schedule: Schedule, p: int, v: int, m: int, t_f: float, t_b: float)
             while pos[r] < len(lists[r]):
                 op = lists[r][pos[r]]
                 vs = op.chunk * p + r
-                if op.phase == "F":
+                if op.phase is Phase.FORWARD:
                     dep = ("F", op.microbatch, vs - 1) if vs > 0 else None
                 else:
                     dep = ("B", op.microbatch, vs + 1) if vs < n_virtual - 1 else ("F", op.microbatch, vs)
                 if dep is not None and dep not in done:
                     break
                 start = max(clock[r], done[dep] if dep else 0.0)
-                clock[r] = start + (t_f if op.phase == "F" else t_b) / v
+                clock[r] = start + (t_f if op.phase is Phase.FORWARD else t_b) / v
                 done[op.phase, op.microbatch, vs] = clock[r]
                 pos[r] += 1
                 progress = True
