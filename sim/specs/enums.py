@@ -37,6 +37,21 @@ class Optimizer(StrEnum):
     SGD_MOMENTUM = "sgd-momentum"
 
 
+class Framework(StrEnum):
+    """Whose training code paths are costed (data parallelism, overlap, kernels)."""
+
+    MEGATRON_CORE = "megatron-core"
+    TORCHTITAN = "torchtitan"
+    DEEPSPEED = "deepspeed"
+
+
+class GradSync(StrEnum):
+    """When ZeRO-2/3 reduce-scatter gradients under gradient accumulation."""
+
+    EVERY_MICROBATCH = "every-microbatch"  # sharded gradient memory, one reduce-scatter per micro-batch
+    LAST_MICROBATCH = "last-microbatch"  # unsharded accumulation (no_sync), one reduce-scatter per step
+
+
 class AttentionKernel(StrEnum):
     FLASH = "flash"
     UNFUSED = "unfused"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import GradDtype, Recompute, Schedule
+from sim.specs.enums import Framework, GradDtype, GradSync, Recompute, Schedule
 
 #: The mesh axes a placement order names.
 PLACEMENT_AXES = ("tp", "cp", "dp", "pp")
@@ -38,6 +38,17 @@ class ParallelismSpec(Spec):
         False, doc="count the LM head + loss as a layer of the last stage (Megatron option)")
     placement_order: str = spec_field(
         "tp,cp,dp,pp", doc="mesh axes laid onto consecutive GPUs, innermost first (Megatron: tp,cp,dp,pp)")
+    framework: Framework = spec_field(
+        Framework.MEGATRON_CORE, doc="megatron-core | torchtitan | deepspeed: whose code paths are costed")
+    reshard_after_forward: bool = spec_field(
+        True, doc="ZeRO-3/FSDP: free gathered parameters after forward and gather them again in backward "
+        "(false: keep them gathered from forward to backward, as FSDP SHARD_GRAD_OP)")
+    grad_sync: GradSync | None = spec_field(
+        None, doc="ZeRO-2/3 under gradient accumulation: every-microbatch (sharded gradients, a reduce-scatter "
+        "per micro-batch) | last-microbatch (unsharded accumulation, one reduce-scatter); default: the framework's")
+    shard_group_size: int | None = spec_field(
+        None, doc="GPUs of the DP x CP group one ZeRO shard spans; shards are replicated across groups "
+        "(HSDP / hybrid shard); default: the whole DP x CP group", ge=1)
 
     @property
     def model_parallel(self) -> int:
@@ -46,6 +57,11 @@ class ParallelismSpec(Spec):
     @property
     def num_gpus(self) -> int:
         return self.model_parallel * self.data
+
+    @property
+    def shard_size(self) -> int:
+        """GPUs over which ZeRO shards optimizer state, gradients and parameters."""
+        return self.shard_group_size if self.shard_group_size is not None else self.data * self.context
 
     @property
     def placement_axes(self) -> tuple[str, ...]:
@@ -65,4 +81,33 @@ class ParallelismSpec(Spec):
                                 f"{self.virtual_pipeline}; use schedule: interleaved-1f1b"))
         if interleaved and self.pipeline < 2:
             issues.append(Issue("schedule", "interleaved-1f1b needs pipeline >= 2"))
+        return issues + self._zero_issues()
+
+    def _zero_issues(self) -> list[Issue]:
+        """ZeRO/FSDP options that do not exist at this stage or in this framework."""
+        issues = []
+        z, fw = self.zero_stage, self.framework
+        if not self.reshard_after_forward and z != 3:
+            issues.append(Issue("reshard_after_forward", f"false applies to zero_stage 3 (FSDP) only, not "
+                                f"zero_stage {z}, whose parameters are never sharded"))
+        elif not self.reshard_after_forward and fw is Framework.DEEPSPEED:
+            issues.append(Issue("reshard_after_forward", "false is an FSDP option (torchtitan, megatron-core); "
+                                "DeepSpeed ZeRO-3 releases every gathered parameter after use"))
+        if fw is Framework.TORCHTITAN and z in (1, 2):
+            issues.append(Issue("zero_stage", f"{z}: torchtitan shards with FSDP2 (zero_stage 3; "
+                                "reshard_after_forward false for SHARD_GRAD_OP) or replicates (0)"))
+        if self.grad_sync is not None and z < 2:
+            issues.append(Issue("grad_sync", f"applies to zero_stage 2 and 3; at zero_stage {z} gradients are "
+                                "accumulated unsharded and reduced once per step"))
+        elif self.grad_sync is GradSync.LAST_MICROBATCH and fw is Framework.DEEPSPEED:
+            issues.append(Issue("grad_sync", "last-microbatch: DeepSpeed ZeRO-2/3 reduce gradients every "
+                                "micro-batch (its no_sync refuses gradient partitioning)"))
+        if self.shard_group_size is not None:
+            if z == 0:
+                issues.append(Issue("shard_group_size", "needs zero_stage >= 1 (nothing is sharded at 0)"))
+            elif (self.data * self.context) % self.shard_group_size:
+                issues.append(Issue("shard_group_size", f"{self.shard_group_size} does not divide data*context "
+                                    f"({self.data * self.context})"))
+            elif fw is Framework.DEEPSPEED and z < 3:
+                issues.append(Issue("shard_group_size", "DeepSpeed shards in groups (MiCS) at zero_stage 3 only"))
         return issues
