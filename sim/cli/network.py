@@ -91,7 +91,8 @@ def _print_published(topologies: list[str] | None) -> None:
 
 def _cmd_placement(args: argparse.Namespace) -> int:
     from sim.network.crossings import crossings
-    from sim.network.graph import build_fabric, build_graph
+    from sim.network.graph import build_fabric
+    from sim.network.nxgraph import build_graph
     from sim.specs.scenario import load_scenario
 
     s = load_scenario(args.scenario)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.network.graph import build_fabric, build_graph, graph_path_links
+from sim.network.graph import build_fabric
+from sim.network.nxgraph import build_graph, graph_path_links
 
 from .conftest import A100_POD, META, NVL72, PCIE, SUPERPOD, one_nic_topology
 
