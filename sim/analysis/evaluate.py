@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.costs.memory import MemoryBreakdown, peak_memory
-from sim.engine.step import StepResult, simulate_step
+from sim.engine.simulate import simulate_step
+from sim.engine.step import StepResult
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
@@ -32,10 +33,11 @@ def fits_in_memory(scenario: Scenario) -> bool:
     return _fits(scenario, peak_memory(scenario))
 
 
-def evaluate(scenario: Scenario, ignore_memory: bool = False) -> Evaluation:
-    """Check memory; simulate the step unless the layout is out of memory (or ``ignore_memory``)."""
+def evaluate(scenario: Scenario, ignore_memory: bool = False, record: bool = False) -> Evaluation:
+    """Check memory; simulate the step unless the layout is out of memory (or ``ignore_memory``);
+    ``record`` keeps the step's timeline (traces, plots)."""
     memory = peak_memory(scenario)
     ev = Evaluation(scenario, memory, None)
     if ev.fits or ignore_memory:
-        ev = Evaluation(scenario, memory, simulate_step(scenario))
+        ev = Evaluation(scenario, memory, simulate_step(scenario, record))
     return ev

@@ -49,12 +49,12 @@ def add_run_level_options(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_with_run(args: argparse.Namespace, record: bool = False):
     """Load ``args.scenario``, simulate its step, and its run level when it fits and has ``training.tokens``:
-    ``(Evaluation, RunSummary | None)``."""
+    ``(Evaluation, RunSummary | None)``. ``record`` keeps the step's timeline and replica 0's run events."""
     from sim.analysis.evaluate import evaluate
     from sim.analysis.runlevel import simulate_run_level
     from sim.specs.scenario import load_scenario
 
-    ev = evaluate(load_scenario(args.scenario))
+    ev = evaluate(load_scenario(args.scenario), record=record)
     if ev.step is None or not ev.scenario.training.tokens:
         return ev, None
     progress = progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None

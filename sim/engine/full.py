@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
 
 from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_latency, size_efficiency
-from sim.costs.layer import Paths
+from sim.costs.layer import Paths, PhaseTime
 from sim.engine.fabric import FabricFlows, after
-from sim.engine.step import Blocks, PipelineRank, StepResult, StepSimulation
+from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepResult, StepSimulation
 from sim.engine.streams import Channel
 from sim.errors import InfeasibleLayout
 from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
@@ -39,6 +40,7 @@ from sim.network.graph import Fabric, build_fabric
 from sim.network.paths import group_paths
 from sim.parallelism.mesh import Axis, ParallelMesh
 from sim.parallelism.placement import expert_members, gpu_grid, group_members
+from sim.specs.scenario import Scenario
 
 #: Largest job full fidelity accepts (a few hundred GPUs is its purpose; symmetric covers the rest).
 MAX_GPUS = 1024
@@ -106,55 +108,90 @@ class _GroupComm:
         self.done[key].succeed((start, self.env.now))
 
 
-class _FullRank(PipelineRank):
-    """One global rank: its own schedule, its replica's activations, its group's collectives."""
+class FullIO(RankIO):
+    """The transport of one global rank: compute on the simulated clock, slowed by whatever its channels
+    carry meanwhile; pipeline sends as flows to the peer GPU; DP collectives through its group's
+    communicator (``_GroupComm``)."""
 
-    def __init__(self, sim: FullStepSimulation, coords: tuple[int, int, int, int], blocks: Blocks) -> None:
+    def __init__(self, sim: FullStepSimulation, coords: tuple[int, int, int, int]) -> None:
         pp, dp, cp, tp = coords
+        self.fs = sim
+        self.stage = pp
         self.replica = (dp, cp, tp)
         self.gpu = int(sim.grid[coords])
-        super().__init__(sim, pp, slot=self.gpu, blocks=blocks)
+        super().__init__(sim, self.gpu)
+        make = lambda name: Channel(sim.env, self.gpu, name, sim.timeline)  # noqa: E731
+        self.pp = {"act": make("pp_send_fwd"), "grad": make("pp_send_bwd")}
+        self.dp = (make("dp_reduce"), make("dp_gather"))
+        dp_c, pp_c = sim.dp_path.sm_contention, sim.pp_path.sm_contention
+        self.contention = [(self.dp[GATHER], dp_c), (self.dp[REDUCE], dp_c), (self.pp["act"], pp_c),
+                           (self.pp["grad"], pp_c)]
         self.issued: dict[str, int] = defaultdict(int)
 
-    def _act(self, vs: int, mb: int) -> simpy.Event:
-        return self.sim.act[self.replica, vs, mb]
+    @property
+    def now(self) -> float:
+        return self.env.now
 
-    def _grad(self, vs: int, mb: int) -> simpy.Event:
-        return self.sim.grad[self.replica, vs, mb]
+    def compute(self, name: str, t: PhaseTime, **args: Any):
+        """Process step: run ``t`` on the compute stream, slowed by communication beside it."""
+        env = self.env
+        start = env.now
+        before = [ch.busy_until(start) for ch, _ in self.contention]
+        yield env.timeout(t.total)
+        extra = sum((ch.busy_until(env.now) - b) * c for (ch, c), b in zip(self.contention, before, strict=True))
+        if extra > 0:
+            yield env.timeout(extra)
+        self._book_compute(name, t, start, env.now, extra, args)
 
-    def send(self, channel: Channel, name: str, nbytes: float, path: GroupPath, op: Collective,
-             done: simpy.Event | None = None) -> simpy.Event:
-        if op is Collective.SEND_RECV:
-            return self._p2p(channel, name, nbytes, done)
-        key = (channel.name, self.sim.dp_groups[self.r, self.replica[2]])
-        group = self.sim.comms[key]
-        count = self.issued[f"{channel.name}.{name}"]
-        self.issued[f"{channel.name}.{name}"] += 1
-        return group.issue((name, count), op, nbytes)
+    def hold(self, seconds: float):
+        yield self.env.timeout(seconds)
 
-    def _p2p(self, channel: Channel, name: str, nbytes: float, done: simpy.Event | None) -> simpy.Event:
+    def _wait(self, event: simpy.Event, category: str):
+        start = self.env.now
+        value = yield event
+        self._book_wait(start, self.env.now, value, category)
+
+    def _message(self, kind: str, key: tuple[int, int]) -> simpy.Event:
+        full_key = (kind, self.replica, key)
+        if full_key not in self.fs.messages:
+            self.fs.messages[full_key] = self.env.event()
+        return self.fs.messages[full_key]
+
+    def recv_pp(self, kind: str, key: tuple[int, int], category: str):
+        yield from self._wait(self._message(kind, key), category)
+
+    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
         """A pipeline send: one flow to the peer GPU in the next (or previous) stage."""
-        done = done if done is not None else self.env.event()
-        step = 1 if channel is self.pp_fwd else -1
-        p = self.sim.p
-        peer = int(self.sim.grid[((self.r + step) % p, *self.replica)])
-        links = self.sim.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
-        eff = flow_efficiency(self.sim.fabric, links, self.sim.eff.up_p2p, self.sim.eff.out_p2p)
-        latency = float(route_latency(self.sim.fabric, links)[0])
-        flows = self.sim.fabric_flows
+        done = self._message(kind, key)
+        step = 1 if kind == "act" else -1
+        fs = self.fs
+        peer = int(fs.grid[((self.stage + step) % fs.p, *self.replica)])
+        links = fs.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
+        eff = flow_efficiency(fs.fabric, links, fs.eff.up_p2p, fs.eff.out_p2p)
+        latency = float(route_latency(fs.fabric, links)[0])
+        flows = fs.fabric_flows
 
         def work() -> simpy.Event:
             return self.env.process(after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
 
-        self.env.process(channel.run(name, work, done, bytes=nbytes))
-        return done
+        self.env.process(self.pp[kind].run(name, work, done, bytes=nbytes))
+
+    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective) -> simpy.Event:
+        ch = self.dp[channel]
+        group = self.fs.comms[ch.name, (self.stage, self.replica[2])]
+        count = self.issued[f"{ch.name}.{name}"]
+        self.issued[f"{ch.name}.{name}"] += 1
+        return group.issue((name, count), op, nbytes)
+
+    def wait_dp(self, event: simpy.Event, category: str):
+        yield from self._wait(event, category)
 
 
 class FullStepSimulation(StepSimulation):
     """Every rank of the placement simulated (see the module docstring)."""
 
-    def __init__(self, scenario) -> None:
-        super().__init__(scenario)
+    def __init__(self, scenario: Scenario, record: bool = True) -> None:
+        super().__init__(scenario, record)
         n = scenario.cluster.num_gpus
         if n > MAX_GPUS:
             raise InfeasibleLayout(f"simulation.fidelity: full simulates every rank and flow; {n} GPUs is more "
@@ -183,43 +220,35 @@ class FullStepSimulation(StepSimulation):
         return out
 
     def run(self) -> StepResult:
-        env, m, nv = self.env, self.m, self.n_virtual
+        env = self.env
         shape = self.grid.shape  # (pp, dp, cp, tp)
         replicas = [(d, c, t) for d in range(shape[1]) for c in range(shape[2]) for t in range(shape[3])]
-        self.act = {(r, vs, mb): env.event() for r in replicas for vs in range(1, nv) for mb in range(m)}
-        self.grad = {(r, vs, mb): env.event() for r in replicas for vs in range(nv - 1) for mb in range(m)}
+        self.messages: dict[tuple, simpy.Event] = {}
         self._slots(self.mesh.num_ranks)
-        ranks = {}
-        for pp in range(shape[0]):
-            for rep in replicas:
-                gpu = int(self.grid[(pp, *rep)])
-                ranks[pp, rep] = _FullRank(self, (pp, *rep), self.rank_blocks[gpu])
-        self._dp_comms(ranks)
-        for rank in ranks.values():
-            env.process(rank.run())
-        env.run()
+        ios = {(pp, rep): FullIO(self, (pp, *rep)) for pp in range(shape[0]) for rep in replicas}
+        self._dp_comms(ios)
         stage_of = [0] * self.mesh.num_ranks
-        for (pp, _rep), rank in ranks.items():
-            stage_of[rank.slot] = pp
+        for (pp, _rep), io in ios.items():
+            env.process(PipelineRank(self, pp, io, self.rank_blocks[io.gpu]).run())
+            stage_of[io.gpu] = pp
+        env.run()
         return self._result(stage_of)
 
-    def _dp_comms(self, ranks: dict) -> None:
+    def _dp_comms(self, ios: dict[tuple[int, tuple[int, int, int]], FullIO]) -> None:
         """One communicator per DP group (CP x DP ranks of a pipeline stage and TP rank) and channel."""
         shape = self.grid.shape
-        self.dp_groups = {}
-        self.comms = {}
+        self.comms: dict[tuple[str, tuple[int, int]], _GroupComm] = {}
         for pp in range(shape[0]):
             for tp in range(shape[3]):
                 members = np.sort(self.grid[pp, :, :, tp].ravel())
                 [path] = group_paths(self.fabric, self.gpu.arch, members[None, :])
                 routes = _GroupRoutes.of(self.fabric, self.eff, members, path)
-                self.dp_groups[pp, tp] = (pp, tp)
-                group_ranks = [ranks[pp, (d, c, tp)] for d in range(shape[1]) for c in range(shape[2])]
-                for channel in ("dp_reduce", "dp_gather"):
-                    chans = [getattr(r, "dp_rs" if channel == "dp_reduce" else "dp_ag") for r in group_ranks]
-                    self.comms[channel, (pp, tp)] = _GroupComm(self, routes, chans)
+                group = [ios[pp, (d, c, tp)] for d in range(shape[1]) for c in range(shape[2])]
+                for channel in (REDUCE, GATHER):
+                    chans = [io.dp[channel] for io in group]
+                    self.comms[chans[0].name, (pp, tp)] = _GroupComm(self, routes, chans)
 
 
-def simulate_full(scenario) -> StepResult:
+def simulate_full(scenario: Scenario, record: bool = True) -> StepResult:
     """Simulate one optimizer step with every rank and flow (``simulation.fidelity: full``)."""
-    return FullStepSimulation(scenario).run()
+    return FullStepSimulation(scenario, record).run()

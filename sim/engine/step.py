@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import simpy
 
@@ -28,12 +30,11 @@ from sim.costs.memory import (
     peak_memory,
     stage_params_per_gpu,
 )
-from sim.engine.fabric import SharedLink, after
-from sim.engine.streams import Channel, Timeline
+from sim.engine.streams import DpLink, DpTransfer, FifoChannel, Mailbox, Timeline
 from sim.network.paths import scenario_paths
 from sim.parallelism.schedules import Phase, PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
-from sim.specs.enums import Fidelity, GradDtype
+from sim.specs.enums import GradDtype
 from sim.specs.scenario import Scenario
 
 CATEGORIES = ("compute", "tp_comm", "cp_comm", "pp_comm", "dp_comm", "contention", "optimizer", "bubble")
@@ -134,9 +135,11 @@ class Blocks:
 
 class StepSimulation:
     """Builds the processes of one optimizer step for a validated scenario and runs them (symmetric:
-    one process per pipeline rank, whatever ``simulation.fidelity`` says; ``simulate_step`` picks)."""
+    one process per pipeline rank, whatever ``simulation.fidelity`` says; ``simulate_step`` picks).
 
-    def __init__(self, scenario: Scenario) -> None:
+    ``record`` keeps the timeline of every interval (``--trace``, ``--plot``); off, only the figures."""
+
+    def __init__(self, scenario: Scenario, record: bool = True) -> None:
         self.s = s = scenario
         self.gpu = s.gpu
         self.p = s.parallelism.pipeline
@@ -149,7 +152,7 @@ class StepSimulation:
         self.pp_path: GroupPath = paths.pp
         self.blocks = Blocks(s, self.paths)
         self.env = simpy.Environment()
-        self.timeline = Timeline()
+        self.timeline = Timeline(record)
 
     # ---- pure per-op durations -------------------------------------------------------------
     def layer(self, index: int) -> LayerTime:
@@ -163,13 +166,12 @@ class StepSimulation:
 
     # ---- running -------------------------------------------------------------------------
     def run(self) -> StepResult:
-        env = self.env
-        self.act = {(vs, mb): env.event() for vs in range(1, self.n_virtual) for mb in range(self.m)}
-        self.grad = {(vs, mb): env.event() for vs in range(self.n_virtual - 1) for mb in range(self.m)}
         self._slots(self.p)
+        mail = {"act": Mailbox(self.env), "grad": Mailbox(self.env)}
         for r in range(self.p):
-            env.process(PipelineRank(self, r).run())
-        env.run()
+            rank = PipelineRank(self, r, SymmetricIO(self, r, mail))
+            self.env.process(rank.run())
+        self.env.run()
         return self._result(list(range(self.p)))
 
     def _slots(self, n: int) -> None:
@@ -202,92 +204,138 @@ def _phase(t: LayerTime, phase: Phase) -> PhaseTime:
     return t.forward if phase is Phase.FORWARD else t.backward
 
 
+#: What a rank's transport yields to SimPy (nothing when its clock just moves on).
+Steps = Iterator[simpy.Event]
+
+
+class RankIO:
+    """How one rank's work meets time and the other ranks: its clock, its compute stream, its channels.
+
+    The op list (``PipelineRank``) is the same for every fidelity; a transport decides how its
+    blocks, waits and transfers become time: :class:`SymmetricIO` (analytic channels, a rank clock that
+    runs ahead between messages) or ``sim.engine.full.FullIO`` (every transfer a process on the shared
+    fabric). Both book the same categories (``spent``) the same way."""
+
+    def __init__(self, sim: StepSimulation, slot: int) -> None:
+        self.sim, self.slot, self.env = sim, slot, sim.env
+        self.spent = sim.spent[slot]
+
+    @property
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def _book_compute(self, name: str, t: PhaseTime, start: float, end: float, extra: float,
+                      args: dict[str, Any]) -> None:
+        for key, value in (("compute", t.compute), ("tp_comm", t.tp_comm), ("cp_comm", t.cp_comm),
+                           ("contention", t.overlapped_comm * t.contention + extra)):
+            self.spent[key] += value
+        self.sim.compute_busy[self.slot] += end - start
+        if self.sim.timeline.enabled:
+            self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=t.compute,
+                                  tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, **args)
+
+    def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
+        """Time waited from ``start`` to ``now`` for a transfer of (start, end) ``value``: its part after
+        the transfer started counts as ``category``, waiting before it started as bubble."""
+        waited = now - start
+        if waited <= 0:
+            return
+        comm = waited if value is None else max(0.0, value[1] - max(start, value[0]))
+        self.spent[category] += comm
+        self.spent["bubble"] += waited - comm
+
+
+class SymmetricIO(RankIO):
+    """A pipeline rank standing for its TP, CP and DP peers: its channels are analytic (no process per
+    transfer), its clock runs ahead on its own work and only a message not yet sent by a neighbour
+    makes it wait (a SimPy event). Exact: a rank's channels carry only its own transfers, submitted in
+    its own time order, and every message carries its arrival time."""
+
+    def __init__(self, sim: StepSimulation, rank: int, mail: dict[str, Mailbox]) -> None:
+        super().__init__(sim, rank)
+        self.t = 0.0
+        self.mail = mail
+        timeline = sim.timeline
+        self.pp = {"act": FifoChannel(rank, "pp_send_fwd", timeline),
+                   "grad": FifoChannel(rank, "pp_send_bwd", timeline)}
+        self.pp_channels = (self.pp["act"], self.pp["grad"])
+        self.dp = DpLink(rank, ("dp_reduce", "dp_gather"), timeline)
+        self.dp_contention = sim.dp_path.sm_contention
+        self.pp_contention = sim.pp_path.sm_contention
+
+    @property
+    def now(self) -> float:
+        return self.t
+
+    def compute(self, name: str, t: PhaseTime, **args: Any) -> Steps:
+        start = self.t
+        end = start + t.total
+        # communication beside the block slows it (contention order: DP gather, DP reduce, PP forward,
+        # PP backward); a channel idle from ``start`` on adds nothing (its busy time does not change)
+        extra = 0.0
+        dp = self.dp
+        dp.advance(start)
+        if not dp.idle():
+            extra += (dp.busy_until(GATHER, end) - dp.busy_until(GATHER, start)) * self.dp_contention
+            extra += (dp.busy_until(REDUCE, end) - dp.busy_until(REDUCE, start)) * self.dp_contention
+        for ch in self.pp_channels:
+            if ch.free_at > start:
+                extra += (ch.busy_until(end) - ch.busy_until(start)) * self.pp_contention
+        if extra > 0:
+            end = end + extra
+        self.t = end
+        self._book_compute(name, t, start, end, extra, args)
+        return NO_STEPS
+
+    def hold(self, seconds: float) -> Steps:
+        self.t = self.t + seconds
+        return NO_STEPS
+
+    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
+        seconds = collective_time(Collective.SEND_RECV, nbytes, self.sim.pp_path)
+        self.mail[kind].put(key, self.pp[kind].submit(self.t, name, seconds, bytes=nbytes))
+
+    def recv_pp(self, kind: str, key: tuple[int, int], category: str) -> Steps:
+        start = self.t
+        value = yield from self.mail[kind].get(key)
+        self.t = max(start, value[1])
+        self._book_wait(start, self.t, value, category)
+
+    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective) -> DpTransfer:
+        path = self.sim.dp_path
+        return self.dp.submit(self.t, channel, name, collective_latency(op, nbytes, path),
+                              collective_bandwidth_time(op, nbytes, path), bytes=nbytes)
+
+    def wait_dp(self, tr: DpTransfer, category: str) -> Steps:
+        start = self.t
+        end = self.dp.finish(tr)
+        assert tr.start is not None
+        self.t = max(start, end)
+        self._book_wait(start, self.t, (tr.start, end), category)
+        return NO_STEPS
+
+
+#: Channels of the DP link.
+REDUCE, GATHER = 0, 1
+NO_STEPS: tuple[simpy.Event, ...] = ()
+
+
 class PipelineRank:
-    """The processes of one pipeline rank (in symmetric fidelity standing for its TP, CP and DP peers).
+    """The op list of one pipeline rank (in symmetric fidelity standing for its TP, CP and DP peers),
+    run through its transport ``io``; ``blocks`` are the durations of its blocks (one set in symmetric
+    fidelity, per group placement in full)."""
 
-    ``slot`` indexes the simulation's per-rank records and names the rank in the timeline (the
-    pipeline rank in symmetric fidelity, the global rank in full fidelity); ``blocks`` are the
-    durations of its blocks (one set in symmetric fidelity, per group placement in full)."""
-
-    def __init__(self, sim: StepSimulation, rank: int, slot: int | None = None,
-                 blocks: Blocks | None = None) -> None:
-        self.sim, self.r, self.env = sim, rank, sim.env
-        self.slot = rank if slot is None else slot
+    def __init__(self, sim: StepSimulation, rank: int, io: Any, blocks: Blocks | None = None) -> None:
+        self.sim, self.r, self.io = sim, rank, io
         self.blocks = sim.blocks if blocks is None else blocks
         s = sim.s
         self.layout = s.parallelism
         self.zero = self.layout.zero_stage
         self.dp_n = sim.dp_path.n
-        make = lambda name: Channel(sim.env, self.slot, name, sim.timeline)  # noqa: E731
-        self.pp_fwd, self.pp_bwd = make("pp_send_fwd"), make("pp_send_bwd")
-        self.dp_ag, self.dp_rs = make("dp_gather"), make("dp_reduce")
-        self.dp_link = SharedLink(sim.env)  # the DP path
-        self.spent = sim.spent[self.slot]
-        self.pending: list[simpy.Event] = []
+        self.pending: list[Any] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
         self.grad_bytes = 4 if self.layout.grad_reduce_dtype is GradDtype.FP32 else 2
-
-    def _contention_channels(self) -> list[tuple[Channel, float]]:
-        dp, pp = self.sim.dp_path.sm_contention, self.sim.pp_path.sm_contention
-        return [(self.dp_ag, dp), (self.dp_rs, dp), (self.pp_fwd, pp), (self.pp_bwd, pp)]
-
-    def compute(self, name: str, t: PhaseTime, **args):
-        """Process: run ``t`` on the compute stream, slowed by communication beside it."""
-        env, channels = self.env, self._contention_channels()
-        start = env.now
-        before = [ch.busy_until(start) for ch, _ in channels]
-        yield env.timeout(t.total)
-        extra = sum((ch.busy_until(env.now) - b) * c for (ch, c), b in zip(channels, before, strict=True))
-        if extra > 0:
-            yield env.timeout(extra)
-        for key, value in (("compute", t.compute), ("tp_comm", t.tp_comm), ("cp_comm", t.cp_comm),
-                           ("contention", t.overlapped_comm * t.contention + extra)):
-            self.spent[key] += value
-        self.sim.compute_busy[self.slot] += env.now - start
-        self.sim.timeline.add(self.slot, "compute", name, start, env.now, compute_s=t.compute,
-                              tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, **args)
-
-    def wait(self, event: simpy.Event, category: str):
-        """Process: wait for ``event``; time waiting on a transfer counts as ``category``."""
-        start = self.env.now
-        value = yield event
-        waited = self.env.now - start
-        if waited <= 0:
-            return
-        comm = waited
-        if isinstance(value, tuple):  # (transfer start, end): waiting before it started is bubble
-            comm = max(0.0, value[1] - max(start, value[0]))
-        self.spent[category] += comm
-        self.spent["bubble"] += waited - comm
-
-    def send(self, channel: Channel, name: str, nbytes: float, path: GroupPath, op: Collective,
-             done: simpy.Event | None = None) -> simpy.Event:
-        """Start a transfer on ``channel``; returns the event that fires when it is done.
-
-        The two DP channels (gradient reduction, parameter gather) run on one group path: when both
-        are busy they share its bandwidth equally (``SharedLink``), as their flows share the
-        links in full fidelity."""
-        done = done if done is not None else self.env.event()
-        if channel is self.dp_ag or channel is self.dp_rs:
-            latency = collective_latency(op, nbytes, path)
-            work = collective_bandwidth_time(op, nbytes, path)
-
-            def run() -> simpy.Event:
-                return self.env.process(after(self.env, latency, lambda: self.dp_link.transfer(work)))
-
-            self.env.process(channel.run(name, run, done, bytes=nbytes))
-        else:
-            self.env.process(channel.transfer(name, collective_time(op, nbytes, path), done, bytes=nbytes))
-        return done
-
-    def _act(self, vs: int, mb: int) -> simpy.Event:
-        """Fires when the activation of micro-batch ``mb`` has arrived at virtual stage ``vs``."""
-        return self.sim.act[vs, mb]
-
-    def _grad(self, vs: int, mb: int) -> simpy.Event:
-        """Fires when the output gradient of micro-batch ``mb`` has arrived at virtual stage ``vs``."""
-        return self.sim.grad[vs, mb]
 
     # ---- DP -----------------------------------------------------------------------------
     def _param_bytes(self, params: float) -> float:
@@ -297,7 +345,7 @@ class PipelineRank:
         if self.dp_n <= 1:
             return
         op = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
-        self.pending.append(self.send(self.dp_rs, name, params * self.grad_bytes, self.sim.dp_path, op))
+        self.pending.append(self.io.send_dp(REDUCE, name, params * self.grad_bytes, op))
 
     def _buckets(self, params: float) -> int:
         return max(1, math.ceil(params / (self.layout.grad_bucket_mparams * 1e6)))
@@ -307,35 +355,36 @@ class PipelineRank:
 
     # ---- the op list --------------------------------------------------------------------
     def run(self):
-        sim, p = self.sim, self.sim.p
+        sim, p, io = self.sim, self.sim.p, self.io
         last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.phase is Phase.BACKWARD}
         gathers = self._start_param_gathers()
         for i, op in enumerate(self.ops):
             vs = op.chunk * p + self.r
             if op.phase is Phase.FORWARD:
                 if vs > 0:
-                    yield from self.wait(self._act(vs, op.microbatch), "pp_comm")
+                    yield from io.recv_pp("act", (vs, op.microbatch), "pp_comm")
                 if op.chunk in gathers:
-                    yield from self.wait(gathers.pop(op.chunk), "dp_comm")
+                    yield from io.wait_dp(gathers.pop(op.chunk), "dp_comm")
                 yield from self._run_block(vs, op)
                 if vs < sim.n_virtual - 1:
-                    self._pp_send(self.pp_fwd, vs, op, self._act(vs + 1, op.microbatch))
+                    self._pp_send("act", vs + 1, op)
             else:
                 if vs < sim.n_virtual - 1:
-                    yield from self.wait(self._grad(vs, op.microbatch), "pp_comm")
+                    yield from io.recv_pp("grad", (vs, op.microbatch), "pp_comm")
                 yield from self._run_block(vs, op, reduce=(i == last_b[op.chunk]))
                 if vs > 0:
-                    self._pp_send(self.pp_bwd, vs, op, self._grad(vs - 1, op.microbatch))
+                    self._pp_send("grad", vs - 1, op)
         yield from self._finish()
 
-    def _pp_send(self, channel: Channel, vs: int, op: PipeOp, done: simpy.Event) -> None:
+    def _pp_send(self, kind: str, to_vs: int, op: PipeOp) -> None:
+        """Send the activation (``act``) or input gradient (``grad``) of ``op`` to virtual stage ``to_vs``."""
         s = self.sim.s
         tokens = s.model.seq_len / self.layout.context * self.layout.micro_batch_size
         nbytes = 2.0 * tokens * s.model.hidden_size
         if self.layout.sequence_parallel and self.layout.tensor > 1:
             nbytes /= self.layout.tensor  # scatter/gather optimisation: each TP rank sends 1/t
-        self.send(channel, f"{op.phase}{op.microbatch}.vs{vs}", nbytes, self.sim.pp_path,
-                  Collective.SEND_RECV, done)
+        vs = op.chunk * self.sim.p + self.r
+        self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", nbytes)
 
     def _run_block(self, vs: int, op: PipeOp, reduce: bool = False):
         label = f"{op.phase}{op.microbatch}.vs{vs}"
@@ -344,28 +393,28 @@ class PipelineRank:
             return
         total = self.blocks.block_time(vs, op.phase)
         if not (reduce and self.dp_n > 1):
-            yield from self.compute(label, total, microbatch=op.microbatch, vs=vs)
+            yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
         params = self._chunk_params(vs)
         if not self.layout.overlap_grad_reduce:
-            yield from self.compute(label, total, microbatch=op.microbatch, vs=vs)
+            yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}", params)
             return
         # The last backward of a chunk: buckets are reduced as their gradients become final.
         n = self._buckets(params)
+        piece = total.scaled(1 / n)
         for k in range(n):
-            yield from self.compute(f"{label}.bucket{k}", total.scaled(1 / n), microbatch=op.microbatch, vs=vs)
+            yield from self.io.compute(f"{label}.bucket{k}", piece, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}.bucket{k}", params / n)
 
     def _run_sharded(self, pieces, label: str, op: PipeOp):
         """ZeRO-3/FSDP: gather each layer's parameters before use; reduce-scatter its gradients."""
-        path = self.sim.dp_path
         params = [self._piece_params(name, index) for name, _t, index in pieces]
-        gathered = [self.send(self.dp_ag, f"gather.{name}", self._param_bytes(n), path, Collective.ALL_GATHER)
+        gathered = [self.io.send_dp(GATHER, f"gather.{name}", self._param_bytes(n), Collective.ALL_GATHER)
                     for (name, _t, _i), n in zip(pieces, params, strict=True)]
         for (name, t, _index), event, n in zip(pieces, gathered, params, strict=True):
-            yield from self.wait(event, "dp_comm")
-            yield from self.compute(f"{label}.{name}", t, microbatch=op.microbatch)
+            yield from self.io.wait_dp(event, "dp_comm")
+            yield from self.io.compute(f"{label}.{name}", t, microbatch=op.microbatch)
             if op.phase is Phase.BACKWARD:
                 self._reduce_grads(f"grads.{name}", n)
 
@@ -376,7 +425,7 @@ class PipelineRank:
             return layer_params_per_gpu(s, index)
         return embedding_params_per_gpu(s) if name == "embedding" else head_params_per_gpu(s)
 
-    def _start_param_gathers(self) -> dict[int, simpy.Event]:
+    def _start_param_gathers(self) -> dict[int, Any]:
         """ZeRO-1/2 with overlapped gather: the updated parameters of each chunk are gathered ahead
         of that chunk's first forward (Megatron's overlap_param_gather)."""
         if self.zero not in (1, 2) or self.dp_n <= 1 or not self.layout.overlap_param_gather:
@@ -384,24 +433,22 @@ class PipelineRank:
         out = {}
         for j in range(self.sim.v):
             params = self._chunk_params(j * self.sim.p + self.r)
-            out[j] = self.send(self.dp_ag, f"params.chunk{j}", self._param_bytes(params), self.sim.dp_path,
-                               Collective.ALL_GATHER)
+            out[j] = self.io.send_dp(GATHER, f"params.chunk{j}", self._param_bytes(params), Collective.ALL_GATHER)
         return out
 
     def _finish(self):
-        env = self.env
+        io = self.io
         for event in self.pending:
-            yield from self.wait(event, "dp_comm")
+            yield from io.wait_dp(event, "dp_comm")
         shard = self.dp_n if self.zero >= 1 else 1
-        start = env.now
-        yield env.timeout(layer.optimizer_time(self.sim.s, self.sim.gpu, self.local_params / shard))
-        self.spent["optimizer"] += env.now - start
-        self.sim.timeline.add(self.slot, "compute", "optimizer", start, env.now)
+        start = io.now
+        yield from io.hold(layer.optimizer_time(self.sim.s, self.sim.gpu, self.local_params / shard))
+        io.spent["optimizer"] += io.now - start
+        self.sim.timeline.add(io.slot, "compute", "optimizer", start, io.now)
         if self.zero in (1, 2) and self.dp_n > 1 and not self.layout.overlap_param_gather:
-            done = self.send(self.dp_ag, "params", self._param_bytes(self.local_params), self.sim.dp_path,
-                             Collective.ALL_GATHER)
-            yield from self.wait(done, "dp_comm")
-        self.sim.end[self.slot] = env.now
+            done = io.send_dp(GATHER, "params", self._param_bytes(self.local_params), Collective.ALL_GATHER)
+            yield from io.wait_dp(done, "dp_comm")
+        self.sim.end[io.slot] = io.now
 
 
 def _sum(times) -> PhaseTime:
@@ -409,12 +456,3 @@ def _sum(times) -> PhaseTime:
     for t in times:
         total = total + t
     return total
-
-
-def simulate_step(scenario: Scenario) -> StepResult:
-    """Simulate one optimizer step of ``scenario`` at its ``simulation.fidelity``."""
-    if scenario.simulation.fidelity is Fidelity.FULL:
-        from sim.engine.full import FullStepSimulation  # full.py builds on this module
-
-        return FullStepSimulation(scenario).run()
-    return StepSimulation(scenario).run()

@@ -1,12 +1,27 @@
-"""Streams, channels and the timeline recorder of one simulated rank."""
+"""Streams, channels, mailboxes and the timeline recorder of simulated ranks.
+
+Two kinds of channel:
+
+* :class:`FifoChannel` and :class:`DpLink` are *analytic*: a transfer's start and end follow from the
+  channel's queue when it is submitted (FIFO, one at a time; the DP link's two channels share its
+  bandwidth equally while both move bytes), so no SimPy process runs per transfer. Only the rank that
+  owns them submits, in its own time order, which is what makes this exact.
+* :class:`Channel` is held by a SimPy process per transfer, for transfers whose duration depends on
+  other ranks (full fidelity: flows on a shared fabric, group rendezvous).
+"""
 
 from __future__ import annotations
 
+import bisect
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
+
+from sim.network.sharing import REL_TOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +37,16 @@ class Interval:
 
 
 class Timeline:
-    """Every interval the step simulation produced (the debugging and trace-export record)."""
+    """Every interval the step simulation produced (the debugging and trace-export record). Off unless
+    ``enabled`` (``--trace``, ``--plot``, tests): recording costs as much as simulating."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.intervals: list[Interval] = []
 
     def add(self, rank: int, stream: str, name: str, start: float, end: float, **args: Any) -> None:
-        self.intervals.append(Interval(rank, stream, name, start, end, args))
+        if self.enabled:
+            self.intervals.append(Interval(rank, stream, name, start, end, args))
 
     def busy(self, rank: int, stream: str) -> float:
         """Summed duration of a stream's intervals (streams run one interval at a time)."""
@@ -47,6 +65,7 @@ class Busy:
         self._since = now
 
     def stop(self, now: float) -> None:
+        assert self._since is not None
         self._done += now - self._since
         self._since = None
 
@@ -55,8 +74,168 @@ class Busy:
         return self._done + (now - self._since if self._since is not None else 0.0)
 
 
+class Intervals:
+    """Busy intervals of one stream, appended in time order without overlap: cumulative busy time at any
+    instant by bisection (a compute stream asks twice per block)."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.before: list[float] = []  # busy seconds before each interval
+        self._total = 0.0
+
+    def append(self, start: float, end: float) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.before.append(self._total)
+        self._total += end - start
+
+    def busy_until(self, t: float) -> float:
+        """Busy seconds of the recorded intervals up to ``t``."""
+        i = bisect.bisect_right(self.ends, t)  # intervals 0..i-1 ended by t
+        done = self.before[i - 1] + (self.ends[i - 1] - self.starts[i - 1]) if i else 0.0
+        if i < len(self.starts) and self.starts[i] < t:
+            done += t - self.starts[i]
+        return done
+
+
+class FifoChannel:
+    """A point-to-point channel with fixed-duration transfers (FIFO, one at a time), costed analytically."""
+
+    def __init__(self, rank: int, name: str, timeline: Timeline) -> None:
+        self.rank, self.name, self.timeline = rank, name, timeline
+        self.free_at = 0.0
+        self.busy = Intervals()
+
+    def submit(self, now: float, name: str, seconds: float, **args: Any) -> tuple[float, float]:
+        """Queue a transfer issued at ``now``: its (start, end)."""
+        start = max(now, self.free_at)
+        end = start + seconds
+        self.free_at = end
+        self.busy.append(start, end)
+        self.timeline.add(self.rank, self.name, name, start, end, **args)
+        return start, end
+
+    def busy_until(self, t: float) -> float:
+        return self.busy.busy_until(t)
+
+
+class DpTransfer:
+    """One transfer on a :class:`DpLink` channel: a latency, then ``work`` seconds of exclusive link time."""
+
+    __slots__ = ("args", "channel", "end", "latency", "left", "name", "start")
+
+    def __init__(self, channel: int, name: str, latency: float, work: float, args: dict[str, Any]) -> None:
+        self.channel, self.name, self.latency, self.left, self.args = channel, name, latency, work, args
+        self.start: float | None = None
+        self.end: float | None = None
+
+
+class DpLink:
+    """The DP group path of one rank with its two channels (gradient reduction, parameter gather): each
+    channel runs its transfers in order; a transfer holds its channel through its latency and its bytes;
+    while both channels move bytes they share the link equally (max-min on one link).
+
+    Analytic and lazy: the state is advanced only as far as the owning rank asks (``advance``), which is
+    exact because only that rank submits, in its own time order: nothing can change the past of a time
+    it has reached."""
+
+    def __init__(self, rank: int, names: tuple[str, str], timeline: Timeline) -> None:
+        self.rank, self.names, self.timeline = rank, names, timeline
+        self.queues: tuple[deque[DpTransfer], deque[DpTransfer]] = (deque(), deque())
+        self.busy = (Intervals(), Intervals())
+        self.t = 0.0
+
+    def submit(self, now: float, channel: int, name: str, latency: float, work: float, **args: Any) -> DpTransfer:
+        self.advance(now)
+        tr = DpTransfer(channel, name, latency, work, args)
+        queue = self.queues[channel]
+        queue.append(tr)
+        if len(queue) == 1:
+            tr.start = now
+        return tr
+
+    def idle(self) -> bool:
+        return not (self.queues[0] or self.queues[1])
+
+    def busy_until(self, channel: int, t: float) -> float:
+        """Busy seconds of ``channel`` up to ``t`` (advances the link to ``t``)."""
+        self.advance(t)
+        done = self.busy[channel].busy_until(t)
+        queue = self.queues[channel]
+        if queue and queue[0].start < t:  # type: ignore[operator]
+            done += t - queue[0].start  # type: ignore[operator]
+        return done
+
+    def finish(self, tr: DpTransfer) -> float:
+        """End of ``tr``, advancing the link until it is done (the owner is waiting for it: no new
+        submission can come before)."""
+        while tr.end is None:
+            self._step(math.inf)
+        return tr.end
+
+    def advance(self, until: float) -> None:
+        """Move the link's state to ``until`` (a time before the state's is already there)."""
+        q0, q1 = self.queues
+        while (q0 or q1) and self.t < until:
+            self._step(until)
+        self.t = max(self.t, until)
+
+    def _step(self, until: float) -> None:
+        """Move to the next phase change (a latency over, a transfer done) or ``until``, if sooner."""
+        t = self.t
+        heads = [q[0] for q in self.queues if q]
+        moving = [h for h in heads if h.start + h.latency <= t]  # type: ignore[operator]
+        nxt = min([h.start + h.latency for h in heads if h not in moving]  # type: ignore[operator]
+                  + [t + h.left * len(moving) for h in moving])
+        step_to = min(max(nxt, t), until)
+        if moving:
+            share = (step_to - t) / len(moving)
+            for h in moving:
+                h.left -= share
+        self.t = step_to
+        for h in moving:
+            if h.left <= REL_TOL * max(1.0, abs(h.left)):
+                self._complete(h)
+
+    def _complete(self, tr: DpTransfer) -> None:
+        assert tr.start is not None
+        tr.end = self.t
+        queue = self.queues[tr.channel]
+        queue.popleft()
+        self.busy[tr.channel].append(tr.start, tr.end)
+        self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, tr.end, **tr.args)
+        if queue:
+            queue[0].start = self.t
+
+
+class Mailbox:
+    """Messages between rank processes: a value (a transfer's start and end) under a key, and SimPy events
+    for the ranks that ask before it is sent."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.values: dict[Any, tuple[float, float]] = {}
+        self.waiting: dict[Any, simpy.Event] = {}
+
+    def put(self, key: Any, value: tuple[float, float]) -> None:
+        self.values[key] = value
+        event = self.waiting.pop(key, None)
+        if event is not None:  # wake the waiting rank when the message arrives
+            wake = self.env.timeout(max(0.0, value[1] - self.env.now))
+            wake.callbacks.append(lambda _e: event.succeed(value))
+
+    def get(self, key: Any):
+        """Process step: the message under ``key``, waiting for it if it has not been sent."""
+        if key not in self.values:
+            self.waiting[key] = self.env.event()
+            yield self.waiting[key]
+        return self.values[key]
+
+
 class Channel:
-    """A communication channel (FIFO, one transfer at a time) that tracks its busy time.
+    """A communication channel (FIFO, one transfer at a time) held by a SimPy process per transfer,
+    tracking its busy time.
 
     ``busy_until(now)`` lets a compute stream measure how much communication ran beside it, which
     is what slows it (SM contention).
@@ -70,10 +249,6 @@ class Channel:
     def busy_until(self, now: float) -> float:
         """Cumulative busy seconds up to ``now``."""
         return self.busy.busy_until(now)
-
-    def transfer(self, name: str, seconds: float, done: simpy.Event | None = None, **args: Any):
-        """Process: queue, hold the channel for ``seconds``, then trigger ``done``."""
-        yield from self.run(name, lambda: self.env.timeout(seconds), done, **args)
 
     def run(self, name: str, work: Callable[[], simpy.Event], done: simpy.Event | None = None, **args: Any):
         """Process: queue, hold the channel until the event ``work()`` returns has fired, then trigger

@@ -1,4 +1,4 @@
-"""The fabric of a job: links with per-direction capacity and latency, as arrays and as a networkx graph.
+"""The fabric of a job: links with per-direction capacity and latency, as arrays.
 
 A :class:`Fabric` is built from a :class:`~sim.specs.topology.TopologySpec` for the ``num_gpus`` GPUs of
 one job (GPUs ``0..num_gpus-1`` fill nodes, scale-up domains and switch groups in order). It has four
@@ -19,8 +19,8 @@ for ``G`` GPUs in domains of ``d`` (meta-llama3-24k at 16,384 GPUs: 16,384 + 2,0
 pods + 1 cluster). Only the tiers a job reaches are built: the first tier with a single group is the
 top; a job bigger than the top tier's span gets a non-blocking root above it. Flows are routed on the
 array form (``path_links``, vectorized, O(flows x tiers)) by the symmetric paths and by full fidelity
-alike; the networkx graph (``sim.network.nxgraph.build_graph``) is the same fabric for inspection (``trainsim placement``
-prints its size) and its shortest paths are the array routes (tests/network/test_graph.py).
+alike; the networkx graph (``sim.network.nxgraph.build_graph``) is the same fabric for inspection
+(``trainsim placement`` prints its size) and its shortest paths are the array routes (tests/network/test_graph.py).
 
 Routing is the tree's unique shortest path: up to the lowest common switch group, then down.
 Latencies: a scale-up hop costs ``scale_up.latency_us``; a scale-out transfer ``scale_out.latency_us``

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
+from sim.specs.layout import ParallelismSpec
 from sim.specs.scenario import Scenario, pipeline_layer_slots
 
 
-def chunk_layers(s: Scenario) -> list[list[int]]:
-    """Transformer layers of every virtual stage, in pipeline order (``p * v`` lists).
+def chunk_layers(s: Scenario) -> tuple[tuple[int, ...], ...]:
+    """Transformer layers of every virtual stage, in pipeline order (``p * v`` tuples).
 
     Virtual stage ``j * p + r`` is chunk ``j`` of pipeline rank ``r``. With Megatron's
     ``account_for_embedding/loss_in_pipeline_split`` the embedding (loss) takes one layer slot of the
-    first (last) virtual stage, which then holds one transformer layer fewer.
+    first (last) virtual stage, which then holds one transformer layer fewer. Cached per model and
+    layout: the memory model and the engine ask for it per stage and per chunk.
     """
-    p = s.parallelism
-    slots = pipeline_layer_slots(s)
+    return _chunk_layers(pipeline_layer_slots(s), s.parallelism)
+
+
+@functools.lru_cache(maxsize=1024)
+def _chunk_layers(slots: int, p: ParallelismSpec) -> tuple[tuple[int, ...], ...]:
     n_virtual = p.pipeline * p.virtual_pipeline
     per = slots // n_virtual
     counts = [per] * n_virtual
@@ -23,9 +30,9 @@ def chunk_layers(s: Scenario) -> list[list[int]]:
         counts[-1] -= 1
     out, start = [], 0
     for c in counts:
-        out.append(list(range(start, start + c)))
+        out.append(tuple(range(start, start + c)))
         start += c
-    return out
+    return tuple(out)
 
 
 def rank_layers(s: Scenario, rank: int) -> list[int]:

@@ -11,7 +11,8 @@ import simpy
 
 from sim.engine.fabric import FabricFlows, SharedLink
 from sim.engine.full import FullStepSimulation
-from sim.engine.step import StepSimulation, simulate_step
+from sim.engine.simulate import simulate_step
+from sim.engine.step import StepSimulation
 from sim.errors import InfeasibleLayout
 from sim.specs.enums import Fidelity
 from sim.specs.scenario import Scenario, scenario_from_mapping
@@ -58,7 +59,7 @@ def make(topology, gpu: str, par: dict, fidelity: Fidelity = Fidelity.SYMMETRIC)
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_symmetric_and_full_agree_within_3_percent(name):
     topology, gpu, par = LAYOUTS[name]
-    full = simulate_step(make(topology, gpu, par, Fidelity.FULL))
+    full = simulate_step(make(topology, gpu, par, Fidelity.FULL), record=True)
     symmetric = simulate_step(make(topology, gpu, par))
     assert full.step_time_s == pytest.approx(symmetric.step_time_s, rel=0.03)
     n = full.scenario.cluster.num_gpus

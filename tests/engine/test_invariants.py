@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.engine.step import CATEGORIES, StepResult, simulate_step
+from sim.engine.simulate import simulate_step
+from sim.engine.step import CATEGORIES, StepResult
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -101,7 +102,7 @@ def check_invariants(r: StepResult) -> None:
 @given(scenarios())
 def test_step_invariants(mapping):
     s = scenario_from_mapping(mapping)
-    first = simulate_step(s)
+    first = simulate_step(s, record=True)
     check_invariants(first)
     # deterministic: the same scenario (and a freshly built copy) gives the identical step time
     assert simulate_step(s).step_time_s == first.step_time_s
@@ -114,7 +115,7 @@ def test_llama3_405b_example_scenario_invariants():
     from sim.specs.scenario import load_scenario
 
     path = Path(__file__).resolve().parents[2] / "scenarios" / "llama3-405b-16k-h100-tp8-pp16-dp128.yaml"
-    r = simulate_step(load_scenario(path))
+    r = simulate_step(load_scenario(path), record=True)
     check_invariants(r)
     assert 0.2 < r.mfu < 0.6  # Llama 3 reports 38-43 % (arXiv 2407.21783 Table 4)
 
@@ -148,14 +149,14 @@ def pipeline_bubble(r: StepResult) -> float:
 
 @pytest.mark.parametrize(("p", "m"), [(2, 4), (2, 16), (4, 4), (4, 8), (4, 16), (8, 8), (8, 32)])
 def test_1f1b_bubble_with_free_communication(p, m):
-    r = simulate_step(free_pipeline(p, m))
+    r = simulate_step(free_pipeline(p, m), record=True)
     assert r.breakdown_s["pp_comm"] < 1e-6 * r.step_time_s
     assert pipeline_bubble(r) == pytest.approx((p - 1) / (m + p - 1), abs=0.03)
 
 
 @pytest.mark.parametrize(("p", "m", "v"), [(2, 4, 2), (2, 8, 4), (4, 4, 2), (4, 8, 2), (4, 16, 2), (8, 8, 2)])
 def test_interleaved_bubble_with_free_communication(p, m, v):
-    r = simulate_step(free_pipeline(p, m, v))
+    r = simulate_step(free_pipeline(p, m, v), record=True)
     assert pipeline_bubble(r) == pytest.approx((p - 1) / (v * m + p - 1), abs=0.03)
     plain = simulate_step(free_pipeline(p, m))
     assert pipeline_bubble(r) < pipeline_bubble(plain)
@@ -174,5 +175,5 @@ def test_gpipe_bubble_equals_1f1b_with_free_communication(p, m):
 
 
 def test_single_stage_has_no_bubble():
-    r = simulate_step(free_pipeline(1, 8))
+    r = simulate_step(free_pipeline(1, 8), record=True)
     assert r.breakdown_s["bubble"] == pytest.approx(0.0, abs=1e-12)

@@ -6,7 +6,8 @@ import pytest
 
 from sim.costs import flops, layer
 from sim.costs.memory import stage_params_per_gpu
-from sim.engine.step import StepSimulation, simulate_step
+from sim.engine.simulate import simulate_step
+from sim.engine.step import StepSimulation
 from sim.parallelism.schedules import Phase
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
@@ -48,7 +49,7 @@ def test_pieces_order():
 def test_full_fidelity_is_not_silently_symmetric():
     # every rank simulated: the timeline names all 8 GPUs, not the 2 pipeline ranks
     s = make({"pipeline": 2, "data": 4, "zero_stage": 0}, gbs=8, simulation={"fidelity": "full"})
-    assert {i.rank for i in simulate_step(s).timeline.intervals} == set(range(8))
+    assert {i.rank for i in simulate_step(s, record=True).timeline.intervals} == set(range(8))
 
 
 def stream_bytes(r, rank: int, stream: str) -> float:
@@ -64,7 +65,7 @@ LAYOUTS = [(2, False), (1, False), (1, True), (2, True)]  # (pipeline, tied_embe
 def test_dp_reduces_every_local_gradient_once_per_step(zero, p, tied):
     """ZeRO 0-2: the gradients of every parameter a GPU holds are reduced once per step (fp32: 4 B)."""
     s = make({"pipeline": p, "data": 8, "zero_stage": zero}, gbs=8 * 4, tied=tied)
-    r = simulate_step(s)
+    r = simulate_step(s, record=True)
     for rank in range(p):
         params = stage_params_per_gpu(s, rank)
         assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
@@ -80,7 +81,7 @@ def test_zero3_gathers_and_reduces_every_parameter(p, tied):
     memory model shards too) is gathered before forward and before backward, and its gradient is
     reduce-scattered once."""
     s = make({"pipeline": p, "data": 8, "zero_stage": 3}, gbs=8, tied=tied)
-    r = simulate_step(s)
+    r = simulate_step(s, record=True)
     for rank in range(p):
         params = stage_params_per_gpu(s, rank)
         assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
@@ -89,7 +90,7 @@ def test_zero3_gathers_and_reduces_every_parameter(p, tied):
 
 def test_zero0_without_overlap_exposes_the_gradient_all_reduce():
     s = make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": False}, gbs=8 * 2)
-    r = simulate_step(s)
+    r = simulate_step(s, record=True)
     assert r.breakdown_s["dp_comm"] > 0
-    overlapped = simulate_step(make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": True}, gbs=8 * 2))
+    overlapped = simulate_step(make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": True}, gbs=8 * 2), record=True)
     assert overlapped.breakdown_s["dp_comm"] <= r.breakdown_s["dp_comm"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sim.costs.collectives import Collective, GroupPath, collective_time
-from sim.engine.step import simulate_step
+from sim.engine.simulate import simulate_step
 from sim.specs.scenario import scenario_from_mapping
 
 MODEL = {"num_layers": 4, "hidden_size": 4096, "ffn_hidden_size": 16384, "num_attention_heads": 32,

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from sim.engine.step import simulate_step
+from sim.engine.simulate import simulate_step
 from sim.report.trace import run_trace, step_trace, write_trace
 
 from .conftest import small_scenario
@@ -113,7 +113,7 @@ LAYOUTS = {"interleaved zero1": {}, "1f1b zero0": {"virtual_pipeline": 1, "sched
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))
 def step(request):
-    return simulate_step(small_scenario(**LAYOUTS[request.param]))
+    return simulate_step(small_scenario(**LAYOUTS[request.param]), record=True)
 
 
 def test_step_trace_is_valid_trace_event_json(step, tmp_path):
