@@ -285,14 +285,16 @@ def cost_vs_gpus(rows: Sequence[tuple[int, float, float]], title: str = "") -> b
 
 
 def step_plots(ev: Evaluation) -> dict[str, bytes]:
-    """The step-level plots of one evaluation, by file name: the memory breakdown always; the pipeline
-    timeline and the step breakdown when the layout fits (and the step was simulated)."""
+    """The step-level plots of one evaluation, by file name: the memory breakdown always; the step
+    breakdown when the layout fits (and the step was simulated), and the pipeline timeline when its
+    timeline was recorded (``evaluate(..., record=True)``)."""
     s = ev.scenario
     out = {}
     if ev.step is not None:
         step = ev.step
-        out["pipeline_timeline.png"] = pipeline_gantt(step.timeline.intervals, s.parallelism.pipeline,
-                                                      f"{s.name}: one step")
+        if step.timeline.intervals:
+            out["pipeline_timeline.png"] = pipeline_gantt(step.timeline.intervals, s.parallelism.pipeline,
+                                                          f"{s.name}: one step")
         out["step_breakdown.png"] = step_breakdown(step.breakdown_s, step.step_time_s,
                                                    f"{s.name}: step {step.step_time_s:.3f} s, MFU {step.mfu:.1%}")
     stages = [stage_memory(s, r).gib() for r in range(s.parallelism.pipeline)]

@@ -29,7 +29,7 @@ def small_scenario(gbs: int | None = None, **parallelism) -> Scenario:
 
 @pytest.fixture(scope="session")
 def small_eval() -> Evaluation:
-    ev = evaluate(small_scenario())
+    ev = evaluate(small_scenario(), record=True)  # the pipeline timeline plot needs it
     assert ev.step is not None
     return ev
 
