@@ -50,6 +50,31 @@ def _positive(kind):
     return parse
 
 
+#: ``--fix`` keys: the search option each sets to one value.
+FIX_KEYS = {"tp": "tp", "pp": "pp", "cp": "cp", "dp": "dp", "vp": "vp", "mb": "micro_batches", "zero": "zero",
+            "recompute": "recompute", "schedule": "schedules", "tp_overlap": "tp_overlap"}
+
+
+def _fix(text: str) -> dict[str, str]:
+    """``tp=8,pp=16``: dimensions pinned to one value each (KEY=VALUE, comma-separated)."""
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in FIX_KEYS or not value.strip():
+            raise argparse.ArgumentTypeError(f"{part!r}: expected KEY=VALUE with KEY one of {', '.join(FIX_KEYS)}")
+        out[FIX_KEYS[key]] = value.strip()
+    return out
+
+
+def _bool_list(text: str) -> tuple[bool, ...]:
+    words = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+    try:
+        return tuple(dict.fromkeys(words[v.strip().lower()] for v in text.split(",")))
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated on/off") from None
+
+
 def _price(text: str) -> tuple[str, float]:
     gpu, _, usd = text.partition("=")
     try:
@@ -80,8 +105,8 @@ def _register_search(sub) -> None:
     cmd.add_argument("scenario", help="scenario YAML file (its model, cluster and training job)")
     cmd.add_argument("--top", type=_positive(int), default=10,
                      help="rows printed; these also get run-level days and cost (default 10)")
-    cmd.add_argument("--simulate", type=_positive(int), default=32,
-                     help="layouts simulated, best pre-screen estimate first (default 32)")
+    cmd.add_argument("--simulate", type=_positive(int), default=512,
+                     help="layouts simulated, best pre-screen estimate first, besides the scenario's own (default 512)")
     cmd.add_argument("--objective", choices=OBJECTIVE_CHOICES,
                      help="rank by step time, run days or cost (default: days with a failures block, else step)")
     cmd.add_argument("--micro-batches", type=_int_list, default=(1, 2, 4, 8), metavar="LIST",
@@ -94,6 +119,16 @@ def _register_search(sub) -> None:
                      help="pipeline schedules tried (default gpipe,1f1b,interleaved-1f1b)")
     cmd.add_argument("--max-virtual", type=_positive(int), default=8,
                      help="interleaved-1f1b model chunks per rank tried: 2..N (default 8)")
+    for flag, what in (("tp", "tensor"), ("pp", "pipeline"), ("cp", "context"), ("dp", "data"),
+                       ("vp", "interleaved model chunks per rank")):
+        cmd.add_argument(f"--{flag}", type=_int_list, metavar="LIST",
+                         help=f"{what} degrees tried (default: every one that fits the GPU count)"
+                         if flag != "vp" else f"{what} tried (default 2..--max-virtual)")
+    cmd.add_argument("--tp-overlap", type=_bool_list, default=(False, True), metavar="LIST",
+                     help="TP communication overlapped with GEMMs: off,on (default both; on only with TP > 1)")
+    cmd.add_argument("--fix", type=_fix, action="append", metavar="KEY=VALUE,...",
+                     help="pin dimensions to one value, e.g. tp=8,pp=16,zero=1,recompute=selective,tp_overlap=on "
+                          f"(keys: {', '.join(FIX_KEYS)})")
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
     cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
     cmd.add_argument("-o", "--output", help="write every valid layout with its figures (.csv, or .parquet)")
@@ -108,12 +143,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from sim.errors import TrainsimError
     from sim.specs.scenario import load_scenario
 
+    _apply_fix(args)
     if any(z > 3 for z in args.zero):
         raise TrainsimError(f"--zero {args.zero}: stages are 0, 1, 2, 3")
     if 0 in args.micro_batches:
         raise TrainsimError("--micro-batches: sizes must be >= 1")
+    for flag in ("tp", "pp", "cp", "dp", "vp"):
+        if getattr(args, flag) is not None and 0 in getattr(args, flag):
+            raise TrainsimError(f"--{flag}: degrees must be >= 1")
     space = SearchSpace(micro_batch_sizes=args.micro_batches, zero_stages=args.zero, recomputes=args.recompute,
-                        schedules=args.schedules, max_virtual=args.max_virtual)
+                        schedules=args.schedules, max_virtual=args.max_virtual, tp_comm_overlaps=args.tp_overlap,
+                        tensor=args.tp, pipeline=args.pp, context=args.cp, data=args.dp, virtual_pipelines=args.vp)
     base = load_scenario(args.scenario)
     try:
         result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
@@ -126,6 +166,25 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.output:
         _write_search_table(result, args.output)
     return 0
+
+
+def _apply_fix(args: argparse.Namespace) -> None:
+    """``--fix KEY=VALUE``: each pinned dimension becomes its option with one value (parsed as that option)."""
+    from sim.errors import TrainsimError
+    from sim.specs.enums import Recompute, Schedule
+
+    parsers = {"tp": _int_list, "pp": _int_list, "cp": _int_list, "dp": _int_list, "vp": _int_list,
+               "micro_batches": _int_list, "zero": _int_list, "recompute": _enum_list(Recompute),
+               "schedules": _enum_list(Schedule), "tp_overlap": _bool_list}
+    for fixed in args.fix or []:
+        for option, value in fixed.items():
+            try:
+                parsed = parsers[option](value)
+            except argparse.ArgumentTypeError as err:
+                raise TrainsimError(f"--fix: {err}") from None
+            if len(parsed) != 1:
+                raise TrainsimError(f"--fix {option}={value}: one value (lists go to --{option.replace('_', '-')})")
+            setattr(args, option, parsed)
 
 
 def _search_report(result, space, top: int) -> str:
@@ -149,7 +208,8 @@ def _search_report(result, space, top: int) -> str:
         f"rejected for memory  {result.screened_out_of_memory + result.out_of_memory:>9,}  "
         f"{result.screened_out_of_memory:,} by the pre-screen (> {s.gpu.memory_gib:g} GiB + {MEMORY_SLACK:.0%}), "
         f"{result.out_of_memory:,} by the exact memory model",
-        f"simulated            {result.simulated:>9,}  the best pre-screen estimates",
+        f"simulated            {result.simulated:>9,}  the best pre-screen estimates"
+        f"{' and the scenario' + chr(39) + 's own layout' if result.own in result.rows else ''}",
         f"not simulated        {len(enum.valid) - len(result.rows) - result.screened_out_of_memory:>9,}  "
         "valid, ranked lower by the pre-screen",
         f"time {result.elapsed_s:.1f} s: enumerate + validate {t['enumerate']:.1f} s, pre-screen "
@@ -157,20 +217,35 @@ def _search_report(result, space, top: int) -> str:
         f"{t['simulate']:.1f} s, run level {t['run level']:.1f} s ({result.workers} processes)",
         "",
     ]
+    rho, n = result.prescreen_spearman(), result.simulated_in_space
+    if rho is not None:
+        lines.insert(-1, f"pre-screen vs simulation: Spearman rank correlation {rho:+.2f} between estimated and "
+                         f"simulated step times over the {n:,} simulated layouts of the space")
     ranked = result.ranked()
     if not ranked:
         lines.append("no layout fits in memory")
         return "\n".join(lines)
-    lines.append(f"ranked by {result.objective} (simulated)")
-    lines.append(f"{'rank':>4}  {'layout':<64} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
+    lines.append(f"ranked by {result.objective} (simulated); * the scenario's own layout")
+    lines.append(f"{'rank':>4}  {'layout':<72} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
                  f"{'days':>7} {'P90 d':>7} {'cost $M':>8}")
-    for k, (layout, row) in enumerate(ranked[:top], 1):
-        days = "-" if row["days"] is None else f"{row['days']:.1f}"
-        p90 = "-" if row["days_p90"] is None else f"{row['days_p90']:.1f}"
-        cost = "-" if row["cost_usd"] is None else f"{row['cost_usd'] / 1e6:.1f}"
-        lines.append(f"{k:>4}  {layout.label():<64} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
-                     f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}")
+    own_rank = result.own_rank()
+    for k, (layout, row) in enumerate(ranked, 1):
+        if k > top and k != own_rank:
+            continue
+        if k == own_rank and k > top + 1:
+            lines.append(f"{'...':>4}")
+        lines.append(_ranked_line(k, layout, row, own=k == own_rank))
+    if result.own in result.rows and own_rank is None:
+        lines.append(f"   *  {result.layout(result.own).label()}: does not fit in memory")
     return "\n".join(lines)
+
+
+def _ranked_line(k: int, layout, row: dict, own: bool) -> str:
+    days = "-" if row["days"] is None else f"{row['days']:.1f}"
+    p90 = "-" if row["days_p90"] is None else f"{row['days_p90']:.1f}"
+    cost = "-" if row["cost_usd"] is None else f"{row['cost_usd'] / 1e6:.1f}"
+    return (f"{k:>4}{'*' if own else ' '} {layout.label():<72} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
+            f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}")
 
 
 def _plot_search(result, top: int, folder: str) -> None:
@@ -188,7 +263,8 @@ def _write_search_table(result, path: str) -> None:
     from sim.report.tables import write_table
 
     columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
-               "recompute", "schedule", "split", "status", "est_step_time_s", "est_memory_gib", *FIGURE_COLUMNS)
+               "recompute", "schedule", "split", "tp_comm_overlap", "status", "est_step_time_s", "est_memory_gib",
+               *FIGURE_COLUMNS)
     n = write_table(path, result.table(), columns)
     print(f"\nwrote {n:,} layouts to {path}")
 

@@ -15,9 +15,10 @@ from sim.specs.scenario import Scenario, scenario_from_mapping
 TINY_MODEL = {"num_layers": 4, "hidden_size": 256, "ffn_hidden_size": 1024, "num_attention_heads": 4,
               "num_kv_heads": 2, "vocab_size": 1024, "seq_len": 256}
 
-#: Two values per axis: micro-batch 1,2; ZeRO 0,1; recompute none,full; 1F1B or interleaved x2.
+#: Two values per axis: micro-batch 1,2; ZeRO 0,1; recompute none,full; 1F1B or interleaved x2; no TP overlap.
 TINY_SPACE = SearchSpace(micro_batch_sizes=(1, 2), zero_stages=(0, 1), recomputes=(Recompute.NONE, Recompute.FULL),
-                         schedules=(Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED), max_virtual=2)
+                         schedules=(Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED), max_virtual=2,
+                         tp_comm_overlaps=(False,))
 
 
 def tiny_mapping(num_gpus: int = 4, global_batch: int = 8, **sections) -> dict:

@@ -23,19 +23,43 @@ def test_search_prints_counts_and_the_ranked_table(tiny_file, tmp_path, capsys):
     out = tmp_path / "all.csv"
     code = main(["search", str(tiny_file()), "--micro-batches", "1,2", "--zero", "0,1", "--recompute", "none,full",
                  "--schedules", "1f1b,interleaved-1f1b", "--max-virtual", "2", "--simulate", "4", "--top", "3",
-                 "--workers", "1", "-q", "-o", str(out)])
+                 "--tp-overlap", "off", "--workers", "1", "-q", "-o", str(out)])
     text = capsys.readouterr().out
     assert code == 0
     assert "layouts enumerated         224" in text
     assert "rejected by the rules      104" in text
-    assert "simulated                    4" in text
+    # the 4 best estimates and the scenario's own layout (pure DP 4), which the space holds
+    assert "simulated                    5  the best pre-screen estimates and the scenario's own layout" in text
+    assert "Spearman rank correlation" in text
     ranked = [line for line in text.splitlines() if line[:4].strip().isdigit()]
-    assert len(ranked) == 3
+    own = [line for line in ranked if line[4] == "*"]
+    assert len(own) == 1 and "TP1 PP1 CP1 DP4" in own[0]
+    assert len(ranked) == 3 + (int(own[0][:4]) > 3)
     with out.open() as fh:
         assert len(list(csv.DictReader(fh))) == 120
 
 
+def test_search_fix_pins_dimensions(tiny_file, tmp_path, capsys):
+    out = tmp_path / "all.csv"
+    code = main(["search", str(tiny_file()), "--fix", "tp=2,zero=1,recompute=full", "--pp", "1,2",
+                 "--simulate", "3", "--workers", "1", "-q", "-o", str(out)])
+    assert code == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {(r["tensor"], r["zero_stage"], r["recompute"]) for r in rows} == {("2", "1", "full")}
+    assert {r["pipeline"] for r in rows} <= {"1", "2"}
+    assert {r["tp_comm_overlap"] for r in rows} == {"False", "True"}  # TP 2: overlap tried both ways
+    text = capsys.readouterr().out
+    assert "* the scenario's own layout" in text  # pure DP: outside the pinned space, simulated anyway
+
+
 def test_search_bad_arguments_exit_2(tiny_file, capsys):
+    assert main(["search", str(tiny_file()), "--fix", "tp=2/4", "-q"]) == 2
+    assert "--fix" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # an argparse error: usage line, exit 2
+        main(["search", str(tiny_file()), "--fix", "tp=1,2", "-q"])
+    assert exit_.value.code == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["search", str(tiny_file()), "--zero", "5", "-q"]) == 2
     assert "stages are 0, 1, 2, 3" in capsys.readouterr().err
 

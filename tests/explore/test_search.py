@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
+import numpy as np
 import pytest
 
 from sim.analysis.evaluate import evaluate
-from sim.analysis.explore.search import search
+from sim.analysis.explore.search import OWN, search, spearman
+from sim.analysis.explore.space import Layout
 from sim.errors import TrainsimError
 from sim.report.tables import write_table
 from tests.explore.conftest import TINY_SPACE, tiny
@@ -17,7 +20,7 @@ def test_ranking_is_the_simulated_order_and_every_figure_is_the_simulations():
     base = tiny()
     result = search(base, TINY_SPACE, simulate=12, objective="step", workers=1)
     ranked = result.ranked()
-    assert len(ranked) == result.simulated == 12
+    assert len(ranked) == result.simulated == 12 + 1  # and the scenario's own layout
     times = [row["step_time_s"] for _, row in ranked]
     assert times == sorted(times)
     for layout, row in ranked:
@@ -42,14 +45,15 @@ def test_counts_add_up_and_table_has_every_valid_layout(tmp_path):
     rows = list(result.table())
     assert len(rows) == len(enum.valid)
     statuses = [r["status"] for r in rows]
-    assert statuses.count("simulated") == result.simulated == 5
+    assert statuses.count("simulated") == result.simulated == 5 + 1  # and the scenario's own layout
     assert statuses.count("out of memory (pre-screen)") == result.screened_out_of_memory
     assert enum.num_rejected + len(enum.valid) == enum.total
     ranked = [r for r in rows if r["rank"] is not None]
-    assert sorted(r["rank"] for r in ranked) == list(range(1, 6))
+    assert sorted(r["rank"] for r in ranked) == list(range(1, 7))
+    own_rank = result.own_rank()
     with_days = [r for r in rows if r["days"] is not None]
-    assert len(with_days) == 3  # run level only on the 3 fastest
-    top3 = sorted(with_days, key=lambda r: r["rank"])
+    assert len(with_days) == 3 + (own_rank > 3)  # run level on the 3 fastest, and the scenario's own layout
+    top3 = sorted(with_days, key=lambda r: r["rank"])[:3]
     assert [r["rank"] for r in top3] == [1, 2, 3]
     assert [r["days"] for r in top3] == sorted(r["days"] for r in top3)
     path = tmp_path / "all.csv"
@@ -79,3 +83,31 @@ def test_parquet_is_written_or_a_clear_error_without_pyarrow(tmp_path):
             write_table(tmp_path / "x.parquet", [{"a": 1}], ["a"])
     else:
         assert write_table(tmp_path / "x.parquet", [{"a": 1}], ["a"]) == 1
+
+
+def test_scenario_own_layout_is_always_simulated_and_ranked():
+    base = tiny()
+    result = search(base, TINY_SPACE, simulate=1, objective="step", workers=1)
+    own = evaluate(base).step
+    assert result.own >= 0 and result.layout(result.own) == Layout.of(base)  # the space holds it
+    rank = result.own_rank()
+    assert rank is not None
+    assert result.ranked()[rank - 1][1]["step_time_s"] == own.step_time_s
+    # a space that excludes it (TP pinned to 2): simulated from the scenario as written
+    pinned = search(base, dataclasses.replace(TINY_SPACE, tensor=(2,)), simulate=2, objective="step", workers=1)
+    assert pinned.own == OWN
+    assert pinned.rows[OWN]["step_time_s"] == own.step_time_s
+    assert all(layout.tensor == 2 for layout, _ in pinned.ranked() if layout != Layout.of(base))
+
+
+def test_spearman_by_hand():
+    assert spearman(np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 20.0, 40.0, 30.0])) == pytest.approx(0.8)
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    # ties take their mean rank: ranks (1.5, 1.5, 3) and (1, 2, 3): r = 0.866
+    assert spearman(np.array([5.0, 5.0, 7.0]), np.array([1.0, 2.0, 3.0])) == pytest.approx(3 ** 0.5 / 2)
+
+
+def test_search_reports_prescreen_rank_correlation():
+    result = search(tiny(), TINY_SPACE, simulate=10_000, objective="step", workers=1)
+    rho = result.prescreen_spearman()
+    assert rho is not None and 0.8 < rho <= 1.0  # as tests/explore/test_prescreen.py finds on every layout

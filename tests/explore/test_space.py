@@ -71,3 +71,27 @@ def test_reason_key_blanks_numbers_but_not_schedule_names():
     assert reason_key("parallelism.tensor: 16 does not divide x (8); use one of 1, 2") == \
         "parallelism.tensor: # does not divide x (#)"
     assert "interleaved-1f1b" in reason_key("interleaved-1f1b needs the 3 micro-batches")
+
+
+def test_tp_overlap_is_tried_only_with_tensor_parallelism():
+    import dataclasses
+
+    both = enumerate_space(tiny(), dataclasses.replace(TINY_SPACE, tp_comm_overlaps=(False, True)))
+    plain = enumerate_space(tiny(), TINY_SPACE)
+    overlap = both.valid["tp_comm_overlap"] == 1
+    assert overlap.any() and (both.valid["tensor"][overlap] > 1).all()
+    # every TP > 1 layout appears once more, overlapped; TP 1 layouts once
+    assert len(both.valid) == len(plain.valid) + int((plain.valid["tensor"] > 1).sum())
+    assert both.total == plain.total + int(overlap.sum()) + sum(
+        r.count for r in both.rejected.values()) - sum(r.count for r in plain.rejected.values())
+
+
+def test_pinned_degrees_and_find():
+    import dataclasses
+
+    enum = enumerate_space(tiny(), dataclasses.replace(TINY_SPACE, tensor=(2,), pipeline=(1, 2)))
+    assert set(enum.valid["tensor"].tolist()) == {2}
+    assert set(enum.valid["pipeline"].tolist()) <= {1, 2}
+    layout = enum.valid.layout(3)
+    assert enum.valid.find(layout) == 3
+    assert enum.valid.find(dataclasses.replace(layout, tensor=1)) is None

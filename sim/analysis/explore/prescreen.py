@@ -94,7 +94,7 @@ class _Probe:
         return group_path(self.topo, self.gpu, mesh.group(*axes))
 
     def layer_figures(self, i: int) -> tuple[float, ...]:
-        """Per (TP, CP, micro-batch, recompute): layer, embedding and head times; activation bytes."""
+        """Per (TP, CP, micro-batch, recompute, TP overlap): layer, embedding and head times; activation bytes."""
         s = self.scenario(i)
         mesh = ParallelMesh.from_layout(s.parallelism)
         topo, gpu = self.topo, self.gpu
@@ -125,7 +125,8 @@ def prescreen(enum: Enumeration) -> Estimate:
         return Estimate(np.zeros(0), np.zeros(0), s.gpu.memory_gib * GIB)
     pp, vp, split = c["pipeline"], c["virtual_pipeline"], c["split"]
     m = s.training.global_batch_size // (c["data"] * c["micro_batch_size"])
-    lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute"), probe.layer_figures)
+    lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap"),
+                  probe.layer_figures)
     fwd, bwd, emb_t, head_t, act, working = lay.T
     lp, lp_max, emb_p = per_key(c, ("tensor",), probe.param_figures).T
     shape = _StageShape(s, pp, vp, split, emb_p, lp)

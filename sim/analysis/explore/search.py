@@ -6,10 +6,12 @@
    clearly out-of-memory layouts are rejected, the others ordered by estimated step time.
 3. The best ``simulate`` of them (by the estimate) are evaluated exactly (memory model, then the step
    simulation) in worker processes on all cores, more being taken while some turn out not to fit.
+   The scenario's own layout is always simulated (index :data:`OWN` when the space does not hold it).
 4. The ``run_top`` fastest simulated layouts get run figures (the run level's Monte Carlo: days, cost)
    when the scenario has ``training.tokens``; with the ``days`` or ``cost`` objective they are ranked by
    them (for one cluster, days follow the step time closely; the run level prices the differences).
-The ranking shown is by the simulated figures only.
+The ranking shown is by the simulated figures only; how well the pre-screen ordered what was simulated
+is its Spearman rank correlation with the simulated step times (``prescreen_spearman``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from sim.units import GIB
 #: Objective name -> the figures column it ranks by (smaller is better).
 OBJECTIVES = {"step": "step_time_s", "days": "days", "cost": "cost_usd"}
 
+#: Row key of the scenario's own layout when the searched space does not hold it.
+OWN = -1
+
+#: Layouts simulated by default.
+DEFAULT_SIMULATE = 512
+
 Progress = Callable[[int, int], None]
 
 
@@ -46,6 +54,38 @@ class SearchResult:
     rows: dict[int, dict]
     timings_s: dict[str, float]
     workers: int
+    own: int
+    """Row key of the scenario's own layout: its candidate index, or :data:`OWN`."""
+
+    def layout(self, i: int) -> Layout:
+        return Layout.of(self.enumeration.base) if i == OWN else self.enumeration.valid.layout(i)
+
+    def own_rank(self) -> int | None:
+        """Rank of the scenario's own layout among the simulated ones (None if it does not fit)."""
+        order = self._order()
+        return order.index(self.own) + 1 if self.own in order else None
+
+    @property
+    def num_ranked(self) -> int:
+        return len(self._order())
+
+    def _simulated_pairs(self) -> list[tuple[float, float]]:
+        return [(float(self.estimate.step_s[i]), r["step_time_s"]) for i, r in self.rows.items()
+                if i != OWN and r["step_time_s"] is not None]
+
+    @property
+    def simulated_in_space(self) -> int:
+        """Simulated layouts of the searched space (the scenario's own counts when the space holds it)."""
+        return len(self._simulated_pairs())
+
+    def prescreen_spearman(self) -> float | None:
+        """Spearman rank correlation of the pre-screen's step estimate with the simulated step time, over
+        the simulated layouts of the space (None with fewer than 3)."""
+        pairs = self._simulated_pairs()
+        if len(pairs) < 3:
+            return None
+        est, sim = np.array(pairs).T
+        return spearman(est, sim)
 
     @property
     def elapsed_s(self) -> float:
@@ -68,7 +108,7 @@ class SearchResult:
     def ranked(self) -> list[tuple[Layout, dict]]:
         """Simulated layouts, best first: those with the objective's figure by it, then the others by step
         time (ties by enumeration order)."""
-        return [(self.enumeration.valid.layout(i), self.rows[i]) for i in self._order()]
+        return [(self.layout(i), self.rows[i]) for i in self._order()]
 
     def _order(self) -> list[int]:
         key = OBJECTIVES[self.objective]
@@ -101,17 +141,20 @@ def default_objective(s: Scenario) -> str:
 
 def _evaluate_indexed(item: tuple[int, Layout]) -> dict:
     base, cluster, _ = pool.shared()
-    return step_row(evaluate(item[1].apply(base, cluster)))
+    scenario = base if item[0] == OWN else item[1].apply(base, cluster)  # the own layout exactly as written
+    return step_row(evaluate(scenario))
 
 
 def _run_indexed(item: tuple[int, Layout, float]) -> dict:
     base, cluster, replicas = pool.shared()
-    return run_row(run_figures(item[1].apply(base, cluster), item[2], replicas))
+    scenario = base if item[0] == OWN else item[1].apply(base, cluster)
+    return run_row(run_figures(scenario, item[2], replicas))
 
 
 def search(base: Scenario, space: SearchSpace | None = None, *, cluster: ClusterSpec | None = None,
-           simulate: int = 32, run_top: int = 10, replicas: int | None = None, objective: str | None = None,
-           workers: int | None = None, progress: Progress | None = None) -> SearchResult:
+           simulate: int = DEFAULT_SIMULATE, run_top: int = 10, replicas: int | None = None,
+           objective: str | None = None, workers: int | None = None,
+           progress: Progress | None = None) -> SearchResult:
     """Search the layouts of ``base`` (on ``cluster``, default its own) and simulate the ``simulate`` best.
 
     Parameters
@@ -121,7 +164,8 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
     space
         Values tried per axis (default :class:`SearchSpace`).
     simulate
-        How many layouts that fit in memory to simulate, best pre-screen estimate first.
+        How many layouts that fit in memory to simulate, best pre-screen estimate first (the scenario's
+        own layout is simulated besides, when the search runs on its own cluster).
     run_top
         How many of the fastest simulated layouts get run figures (with ``training.tokens``).
     replicas
@@ -146,25 +190,66 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
     timings["prescreen"] = time.perf_counter() - start - timings["enumerate"]
     rows: dict[int, dict] = {}
     fitting, pos, total = 0, 0, 0
+    own = _own_index(base, enum)
+    first: list[int] = [] if own is None else [own]
+    if own is not None:
+        order = order[order != own]
     with pool.Pool((base, enum.cluster, replicas), workers) as workers_pool:
-        while fitting < simulate and pos < len(order):
-            batch = order[pos:pos + simulate - fitting]
-            pos += len(batch)
+        while (fitting < simulate and pos < len(order)) or first:
+            batch = first + [int(i) for i in order[pos:pos + simulate - fitting]]
+            pos += len(batch) - len(first)
             total += len(batch)
-            items = [(int(i), enum.valid.layout(int(i))) for i in batch]
+            items = [(i, Layout.of(base) if i == OWN else enum.valid.layout(i)) for i in batch]
+            first = []
             for (i, _), row in workers_pool.imap_unordered(_evaluate_indexed, items):
                 rows[i] = row
-                fitting += row["step_time_s"] is not None
+                fitting += row["step_time_s"] is not None and i != own
                 if progress is not None:
                     progress(len(rows), total)
         timings["simulate"] = time.perf_counter() - start - sum(timings.values())
         if base.training.tokens is not None:
             fastest = sorted((r["step_time_s"], i) for i, r in rows.items() if r["step_time_s"] is not None)
-            items = [(i, enum.valid.layout(i), t) for t, i in fastest[:run_top]]
+            chosen = fastest[:run_top]
+            own_step = None if own is None else rows[own]["step_time_s"]
+            if own_step is not None and (own_step, own) not in chosen:
+                chosen.append((own_step, own))
+            items = [(i, Layout.of(base) if i == OWN else enum.valid.layout(i), t) for t, i in chosen]
             for (i, *_), run in workers_pool.imap_unordered(_run_indexed, items):
                 rows[i].update(run)
         timings["run level"] = time.perf_counter() - start - sum(timings.values())
-    return SearchResult(enum, est, objective, rows, timings, workers_pool.workers)
+    return SearchResult(enum, est, objective, rows, timings, workers_pool.workers,
+                        OWN if own is None else own)
+
+
+def _own_index(base: Scenario, enum: Enumeration) -> int | None:
+    """Row key of the scenario's own layout: its index in the space if the space holds it exactly (same
+    layout on the scenario's own cluster, one pipeline-split flag for both ends), else :data:`OWN`;
+    None when searching another cluster (the scenario's layout does not apply)."""
+    if enum.cluster != base.cluster:
+        return None
+    p = base.parallelism
+    if p.account_for_embedding_in_pipeline_split == p.account_for_loss_in_pipeline_split:
+        found = enum.valid.find(Layout.of(base))
+        if found is not None:
+            return found
+    return OWN
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get their average rank)."""
+    ra, rb = _ranks(a), _ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
 
 
 def screen_order(est: Estimate) -> np.ndarray:

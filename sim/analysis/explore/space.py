@@ -1,17 +1,21 @@
 """The layout space of a scenario: every (TP, PP, virtual PP, CP, DP, ZeRO, micro-batch, recompute,
-schedule, pipeline split) whose degrees multiply to the GPU count, checked by the spec validation.
+TP overlap, schedule, pipeline split) whose degrees multiply to the GPU count, checked by the spec
+validation.
 
 A layout is applied to a base scenario with ``dataclasses.replace`` on its validated specs, so the
 scenario's own cross-field rules (``Scenario._issues``: heads, layer split, sequence, batch,
-interleaving, nodes) accept or reject it, with their messages. ZeRO stage and recompute never change
-validity, so each *shape* (the other axes) is validated once and expanded over them.
+interleaving, nodes) accept or reject it, with their messages. The *free* axes (:data:`FREE_AXES`:
+ZeRO stage, recompute, TP overlap) never change validity, so each *shape* (the other axes) is
+validated once and expanded over them. A new axis is a :class:`Layout` field, a column, and either a
+shape axis (``shapes``) or a free axis (one entry of :data:`FREE_AXES`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,12 +30,13 @@ RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
 #: Columns of a candidate table, in order (schedule and recompute as indices into the tuples above;
 #: split = the embedding and the loss each take one layer slot of the pipeline split).
 COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
-           "activation_recompute", "schedule", "split")
+           "activation_recompute", "schedule", "split", "tp_comm_overlap")
 
 
 @dataclass(frozen=True, slots=True)
 class SearchSpace:
-    """Values tried on each axis besides the four degrees (which take every factorization of the GPUs)."""
+    """Values tried on each axis. The four degrees take every factorization of the GPUs unless given
+    (``tensor=(8,)`` pins TP to 8; ``pipeline=(8, 16)`` tries two)."""
 
     micro_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
@@ -39,6 +44,37 @@ class SearchSpace:
     schedules: tuple[Schedule, ...] = SCHEDULES
     max_virtual: int = 8
     """interleaved-1f1b is tried with 2..max_virtual model chunks per pipeline rank."""
+    tp_comm_overlaps: tuple[bool, ...] = (False, True)
+    """TP collectives overlapped with the GEMMs or not (only with TP > 1)."""
+    tensor: tuple[int, ...] | None = None
+    pipeline: tuple[int, ...] | None = None
+    context: tuple[int, ...] | None = None
+    data: tuple[int, ...] | None = None
+    virtual_pipelines: tuple[int, ...] | None = None
+    """interleaved-1f1b chunk counts tried (default 2..max_virtual)."""
+
+    def allows(self, tensor: int, pipeline: int, context: int, data: int) -> bool:
+        return all(values is None or n in values for values, n in ((self.tensor, tensor), (self.pipeline, pipeline),
+                                                                   (self.context, context), (self.data, data)))
+
+
+@dataclass(frozen=True, slots=True)
+class FreeAxis:
+    """An axis that never changes a layout's validity: its column (a :class:`Layout` field), its values in
+    a space (as integers), and where a value is meaningful."""
+
+    column: str
+    values: Callable[[SearchSpace], tuple[int, ...]]
+    applies: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    """``applies(tensor, value)`` (broadcast arrays): where the value means something (default: all)."""
+
+
+FREE_AXES: tuple[FreeAxis, ...] = (
+    FreeAxis("zero_stage", lambda sp: tuple(sp.zero_stages)),
+    FreeAxis("activation_recompute", lambda sp: tuple(RECOMPUTES.index(r) for r in sp.recomputes)),
+    FreeAxis("tp_comm_overlap", lambda sp: tuple(int(b) for b in sp.tp_comm_overlaps),
+             lambda tensor, value: (tensor > 1) | (value == 0)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +91,16 @@ class Layout:
     activation_recompute: Recompute
     schedule: Schedule
     split: bool
+    tp_comm_overlap: bool = False
+
+    @classmethod
+    def of(cls, s: Scenario) -> Layout:
+        """The layout of scenario ``s`` (``split``: its embedding split flag)."""
+        p = s.parallelism
+        return cls(tensor=p.tensor, pipeline=p.pipeline, virtual_pipeline=p.virtual_pipeline, context=p.context,
+                   data=p.data, zero_stage=p.zero_stage, micro_batch_size=p.micro_batch_size,
+                   activation_recompute=p.activation_recompute, schedule=p.schedule,
+                   split=p.account_for_embedding_in_pipeline_split, tp_comm_overlap=p.tp_comm_overlap)
 
     def apply(self, base: Scenario, cluster: ClusterSpec | None = None) -> Scenario:
         """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid."""
@@ -71,15 +117,16 @@ class Layout:
         """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss``."""
         vp = f"x{self.virtual_pipeline}" if self.virtual_pipeline > 1 else ""
         split = " +emb/loss" if self.split else ""
+        overlap = " tp-overlap" if self.tp_comm_overlap else ""
         return (f"TP{self.tensor} PP{self.pipeline}{vp} CP{self.context} DP{self.data} Z{self.zero_stage} "
-                f"mb{self.micro_batch_size} {self.activation_recompute.value} {self.schedule.value}{split}")
+                f"mb{self.micro_batch_size} {self.activation_recompute.value} {self.schedule.value}{split}{overlap}")
 
     def row(self) -> dict[str, object]:
         """The layout as table columns (enums by value)."""
         return {"tensor": self.tensor, "pipeline": self.pipeline, "virtual_pipeline": self.virtual_pipeline,
                 "context": self.context, "data": self.data, "zero_stage": self.zero_stage,
                 "micro_batch_size": self.micro_batch_size, "recompute": self.activation_recompute.value,
-                "schedule": self.schedule.value, "split": self.split}
+                "schedule": self.schedule.value, "split": self.split, "tp_comm_overlap": self.tp_comm_overlap}
 
 
 @dataclass
@@ -103,7 +150,19 @@ class Candidates:
                       context=c["context"], data=c["data"], zero_stage=c["zero_stage"],
                       micro_batch_size=c["micro_batch_size"],
                       activation_recompute=RECOMPUTES[c["activation_recompute"]],
-                      schedule=SCHEDULES[c["schedule"]], split=bool(c["split"]))
+                      schedule=SCHEDULES[c["schedule"]], split=bool(c["split"]),
+                      tp_comm_overlap=bool(c["tp_comm_overlap"]))
+
+    def find(self, layout: Layout) -> int | None:
+        """Index of ``layout`` in the table, if it is there."""
+        row = layout.row()
+        want = {**row, "activation_recompute": RECOMPUTES.index(layout.activation_recompute),
+                "schedule": SCHEDULES.index(layout.schedule)}
+        match = np.ones(len(self), dtype=bool)
+        for k in COLUMNS:
+            match &= self.cols[k] == int(want[k])
+        hits = np.flatnonzero(match)
+        return int(hits[0]) if len(hits) else None
 
 
 @dataclass
@@ -143,7 +202,8 @@ def factorizations(n: int) -> list[tuple[int, int, int, int]]:
 def _schedule_options(pipeline: int, space: SearchSpace) -> Iterator[tuple[Schedule, int]]:
     for schedule in space.schedules:
         if schedule is Schedule.INTERLEAVED:
-            yield from ((schedule, v) for v in range(2, space.max_virtual + 1))
+            chunks = space.virtual_pipelines or range(2, space.max_virtual + 1)
+            yield from ((schedule, v) for v in chunks if v >= 2)
         else:
             yield schedule, 1
 
@@ -154,6 +214,8 @@ def shapes(num_gpus: int, space: SearchSpace) -> Iterator[tuple[int, ...]]:
     The embedding/loss split only differs from the plain split when there is more than one stage.
     """
     for t, p, c, d in factorizations(num_gpus):
+        if not space.allows(t, p, c, d):
+            continue
         for schedule, v in _schedule_options(p, space):
             for mb in space.micro_batch_sizes:
                 for split in ((False, True) if p > 1 else (False,)):
@@ -168,12 +230,13 @@ def reason_key(message: str) -> str:
 def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
     """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
     cluster = cluster or base.cluster
-    expand = len(space.zero_stages) * len(space.recomputes)
     ok: list[tuple[int, ...]] = []
     rejected: dict[str, Rejected] = {}
-    total = 0
-    for shape in shapes(cluster.num_gpus, space):
-        total += expand
+    shape_rows = list(shapes(cluster.num_gpus, space))
+    free = _free_values(space)
+    per_shape = _expansions(np.array([r[0] for r in shape_rows], dtype=np.int64), free)
+    total = int(per_shape.sum())
+    for shape, expand in zip(shape_rows, per_shape.tolist(), strict=True):
         t, p, v, c, d, mb, sched, split = shape
         layout = Layout(tensor=t, pipeline=p, virtual_pipeline=v, context=c, data=d,
                         zero_stage=space.zero_stages[0], micro_batch_size=mb,
@@ -186,19 +249,37 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
             group.count += expand
             continue
         ok.append(shape)
-    return Enumeration(base, cluster, total, _expand(ok, space), rejected)
+    return Enumeration(base, cluster, total, _expand(ok, free), rejected)
 
 
-def _expand(shape_rows: list[tuple[int, ...]], space: SearchSpace) -> Candidates:
-    """Valid shapes x ZeRO stages x recompute modes as integer columns."""
+def _free_values(space: SearchSpace) -> np.ndarray:
+    """Every combination of the free axes' values: shape (combinations, len(FREE_AXES)), first axis outermost."""
+    return np.array(list(itertools.product(*(axis.values(space) for axis in FREE_AXES))),
+                    dtype=np.int64).reshape(-1, len(FREE_AXES))
+
+
+def _applies(tensor: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """(shapes, combinations): whether each combination of free values is meaningful for each shape."""
+    ok = np.ones((len(tensor), len(free)), dtype=bool)
+    for k, axis in enumerate(FREE_AXES):
+        if axis.applies is not None:
+            ok &= axis.applies(tensor[:, None], free[None, :, k])
+    return ok
+
+
+def _expansions(tensor: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """How many layouts each shape expands to."""
+    return _applies(tensor, free).sum(axis=1)
+
+
+def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray) -> Candidates:
+    """Valid shapes x the meaningful combinations of the free axes, as integer columns."""
     arr = np.array(shape_rows, dtype=np.int64).reshape(-1, 8)
-    zeros = np.array(space.zero_stages, dtype=np.int64)
-    rcs = np.array([RECOMPUTES.index(r) for r in space.recomputes], dtype=np.int64)
-    k = len(zeros) * len(rcs)
-    rows = np.repeat(arr, k, axis=0)
-    z = np.tile(np.repeat(zeros, len(rcs)), len(arr))
-    rc = np.tile(np.tile(rcs, len(zeros)), len(arr))
+    keep = _applies(arr[:, 0], free).ravel()
+    rows = np.repeat(arr, len(free), axis=0)[keep]
+    values = np.tile(free, (len(arr), 1))[keep]
     t, p, v, c, d, mb, sched, split = rows.T
-    return Candidates({"tensor": t, "pipeline": p, "virtual_pipeline": v, "context": c, "data": d,
-                       "zero_stage": z, "micro_batch_size": mb, "activation_recompute": rc, "schedule": sched,
-                       "split": split})
+    cols = {"tensor": t, "pipeline": p, "virtual_pipeline": v, "context": c, "data": d, "micro_batch_size": mb,
+            "schedule": sched, "split": split}
+    cols.update({axis.column: values[:, k] for k, axis in enumerate(FREE_AXES)})
+    return Candidates({k: cols[k] for k in COLUMNS})
