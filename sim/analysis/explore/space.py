@@ -44,8 +44,8 @@ class SearchSpace:
     schedules: tuple[Schedule, ...] = SCHEDULES
     max_virtual: int = 8
     """interleaved-1f1b is tried with 2..max_virtual model chunks per pipeline rank."""
-    tp_comm_overlaps: tuple[bool, ...] = (False, True)
-    """TP collectives overlapped with the GEMMs or not (only with TP > 1)."""
+    tp_comm_overlaps: tuple[bool, ...] | None = (False, True)
+    """TP collectives overlapped with the GEMMs or not (only with TP > 1); None: the base scenario's."""
     tensor: tuple[int, ...] | None = None
     pipeline: tuple[int, ...] | None = None
     context: tuple[int, ...] | None = None
@@ -72,7 +72,7 @@ class FreeAxis:
 FREE_AXES: tuple[FreeAxis, ...] = (
     FreeAxis("zero_stage", lambda sp: tuple(sp.zero_stages)),
     FreeAxis("activation_recompute", lambda sp: tuple(RECOMPUTES.index(r) for r in sp.recomputes)),
-    FreeAxis("tp_comm_overlap", lambda sp: tuple(int(b) for b in sp.tp_comm_overlaps),
+    FreeAxis("tp_comm_overlap", lambda sp: tuple(int(b) for b in sp.tp_comm_overlaps or ()),
              lambda tensor, value: (tensor > 1) | (value == 0)),
 )
 
@@ -230,6 +230,8 @@ def reason_key(message: str) -> str:
 def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
     """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
     cluster = cluster or base.cluster
+    if space.tp_comm_overlaps is None:
+        space = dataclasses.replace(space, tp_comm_overlaps=(base.parallelism.tp_comm_overlap,))
     ok: list[tuple[int, ...]] = []
     rejected: dict[str, Rejected] = {}
     shape_rows = list(shapes(cluster.num_gpus, space))
