@@ -38,13 +38,17 @@ def _cmd_presets(_: argparse.Namespace) -> int:
 def _cmd_gpus(_: argparse.Namespace) -> int:
     from sim import catalog
 
-    print(f"{'gpu':<16} {'bf16 TF':>8} {'fp8 TF':>8} {'HBM GiB':>8} {'HBM TB/s':>9} {'NVLink GB/s':>12} {'TDP W':>6}")
+    print(f"{'gpu':<16} {'bf16 TF':>8} {'fp8 TF':>8} {'HBM GiB':>8} {'HBM TB/s':>9} {'NVLink GB/s':>12} {'TDP W':>6} "
+          f"{'$/GPU-h':>8}")
     for name, g in catalog.gpu_table().items():
         pk = g["peak_tflops"]
         half = pk.get("bf16") or pk.get("fp16")
         fp8 = f"{pk['fp8']:.0f}" if pk.get("fp8") else "-"
+        price = f"{g['usd_per_gpu_hour']:.2f}" if g.get("usd_per_gpu_hour") is not None else "-"
         print(f"{name:<16} {half:>8.0f} {fp8:>8} {g['memory_gib']:>8.0f} {g['hbm_tbyte_s']:>9.2f} "
-              f"{g['scale_up_gbyte_s']:>12.0f} {g['tdp_w']:>6.0f}")
+              f"{g['scale_up_gbyte_s']:>12.0f} {g['tdp_w']:>6.0f} {price:>8}")
+    print("prices: default rental USD per GPU-hour for trainsim size, each with its price_source in "
+          "sim/catalog/gpus.yaml")
     return 0
 
 

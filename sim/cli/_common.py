@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 
 Progress = Callable[[int, int], None]
 
 
 def progress_bar(label: str) -> Progress:
-    """A progress bar on stderr: ``callback(done, total)``; redrawn at most every 1 % of the work."""
+    """A progress bar on stderr: ``callback(done, total)``; redrawn at most every 1 % of the work, with the
+    time so far and the time left at the rate so far."""
+    start = time.monotonic()
 
     def show(done: int, total: int) -> None:
         if done == total or done % max(1, total // 100) == 0:
             width = 30
             filled = width * done // total
             end = "\n" if done == total else ""
-            print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end,
-                  file=sys.stderr, flush=True)
+            elapsed = time.monotonic() - start
+            eta = f", ETA {_clock(elapsed / done * (total - done))}" if 0 < done < total else ""
+            print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {_clock(elapsed)}{eta}  ",
+                  end=end, file=sys.stderr, flush=True)
 
     return show
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

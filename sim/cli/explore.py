@@ -281,9 +281,12 @@ def _register_size(sub) -> None:
                      help="GPU type (repeatable); default fabric per GPU, or name one (default: the scenario's)")
     cmd.add_argument("--counts", type=_int_list, metavar="LIST",
                      help="GPU counts to try (default: whole-node grid around the 6ND estimate)")
-    cmd.add_argument("--global-batch", type=_positive(int), help="sequences per step (required with a preset)")
+    cmd.add_argument("--global-batch", type=_int_list, metavar="LIST",
+                     help="sequences per step (required with a preset); a list (1024,2048,4096) tries each at every "
+                          "count and keeps the fastest")
     cmd.add_argument("--price", type=_price, action="append", metavar="GPU=USD",
-                     help="USD per GPU-hour for a GPU type (default: the scenario's costs, else 2.0)")
+                     help="USD per GPU-hour for a GPU type (default: the scenario's costs for its own GPU type, "
+                          "else the catalog's price with its source: trainsim gpus)")
     cmd.add_argument("--simulate", type=_positive(int), default=8,
                      help="layouts simulated per GPU count (default 8)")
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
@@ -305,13 +308,16 @@ def _cmd_size(args: argparse.Namespace) -> int:
     gpus = [(g.partition(":")[0], g.partition(":")[2] or None) for g in args.gpu or []]
     base = load_scenario(args.model) if Path(args.model).is_file() else _preset_base(args, gpus)
     if args.global_batch is not None:
+        if 0 in args.global_batch:
+            raise TrainsimError("--global-batch: sizes must be >= 1")
         base = dataclasses.replace(base, training=dataclasses.replace(base.training,
-                                                                      global_batch_size=args.global_batch))
+                                                                      global_batch_size=args.global_batch[0]))
     clusters = [gpu_cluster(g, t, base.cluster.num_gpus) for g, t in gpus] or [base.cluster]
     try:
         result = size(base, args.tokens, clusters, deadline_days=args.deadline_days, budget_usd=args.budget_usd,
                       counts=args.counts, prices=dict(args.price or []), simulate=args.simulate,
-                      replicas=args.replicas, workers=args.workers, progress=_progress("size", args.quiet))
+                      replicas=args.replicas, workers=args.workers, global_batches=args.global_batch,
+                      progress=_progress("size", args.quiet))
     except KeyboardInterrupt:
         return _interrupted("size")
     print(_size_report(base, args.tokens, result))
@@ -348,12 +354,11 @@ def _preset_base(args: argparse.Namespace, gpus):
     return scenario_from_mapping({
         "name": args.model, "model": {"preset": args.model},
         "cluster": {"gpu": cluster.gpu, "num_gpus": 1, "topology": topology or DEFAULT_TOPOLOGY[cluster.gpu]},
-        "parallelism": {}, "training": {"global_batch_size": args.global_batch, "tokens": args.tokens}})
+        "parallelism": {}, "training": {"global_batch_size": args.global_batch[0], "tokens": args.tokens}})
 
 
 def _size_report(base, tokens: float, result) -> str:
     from sim.analysis.explore.size import smaller_neighbour
-    from sim.specs.pricing import CostsSpec
 
     goal = []
     if result.deadline_days is not None:
@@ -363,9 +368,12 @@ def _size_report(base, tokens: float, result) -> str:
     failures = "run level with the scenario's failures (spares scaled)" if base.failures else "no failures"
     lines = [f"{base.model.preset or base.name}: {tokens:.3g} tokens, global batch "
              f"{base.training.global_batch_size:,} x {base.model.seq_len:,}, {' and '.join(goal)}; {failures}"]
+    batches = {p.global_batch for curve in result.curves.values() for p in curve}
     for gpu, curve in result.curves.items():
-        price = (base.costs or CostsSpec()).usd_per_gpu_hour
-        lines += ["", f"{gpu}:", f"{'GPUs':>8}  {'best layout':<64} {'step s':>7} {'MFU':>6} {'days':>7} "
+        price, where = result.prices[gpu]
+        gbs = f" {'batch':>6}" if len(batches) > 1 else ""
+        lines += ["", f"{gpu}: ${price:.2f}/GPU-h ({where})",
+                  f"{'GPUs':>8}  {'best layout':<72}{gbs} {'step s':>7} {'MFU':>6} {'days':>7} "
                   f"{'GPU-h M':>8} {'cost $M':>8}"]
         for p in curve:
             if p.figures is None:
@@ -373,10 +381,12 @@ def _size_report(base, tokens: float, result) -> str:
                 continue
             f = p.figures
             mark = "  <- chosen" if p is result.choice[gpu] else ""
-            lines.append(f"{p.num_gpus:>8,}  {p.layout.label():<64} {f['step_time_s']:7.3f} {f['mfu']:6.1%} "
+            batch = f" {p.global_batch:>6,}" if len(batches) > 1 else ""
+            lines.append(f"{p.num_gpus:>8,}  {p.layout.label():<72}{batch} {f['step_time_s']:7.3f} {f['mfu']:6.1%} "
                          f"{f['days']:7.1f} {f['gpu_hours'] / 1e6:8.2f} {f['cost_usd'] / 1e6:8.1f}{mark}")
-            if p.note:
-                lines.append(f"{'':>10}({p.note})")
+            for note in (p.note, p.why_slower):
+                if note:
+                    lines.append(f"{'':>10}({note})")
         best = result.choice[gpu]
         if best is None:
             lines.append("  no GPU count searched meets the goal; widen --counts")

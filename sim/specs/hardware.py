@@ -25,6 +25,9 @@ class GpuSpec(Spec):
     hbm_efficiency: float = spec_field(doc="achieved fraction of HBM bandwidth", gt=0, le=1)
     source: str = spec_field(doc="where the figures come from")
     note: str | None = spec_field(None, doc="caveats")
+    usd_per_gpu_hour: float | None = spec_field(None, doc="default rental price, USD per GPU-hour (trainsim size)",
+                                                ge=0)
+    price_source: str | None = spec_field(None, doc="where usd_per_gpu_hour comes from")
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for ``dtype`` (fp16 stands in for bf16 on GPUs without bf16)."""
@@ -45,4 +48,7 @@ class GpuSpec(Spec):
 
     def _issues(self) -> list[Issue]:
         bad = [k for k, v in self.gemm_max_fraction.items() if not 0 < v <= 1]
-        return [Issue("gemm_max_fraction", f"fractions must lie in (0, 1]: {bad}")] if bad else []
+        issues = [Issue("gemm_max_fraction", f"fractions must lie in (0, 1]: {bad}")] if bad else []
+        if self.usd_per_gpu_hour is not None and not self.price_source:
+            issues.append(Issue("price_source", "a catalog price needs its source"))
+        return issues

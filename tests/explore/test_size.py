@@ -11,12 +11,15 @@ from sim.analysis.explore.size import (
     SizePoint,
     choose,
     count_grid,
+    explain_curve,
     gpu_cluster,
+    gpu_price,
     scaled_spares,
     size,
     smaller_neighbour,
 )
 from sim.errors import ScenarioError, TrainsimError
+from sim.specs.scenario import gpu_spec
 from tests.explore.conftest import tiny
 
 COUNTS = [8, 16, 32, 64]
@@ -90,3 +93,53 @@ def test_unknown_gpu_and_missing_goal_are_clear_errors():
     base = tiny(num_gpus=8, global_batch=64)
     with pytest.raises(TrainsimError, match="deadline"):
         size(base, 1e12, [base.cluster], counts=COUNTS)
+
+
+def test_prices_come_from_the_option_the_scenario_or_the_catalog():
+    base = tiny(num_gpus=8, costs={"usd_per_gpu_hour": 1.5})
+    assert gpu_price(base, "H100-SXM-80GB", {"H100-SXM-80GB": 3.0}) == (3.0, "--price")
+    assert gpu_price(base, "H100-SXM-80GB", None) == (1.5, "the scenario's costs")  # its own GPU type
+    usd, where = gpu_price(base, "B200", None)  # another type: the catalog's price, not the scenario's
+    assert usd == gpu_spec("B200").usd_per_gpu_hour and "catalog" in where
+    assert gpu_price(base, "A100-SXM-80GB", None)[0] == 1.5  # no catalog price: the scenario's, said so
+
+
+def test_size_charges_the_catalog_price_per_gpu_type():
+    base = tiny(num_gpus=8, global_batch=64)
+    result = size(base, 1e12, [base.cluster], deadline_days=1e9, counts=[8], workers=1)
+    point = result.curves["H100-SXM-80GB"][0]
+    price = gpu_spec("H100-SXM-80GB").usd_per_gpu_hour
+    assert result.prices["H100-SXM-80GB"][0] == price
+    assert point.cost_usd == pytest.approx(point.figures["gpu_hours"] * price)
+
+
+def test_global_batch_range_keeps_the_fastest_and_parallel_counts_agree():
+    base = tiny(num_gpus=8, global_batch=64)
+    one = size(base, 1e12, [base.cluster], deadline_days=1e9, counts=[8, 16], global_batches=[16, 64], workers=1)
+    two = size(base, 1e12, [base.cluster], deadline_days=1e9, counts=[8, 16], global_batches=[16, 64], workers=2)
+    for n, a, b in zip([8, 16], one.curves["H100-SXM-80GB"], two.curves["H100-SXM-80GB"], strict=True):
+        assert a.num_gpus == b.num_gpus == n and a.days == b.days and a.global_batch == b.global_batch
+        singles = [size(base, 1e12, [base.cluster], deadline_days=1e9, counts=[n], global_batches=[g],
+                        workers=1).curves["H100-SXM-80GB"][0].days for g in (16, 64)]
+        assert a.days == min(singles)
+
+
+def test_a_slower_larger_count_is_explained_by_its_batch():
+    from sim.analysis.explore.space import Layout
+    from sim.specs.enums import Recompute, Schedule
+
+    def layout(data: int, pipeline: int) -> Layout:
+        return Layout(tensor=8, pipeline=pipeline, virtual_pipeline=1, context=1, data=data, zero_stage=1,
+                      micro_batch_size=1, activation_recompute=Recompute.NONE, schedule=Schedule.ONE_F_ONE_B,
+                      split=False)
+
+    def point(n: int, data: int, days: float, bubble: float) -> SizePoint:
+        figures = {"days": days, "cost_usd": 1.0, "bubble_fraction": bubble, "mfu": 0.4, "step_time_s": 1.0}
+        return SizePoint("H100", n, layout(data, 16), figures, global_batch=2048)
+
+    curve = explain_curve([point(16384, 128, 50.0, 0.2), point(32768, 256, 55.0, 0.35)])
+    assert curve[0].why_slower == ""
+    # 2048 / 256 = 8 micro-batches per pipeline against 2048 / 128 = 16 at 16,384
+    assert curve[1].why_slower == (
+        "slower than 16,384 GPUs (50.0 days): batch: 2,048 sequences over DP 256 x micro-batch 1 leave 8 "
+        "micro-batches per pipeline (vs 16 at 16,384), pipeline bubble 35% vs 20%")

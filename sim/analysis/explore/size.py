@@ -6,7 +6,11 @@ For each GPU type a grid of whole-node GPU counts is searched (a reduced layout 
 (:func:`~sim.analysis.explore.objective.run_figures`, the run level when the base scenario configures
 failures; its hot spares are scaled with the node count, so every size keeps the base's spare fraction).
 The chosen point is the cheapest that meets the deadline (and budget); with a budget alone, the fastest
-within it.
+within it. GPU counts (and global batch sizes, when a range is given) are searched in parallel worker
+processes. A count slower than a smaller one gets a line saying why (:func:`explain_slower`).
+
+Prices per GPU type, first found: ``prices`` (``--price``), the scenario's ``costs`` for its own GPU type,
+the catalog's ``usd_per_gpu_hour`` (gpus.yaml, with its source), the ``CostsSpec`` default.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from dataclasses import dataclass
 
 from sim import catalog
 from sim.analysis.estimate import estimate_6nd_days
+from sim.analysis.explore import pool
 from sim.analysis.explore.search import search
 from sim.analysis.explore.space import Layout, SearchSpace
 from sim.errors import Issue, ScenarioError, TrainsimError
 from sim.specs.enums import Schedule
 from sim.specs.pricing import CostsSpec
-from sim.specs.scenario import ClusterSpec, Scenario
+from sim.specs.scenario import ClusterSpec, Scenario, gpu_spec
 from sim.specs.topology import load_topology
 
 #: The bundled fabric a GPU type is sized on when none is named: the DGX SuperPOD reference
@@ -47,6 +52,10 @@ class SizePoint:
     layout: Layout | None
     figures: dict | None
     note: str = ""
+    global_batch: int | None = None
+    """Sequences per step of the best layout (one of the global-batch range)."""
+    why_slower: str = ""
+    """Why this count is slower than a smaller one searched (empty when it is not)."""
 
     @property
     def days(self) -> float | None:
@@ -71,6 +80,8 @@ class SizeResult:
     choice: dict[str, SizePoint | None]
     deadline_days: float | None
     budget_usd: float | None
+    prices: dict[str, tuple[float, str]]
+    """USD per GPU-hour per GPU type and where it comes from."""
 
 
 def gpu_cluster(gpu: str, topology: str | None, num_gpus: int) -> ClusterSpec:
@@ -110,40 +121,112 @@ def default_counts(base: Scenario, cluster: ClusterSpec, deadline_days: float | 
 def size(base: Scenario, tokens: float, clusters: Sequence[ClusterSpec], *,
          deadline_days: float | None = None, budget_usd: float | None = None, counts: Sequence[int] | None = None,
          prices: dict[str, float] | None = None, space: SearchSpace = SIZE_SPACE, simulate: int = 8,
-         replicas: int | None = None, workers: int | None = None,
+         replicas: int | None = None, workers: int | None = None, global_batches: Sequence[int] | None = None,
          progress: Callable[[int, int], None] | None = None) -> SizeResult:
     """Search GPU counts for each of ``clusters`` (a GPU type on its fabric); see the module docstring.
 
     ``counts`` is the grid (default :func:`default_counts`); ``prices`` maps a GPU name to USD per
-    GPU-hour (default: the base's ``costs``, else CostsSpec's).
+    GPU-hour (see the module docstring for the defaults); ``global_batches`` are the global batch sizes
+    tried at every count (default: the base's), the best kept.
     """
     if deadline_days is None and budget_usd is None:
         raise TrainsimError("size needs a deadline (--deadline-days) or a budget (--budget-usd)")
     base = dataclasses.replace(base, training=dataclasses.replace(base.training, tokens=tokens))
-    plans = []
+    batches = list(dict.fromkeys(global_batches or [base.training.global_batch_size]))
+    items: list[tuple[Scenario, ClusterSpec, SearchSpace, int, int | None]] = []
+    used: dict[str, tuple[float, str]] = {}
     for cluster in clusters:
         grid = sorted(set(counts)) if counts else default_counts(base, cluster, deadline_days)
-        plans.append((cluster, grid, _priced(base, cluster.gpu, prices)))
-    total = sum(len(grid) for _, grid, _ in plans)
-    curves: dict[str, list[SizePoint]] = {}
-    done = 0
-    for cluster, grid, priced in plans:
-        curve = curves.setdefault(cluster.gpu, [])
+        usd, where = gpu_price(base, cluster.gpu, prices)
+        used[cluster.gpu] = (usd, where)
+        costs = dataclasses.replace(base.costs or CostsSpec(), usd_per_gpu_hour=usd)
         for n in grid:
             sized = dataclasses.replace(cluster, num_gpus=n)
-            curve.append(_best_at(scaled_spares(priced, sized), sized, space, simulate, replicas, workers))
-            done += 1
+            for gbs in batches:
+                training = dataclasses.replace(base.training, global_batch_size=gbs)
+                scenario = dataclasses.replace(base, costs=costs, training=training)
+                items.append((scaled_spares(scenario, sized), sized, space, simulate, replicas))
+    # counts in parallel, one process each; a single count searches its layouts on all workers instead
+    outer = workers or pool.default_workers()
+    inner = 1 if outer > 1 and len(items) > 1 else workers
+    best: dict[tuple[str, int], SizePoint] = {}
+    with pool.Pool((inner,), outer if inner == 1 else 1) as counts_pool:
+        for done, (_item, point) in enumerate(counts_pool.imap_unordered(_best_at_item, items), 1):
+            key = (point.gpu, point.num_gpus)
+            if key not in best or _better(point, best[key]):
+                best[key] = point
             if progress is not None:
-                progress(done, total)
+                progress(done, len(items))
+    curves: dict[str, list[SizePoint]] = {gpu: [] for gpu in used}
+    for (gpu, _n), point in sorted(best.items(), key=lambda kv: kv[0][1]):
+        curves[gpu].append(point)
+    curves = {gpu: explain_curve(curve) for gpu, curve in curves.items()}
     choice = {gpu: choose(curve, deadline_days, budget_usd) for gpu, curve in curves.items()}
-    return SizeResult(curves, choice, deadline_days, budget_usd)
+    return SizeResult(curves, choice, deadline_days, budget_usd, used)
 
 
-def _priced(base: Scenario, gpu: str, prices: dict[str, float] | None) -> Scenario:
-    if not prices or gpu not in prices:
-        return base
-    costs = dataclasses.replace(base.costs or CostsSpec(), usd_per_gpu_hour=prices[gpu])
-    return dataclasses.replace(base, costs=costs)
+def gpu_price(base: Scenario, gpu: str, prices: dict[str, float] | None) -> tuple[float, str]:
+    """USD per GPU-hour of ``gpu`` and where it comes from (the module docstring's order)."""
+    if prices and gpu in prices:
+        return prices[gpu], "--price"
+    if base.costs is not None and gpu == base.cluster.gpu:
+        return base.costs.usd_per_gpu_hour, "the scenario's costs"
+    spec = gpu_spec(gpu)
+    if spec.usd_per_gpu_hour is not None:
+        return spec.usd_per_gpu_hour, "catalog: sim/catalog/gpus.yaml price_source"
+    if base.costs is not None:
+        return base.costs.usd_per_gpu_hour, f"the scenario's costs (no catalog price for {gpu})"
+    return CostsSpec().usd_per_gpu_hour, f"default (no catalog price for {gpu}; give --price)"
+
+
+def _better(a: SizePoint, b: SizePoint) -> bool:
+    """Fewer days (points without a layout lose)."""
+    if a.days is None:
+        return False
+    return b.days is None or a.days < b.days
+
+
+def _best_at_item(item: tuple[Scenario, ClusterSpec, SearchSpace, int, int | None]) -> SizePoint:
+    (inner,) = pool.shared()
+    base, cluster, space, simulate, replicas = item
+    return _best_at(base, cluster, space, simulate, replicas, inner)
+
+
+def explain_curve(curve: Sequence[SizePoint]) -> list[SizePoint]:
+    """``curve`` (by GPU count) with :func:`explain_slower` on every point slower than a smaller count."""
+    out: list[SizePoint] = []
+    for point in curve:
+        smaller = [q for q in out if q.days is not None]
+        if point.days is not None and smaller:
+            faster = min(smaller, key=lambda q: q.days or 0.0)
+            if faster.days is not None and faster.days < point.days:
+                point = dataclasses.replace(point, why_slower=explain_slower(point, faster))
+        out.append(point)
+    return out
+
+
+def explain_slower(point: SizePoint, faster: SizePoint) -> str:
+    """Why ``point`` (more GPUs) trains slower than ``faster``: the batch (micro-batches per pipeline, so the
+    bubble) and the divisibility of the GPU count (the layouts it allows), from the two best layouts."""
+    a, b = point.layout, faster.layout
+    assert a is not None and b is not None and point.figures is not None and faster.figures is not None
+    gbs_a, gbs_b = point.global_batch or 0, faster.global_batch or 0
+    m_a, m_b = gbs_a // (a.data * a.micro_batch_size), gbs_b // (b.data * b.micro_batch_size)
+    reasons = []
+    if m_a < m_b:
+        reasons.append(f"batch: {gbs_a:,} sequences over DP {a.data} x micro-batch {a.micro_batch_size} leave "
+                       f"{m_a} micro-batches per pipeline (vs {m_b} at {faster.num_gpus:,}), pipeline bubble "
+                       f"{point.figures['bubble_fraction']:.0%} vs {faster.figures['bubble_fraction']:.0%}")
+    odd = point.num_gpus // (point.num_gpus & -point.num_gpus)
+    if odd > 1 and (a.tensor, a.pipeline, a.context) != (b.tensor, b.pipeline, b.context):
+        reasons.append(f"divisibility: {point.num_gpus:,} = {point.num_gpus // odd:,} x {odd}; the degrees must "
+                       f"multiply to it and divide the heads, layers and batch, and the best that do is "
+                       f"TP{a.tensor} PP{a.pipeline} CP{a.context} DP{a.data} (vs TP{b.tensor} PP{b.pipeline} "
+                       f"CP{b.context} DP{b.data})")
+    if not reasons:
+        reasons.append(f"its best layout runs at MFU {point.figures['mfu']:.1%} vs {faster.figures['mfu']:.1%} "
+                       f"(step {point.figures['step_time_s']:.2f} s vs {faster.figures['step_time_s']:.2f} s)")
+    return f"slower than {faster.num_gpus:,} GPUs ({faster.days:.1f} days): " + "; ".join(reasons)
 
 
 def scaled_spares(base: Scenario, cluster: ClusterSpec) -> Scenario:
@@ -163,16 +246,17 @@ def _best_at(base: Scenario, cluster: ClusterSpec, space: SearchSpace, simulate:
                     objective="days", workers=workers)
     ranked = result.ranked()
     note = _fabric_note(cluster)
+    gbs = base.training.global_batch_size
     if ranked:
         layout, row = ranked[0]
-        return SizePoint(cluster.gpu, cluster.num_gpus, layout, row, note)
+        return SizePoint(cluster.gpu, cluster.num_gpus, layout, row, note, gbs)
     enum = result.enumeration
     if len(enum.valid) == 0:
         worst = max(enum.rejected.values(), key=lambda r: r.count, default=None)
         why = f"no valid layout ({worst.example})" if worst else "no valid layout"
     else:
         why = "no layout fits in memory"
-    return SizePoint(cluster.gpu, cluster.num_gpus, None, None, "; ".join(x for x in (why, note) if x))
+    return SizePoint(cluster.gpu, cluster.num_gpus, None, None, "; ".join(x for x in (why, note) if x), gbs)
 
 
 def _fabric_note(cluster: ClusterSpec) -> str:
