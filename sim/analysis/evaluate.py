@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sim.costs.memory import MemoryBreakdown, peak_memory
 from sim.engine.simulate import simulate_step
 from sim.engine.step import StepResult
+from sim.specs import budget
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
@@ -36,6 +37,7 @@ def fits_in_memory(scenario: Scenario) -> bool:
 def evaluate(scenario: Scenario, ignore_memory: bool = False, record: bool = False) -> Evaluation:
     """Check memory; simulate the step unless the layout is out of memory (or ``ignore_memory``);
     ``record`` keeps the step's timeline (traces, plots)."""
+    budget.check_scenario(scenario)
     memory = peak_memory(scenario)
     ev = Evaluation(scenario, memory, None)
     if ev.fits or ignore_memory:

@@ -24,6 +24,7 @@ from sim.costs.reliability import (
 )
 from sim.engine.run import LOSSES, ReplicaResult, RunParams, simulate_run
 from sim.rng import make_rng, spawn
+from sim.specs import budget
 from sim.specs.enums import FailureDistribution, SparesExhausted
 from sim.specs.pricing import CostsSpec
 from sim.specs.reliability import CheckpointSpec
@@ -127,6 +128,16 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     return RunPlan(params, ck, rule, steps, mtbi, tuple(notes))
 
 
+def check_run_budget(params: RunParams, replicas: int, record: bool) -> None:
+    """Refuse (sim/specs/budget.py) a run level whose replicas x expected events would take hours: events are
+    interruptions and fail-slow episodes over the failure-free time, and every checkpoint when recorded."""
+    rate = sum(c.rate_per_s for c in params.failures) + params.episode_rate_per_s
+    events = params.work_s * rate + len(params.inject_s)
+    if record and params.interval_s > 0:
+        events += params.work_s / params.interval_s
+    budget.check_run(replicas, params.work_s / DAY, events)
+
+
 def energy_mwh(costs: CostsSpec, gpu_power_w: float, gpu_hours: float, idle_gpu_hours: float = 0.0) -> float:
     """GPU-hours x GPU W x PUE (the LLaMA papers' formula) plus the host share; ``idle_gpu_hours`` of them
     draw ``costs.idle_gpu_power_w`` when one is given."""
@@ -223,6 +234,7 @@ def simulate_run_level(s: Scenario, step_time_s: float, replicas: int | None = N
     """
     plan = run_plan(s, step_time_s)
     n = replicas if replicas is not None else s.simulation.monte_carlo
+    check_run_budget(plan.params, n, record)
     rngs = spawn(make_rng(s.simulation.seed if seed is None else seed), n)
     results = []
     for i, rng in enumerate(rngs):
@@ -248,6 +260,7 @@ def search_interval(params: RunParams, stall_s: float, mtbi_s: float, intervals_
                     replicas: int, seed: int, progress: Progress | None = None) -> IntervalSearch:
     """Simulate every interval on the same seeds (common random numbers) and locate the optimum."""
     taus = tuple(sorted(intervals_s))
+    check_run_budget(params, replicas * len(taus), record=False)
     good = []
     total = len(taus) * replicas
     for i, tau in enumerate(taus):

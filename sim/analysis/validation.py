@@ -258,6 +258,11 @@ def error_stats(outcomes: Iterable[Outcome]) -> dict[str, float]:
             "max": max(absolute), "bias": statistics.fmean(errs)}
 
 
+def source_names() -> list[str]:
+    """The sources ``run_validation(sources=...)`` knows (vTrain's rows are the source ``vtrain``)."""
+    return sorted({r.source for r in published_rows()} | {"vtrain"})
+
+
 def run_validation(sources: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
                    vtrain_limit: int | None = None) -> Report:
     """Simulate every published row (optionally only ``sources``); ``progress(done, total)``."""

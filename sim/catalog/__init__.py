@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sim.catalog.yamlio import load_yaml
 from sim.errors import Issue, ScenarioError
 
 #: Bundled topologies live at the repository top level (``topologies/``), next to ``sim/``.
@@ -23,7 +22,7 @@ TOPOLOGY_DIR = Path(__file__).resolve().parents[2] / "topologies"
 
 def read_yaml(name: str) -> Any:
     """A packaged YAML file by its path relative to ``sim/catalog``."""
-    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    return load_yaml(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
 def read_csv(name: str) -> list[dict[str, str]]:
@@ -34,7 +33,7 @@ def read_csv(name: str) -> list[dict[str, str]]:
 
 def topology_mapping(name: str) -> dict[str, Any]:
     """The raw mapping of a bundled topology (a fresh copy each call: callers may edit it)."""
-    return yaml.safe_load((TOPOLOGY_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    return load_yaml((TOPOLOGY_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
 
 
 @functools.cache
@@ -64,7 +63,7 @@ def preset_table() -> dict[str, dict[str, Any]]:
     presets = {}
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            data = load_yaml(entry.read_text(encoding="utf-8"))
             presets[data["name"]] = data
     return presets
 

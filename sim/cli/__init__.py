@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from sim import __version__
 from sim.cli import explore, network, report, runlevel
 from sim.cli._common import add_run_level_options, evaluate_with_run, progress_bar
 from sim.errors import ScenarioError, TrainsimError
+from sim.specs import budget
+
+#: Problems printed per error, and characters per line: an error is read, not scrolled.
+MAX_ISSUES = 20
+MAX_LINE = 300
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from sim.report import strict_json
     from sim.report.result import result_dict, summary_text
 
+    report.check_run_outputs(args)
     ev, run = evaluate_with_run(args, record=report.wants_run_events(args))
     if args.json:
-        print(json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
+        print(strict_json.dumps(result_dict(ev, run), indent=2, sort_keys=False))
     else:
         print(summary_text(ev, run))
     report.write_run_outputs(args, ev, run)
@@ -53,8 +61,11 @@ def _cmd_gpus(_: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from sim.analysis.validation import format_report, run_validation
+    from sim.analysis.validation import format_report, run_validation, source_names
 
+    unknown = [s for s in args.source or [] if s not in source_names()]
+    if unknown:
+        raise TrainsimError(f"--source {unknown[0]!r}: not a validation source; known: {', '.join(source_names())}")
     report = run_validation(sources=args.source, progress=None if args.quiet else progress_bar("validate"))
     print(format_report(report, verbose=args.verbose))
     return 0
@@ -87,21 +98,61 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("presets", help="list packaged model presets").set_defaults(func=_cmd_presets)
     sub.add_parser("gpus", help="list the GPU catalog").set_defaults(func=_cmd_gpus)
+    for command in sub.choices.values():
+        command.add_argument(budget.FLAG, action="store_true",
+                             help="lift the work budget (GPUs, micro-batches, replicas, run events, sweep points, "
+                                  "workers: README 'Limits') for a deliberately large run")
     return parser
+
+
+def _print_error(head: str, lines: Sequence[str] = ()) -> None:
+    print(_clip(f"trainsim: error: {head}"), file=sys.stderr)
+    for line in lines[:MAX_ISSUES]:
+        print(_clip(f"  {line}"), file=sys.stderr)
+    if len(lines) > MAX_ISSUES:
+        print(f"  ... and {len(lines) - MAX_ISSUES} more", file=sys.stderr)
+
+
+def _clip(line: str) -> str:
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the Ctrl-C path (pools shut down, partial results kept, exit 130); main thread only."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _terminate_as_interrupt(), budget.allowing(args.allow_large):
+            return args.func(args)
     except ScenarioError as err:
         head = f"{err.source}: " if err.source else ""
-        print(f"trainsim: error: {head}invalid scenario ({len(err.issues)} problem(s))", file=sys.stderr)
-        for issue in err.issues:
-            print(f"  {issue}", file=sys.stderr)
+        _print_error(f"{head}invalid scenario ({len(err.issues)} problem(s))", [str(i) for i in err.issues])
         return 2
     except TrainsimError as err:
-        print(f"trainsim: error: {err}", file=sys.stderr)
+        _print_error(str(err))
         return 2
+    except MemoryError:
+        _print_error(f"out of memory; a smaller scenario, or fewer GPUs or replicas, may fit ({budget.FLAG} "
+                     "lifts the work budget, not the machine's memory)")
+        return 2
+    except KeyboardInterrupt:
+        print("\ntrainsim: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 0

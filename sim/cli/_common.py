@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 Progress = Callable[[int, int], None]
 
@@ -62,11 +64,77 @@ def evaluate_with_run(args: argparse.Namespace, record: bool = False):
     ``(Evaluation, RunSummary | None)``. ``record`` keeps the step's timeline and replica 0's run events."""
     from sim.analysis.evaluate import evaluate
     from sim.analysis.runlevel import simulate_run_level
-    from sim.specs.scenario import load_scenario
-
-    ev = evaluate(load_scenario(args.scenario), record=record)
+    ev = evaluate(load_checked(args.scenario), record=record)
     if ev.step is None or not ev.scenario.training.tokens:
         return ev, None
     progress = progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None
     return ev, simulate_run_level(ev.scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
                                   progress=progress, record=record)
+
+
+def load_checked(path: str):
+    """Load a scenario and check its step-level work budget (sim/specs/budget.py) before anything is built."""
+    from sim.specs import budget
+    from sim.specs.scenario import load_scenario
+
+    s = load_scenario(path)
+    budget.check_scenario(s)
+    return s
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (the writers create the folders in between)."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:
+            continue
+    return Path.cwd()
+
+
+def _writable_folder(folder: Path, option: str, target: Path) -> None:
+    from sim.errors import TrainsimError
+
+    if not folder.is_dir():
+        raise TrainsimError(f"{option} {target}: {folder} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise TrainsimError(f"{option} {target}: cannot write in {folder} ({err.strerror or err})") from None
+
+
+def check_output_file(path: str | Path, option: str) -> None:
+    """Exit 2 before any work if ``path`` cannot be written as a file (a folder, /proc, no permission)."""
+    from sim.errors import TrainsimError
+
+    target = Path(path)
+    if str(path).strip() == "" or target.name in ("", ".", ".."):
+        raise TrainsimError(f"{option} {str(path)!r}: not a file name")
+    found = _nearest_existing(target)
+    if found == target:
+        if target.is_dir():
+            raise TrainsimError(f"{option} {target}: is a folder; name a file")
+        if not target.is_file():
+            raise TrainsimError(f"{option} {target}: not a regular file")
+        try:
+            with target.open("ab"):
+                pass
+        except OSError as err:
+            raise TrainsimError(f"{option} {target}: cannot write ({err.strerror or err})") from None
+        return
+    _writable_folder(found, option, target)
+
+
+def check_output_dir(path: str | Path, option: str) -> None:
+    """Exit 2 before any work if ``path`` cannot be used as the folder files are written into."""
+    from sim.errors import TrainsimError
+
+    target = Path(path)
+    if str(path).strip() == "":
+        raise TrainsimError(f"{option} '': not a folder name")
+    found = _nearest_existing(target)
+    if found == target and not target.is_dir():
+        raise TrainsimError(f"{option} {target}: is a file; name a folder")
+    _writable_folder(found, option, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+        if not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number > 0")
         return value
     return parse
 
@@ -78,9 +79,12 @@ def _bool_list(text: str) -> tuple[bool, ...]:
 def _price(text: str) -> tuple[str, float]:
     gpu, _, usd = text.partition("=")
     try:
-        return gpu, float(usd)
+        price = float(usd)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected GPU=USD_PER_GPU_HOUR") from None
+    if not (math.isfinite(price) and price >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: the price must be a finite number >= 0")
+    return gpu, price
 
 
 def _interrupted(command: str) -> int:
@@ -90,6 +94,17 @@ def _interrupted(command: str) -> int:
 
 def _progress(label: str, quiet: bool):
     return None if quiet else progress_bar(label)
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """The budget of the options every exploring command has (before any scenario is loaded)."""
+    from sim.analysis.explore.pool import default_workers
+    from sim.specs import budget
+
+    if args.workers is not None:
+        budget.check_workers(args.workers, default_workers())
+    if getattr(args, "replicas", None) is not None:
+        budget.check("--replicas", args.replicas, budget.LIMITS.replicas)
 
 
 # ---- search ----------------------------------------------------------------------------------------
@@ -140,8 +155,8 @@ def _register_search(sub) -> None:
 def _cmd_search(args: argparse.Namespace) -> int:
     from sim.analysis.explore.search import search
     from sim.analysis.explore.space import SearchSpace
+    from sim.cli._common import check_output_dir, check_output_file, load_checked
     from sim.errors import TrainsimError
-    from sim.specs.scenario import load_scenario
 
     _apply_fix(args)
     if any(z > 3 for z in args.zero):
@@ -151,10 +166,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for flag in ("tp", "pp", "cp", "dp", "vp"):
         if getattr(args, flag) is not None and 0 in getattr(args, flag):
             raise TrainsimError(f"--{flag}: degrees must be >= 1")
+    _check_common(args)
+    if args.output:
+        check_output_file(args.output, "-o")
+    if args.plot:
+        check_output_dir(args.plot, "--plot")
+    base = load_checked(args.scenario)
+    # more model chunks per rank than layers cannot be valid: the enumeration stops there
     space = SearchSpace(micro_batch_sizes=args.micro_batches, zero_stages=args.zero, recomputes=args.recompute,
-                        schedules=args.schedules, max_virtual=args.max_virtual, tp_comm_overlaps=args.tp_overlap,
-                        tensor=args.tp, pipeline=args.pp, context=args.cp, data=args.dp, virtual_pipelines=args.vp)
-    base = load_scenario(args.scenario)
+                        schedules=args.schedules, max_virtual=min(args.max_virtual, max(2, base.model.num_layers)),
+                        tp_comm_overlaps=args.tp_overlap, tensor=args.tp, pipeline=args.pp, context=args.cp,
+                        data=args.dp, virtual_pipelines=args.vp)
     try:
         result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
                         objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
@@ -300,13 +322,19 @@ def _cmd_size(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sim.analysis.explore.size import gpu_cluster, size
+    from sim.cli._common import check_output_dir, load_checked
     from sim.errors import TrainsimError
-    from sim.specs.scenario import load_scenario
+    from sim.specs import budget
 
     if args.deadline_days is None and args.budget_usd is None:
         raise TrainsimError("size needs --deadline-days or --budget-usd (or both)")
+    _check_common(args)
+    for count in args.counts or ():
+        budget.check("--counts", count, budget.LIMITS.gpus)
+    if args.plot:
+        check_output_dir(args.plot, "--plot")
     gpus = [(g.partition(":")[0], g.partition(":")[2] or None) for g in args.gpu or []]
-    base = load_scenario(args.model) if Path(args.model).is_file() else _preset_base(args, gpus)
+    base = load_checked(args.model) if Path(args.model).is_file() else _preset_base(args, gpus)
     if args.global_batch is not None:
         if 0 in args.global_batch:
             raise TrainsimError("--global-batch: sizes must be >= 1")
@@ -416,11 +444,16 @@ def _register_sweep(sub) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sim.analysis.explore.sweep import run_sweep
+    from sim.analysis.explore.sweep import check_dask_address, run_sweep
+    from sim.cli._common import check_output_file
     from sim.specs.sweep import load_sweep
 
-    sweep = load_sweep(args.sweep)
+    _check_common(args)
+    if args.dask is not None:
+        check_dask_address(args.dask)
     out = args.output or f"{Path(args.sweep).stem}-results.csv"
+    check_output_file(out, "-o")
+    sweep = load_sweep(args.sweep)
     try:
         outcome = run_sweep(sweep, out, dask=args.dask, workers=args.workers,
                             progress=_progress("sweep", args.quiet))

@@ -34,6 +34,17 @@ def run_trace_path(step_path: str | Path) -> Path:
     return Path(step_path).with_suffix(".run.json")
 
 
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """Exit 2 before any simulation if ``--trace`` or ``--plot`` cannot be written."""
+    from sim.cli._common import check_output_dir, check_output_file
+
+    if args.trace:
+        check_output_file(args.trace, "--trace")
+        check_output_file(run_trace_path(args.trace), "--trace (its run trace)")
+    if args.plot:
+        check_output_dir(args.plot, "--plot")
+
+
 def _wrote(path: Path, what: str = "") -> None:
     print(f"trainsim: wrote {path}{f' ({what})' if what else ''}", file=sys.stderr)
 
@@ -64,9 +75,10 @@ def write_run_outputs(args: argparse.Namespace, ev: Evaluation, run: RunSummary 
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from sim.cli._common import evaluate_with_run
+    from sim.cli._common import check_output_file, evaluate_with_run
     from sim.report.html import run_level, write_report
 
+    check_output_file(args.output, "-o")
     ev, summary = evaluate_with_run(args, record=True)
     run = run_level(summary) if summary is not None else None
     path = write_report(ev, args.output, run=run)

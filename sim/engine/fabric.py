@@ -95,7 +95,13 @@ class FabricFlows:
                 self.left[np.isinf(self.rates)] = 0.0
                 self.rates[np.isinf(self.rates)] = 0.0
                 continue
-            dt = float(np.min(self.left / self.rates))
+            finish_in = self.left / self.rates
+            dt = float(np.min(finish_in))
+            if self.env.now + dt == self.env.now:
+                # below the clock's resolution at this time (a slow fabric: seconds are large), the clock
+                # would not move and the loop would spin: the flows due within one tick are done now
+                self.left[finish_in <= np.spacing(self.env.now)] = 0.0
+                continue
             yield self.env.timeout(dt) | self._wake
             if self._wake.triggered:
                 self._wake = self.env.event()
@@ -141,7 +147,11 @@ class SharedLink:
                 self.events.pop(i).succeed()
             if not self.left:
                 continue
-            yield self.env.timeout(min(self.left) * len(self.left)) | self._wake
+            dt = min(self.left) * len(self.left)
+            if self.env.now + dt == self.env.now:  # below the clock's resolution: done now (FabricFlows._run)
+                self.left = [0.0 if w * len(self.left) <= np.spacing(self.env.now) else w for w in self.left]
+                continue
+            yield self.env.timeout(dt) | self._wake
             if self._wake.triggered:
                 self._wake = self.env.event()
 

@@ -10,7 +10,6 @@ timestamps are float microseconds, about 2 ns resolution at 200 days).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,7 @@ from sim.costs import flops
 from sim.engine.step import StepResult
 from sim.parallelism.schedules import Phase
 from sim.parallelism.sharding import chunk_layers
+from sim.report import strict_json
 from sim.specs.scenario import Scenario
 from sim.units import DAY
 
@@ -258,5 +258,5 @@ def write_trace(trace: Mapping[str, Any], path: str | Path) -> Path:
     """Write a trace object as JSON; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(trace), encoding="utf-8")
+    path.write_text(strict_json.dumps(trace), encoding="utf-8")
     return path

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +22,21 @@ from typing import Any, TypeVar
 from sim.errors import Issue, ScenarioError
 
 T = TypeVar("T")
+
+#: Every spec class, so that an unknown key can be found in the block where it belongs.
+_SPECS: list[type] = []
+#: Suggest a field of the same block only when this close (difflib ratio): "num_experts" is not "num_layers".
+_CLOSE = 0.75
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+_REPR.maxlevel = 2
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` bounded in length and in work (a huge or deeply nested value is never rendered whole)."""
+    return _REPR.repr(value)
 
 _NUMBER = re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?$")
 
@@ -41,8 +58,13 @@ class Spec:
 
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _SPECS.append(cls)
+
     def __post_init__(self) -> None:
-        issues = list(_range_issues(self)) + list(self._issues())
+        # cross-field rules may divide by a field its range forbids to be 0: only on in-range values
+        issues = _range_issues(self) or self._issues()
         if issues:
             raise ScenarioError(issues)
 
@@ -95,7 +117,7 @@ def _build(cls: type[T], data: Any, path: str, issues: list[Issue]) -> T | None:
     for key in data:
         if key not in fields:
             ok = False
-            issues.append(Issue(join(path, str(key)), _unknown_key_message(key, fields)))
+            issues.append(Issue(join(path, _short(key)), _unknown_key_message(key, fields, cls)))
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -122,10 +144,57 @@ def yaml_key(f: dataclasses.Field) -> str:
     return f.metadata.get("key") or f.name
 
 
-def _unknown_key_message(key: Any, fields: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+def _short(key: Any) -> str:
+    text = str(key) if isinstance(key, (str, int, float, bool)) or key is None else short_repr(key)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _unknown_key_message(key: Any, fields: Mapping[str, Any], cls: type) -> str:
+    """Where the key belongs if it is another block's field; else a close field of this block; else all."""
+    tree = _blocks().get(cls, {})
+    elsewhere = [name or "the top level" for other, name in tree.items()
+                 if other is not cls and str(key) in _yaml_fields(other)]
+    if elsewhere:
+        return f"unknown field here; '{key}' is a field of {' or '.join(elsewhere)}: move it there"
+    close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=_CLOSE)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(sorted(fields))}"
     return f"unknown field{hint}"
+
+
+def _yaml_fields(cls: type) -> set[str]:
+    return {yaml_key(f) for f in dataclasses.fields(cls) if f.init}
+
+
+@functools.cache
+def _blocks() -> dict[type, dict[type, str]]:
+    """For each spec class, the blocks of the file it appears in: spec class -> dotted path (``model.moe``).
+
+    A file's top is a spec no other spec contains (a scenario; the GPU catalog); a block is named by the
+    first path that reaches it."""
+    children: dict[type, list[tuple[str, type]]] = {}
+    for cls in _SPECS:
+        hints = typing.get_type_hints(cls)
+        children[cls] = [(yaml_key(f), sub) for f in dataclasses.fields(cls) for sub in _spec_types(hints[f.name])]
+    contained = {sub for subs in children.values() for _, sub in subs}
+    out: dict[type, dict[type, str]] = {}
+    for root in (cls for cls in _SPECS if cls not in contained):
+        names: dict[type, str] = {}
+        queue = [(root, "")]
+        while queue:
+            cls, name = queue.pop(0)
+            if cls not in names:
+                names[cls] = name
+                queue += [(sub, join(name, key)) for key, sub in children.get(cls, [])]
+        for cls in names:
+            out.setdefault(cls, {}).update(names)
+    return out
+
+
+def _spec_types(tp: Any) -> list[type]:
+    """The spec dataclasses an annotation holds (``MoESpec | None``, ``tuple[TierSpec, ...]``)."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return [tp]
+    return [s for arg in typing.get_args(tp) for s in _spec_types(arg)]
 
 
 def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
@@ -143,14 +212,14 @@ def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
             out = convert(arg, value, path, trial)
             if not trial:
                 return out
-        issues.append(Issue(path, f"{value!r} is not one of: {', '.join(_describe(a) for a in args)}"))
+        issues.append(Issue(path, f"{short_repr(value)} is not one of: {', '.join(_describe(a) for a in args)}"))
         return None
     if origin is dict:
         key_t, val_t = typing.get_args(tp)
         if not isinstance(value, Mapping):
             issues.append(Issue(path, f"expected a mapping, got {_kind(value)}"))
             return None
-        return {convert(key_t, k, join(path, str(k)), issues): convert(val_t, v, join(path, str(k)), issues)
+        return {convert(key_t, k, join(path, _short(k)), issues): convert(val_t, v, join(path, _short(k)), issues)
                 for k, v in value.items()}
     if origin is tuple:
         (item_t, _) = typing.get_args(tp)
@@ -165,14 +234,14 @@ def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        issues.append(Issue(path, f"expected true or false, got {value!r}"))
+        issues.append(Issue(path, f"expected true or false, got {short_repr(value)}"))
         return None
     if tp in (int, float):
         return _convert_number(tp, value, path, issues)
     if tp is str:
         if isinstance(value, str) and value.strip():
             return value
-        issues.append(Issue(path, f"expected a non-empty string, got {value!r}"))
+        issues.append(Issue(path, f"expected a non-empty string, got {short_repr(value)}"))
         return None
     if tp is Any:
         return value
@@ -184,9 +253,9 @@ def _convert_enum(tp: type[enum.Enum], value: Any, path: str, issues: list[Issue
         return tp(value)
     except ValueError:
         choices = [str(m.value) for m in tp]
-        close = difflib.get_close_matches(str(value), choices, n=1)
+        close = difflib.get_close_matches(short_repr(value), choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        issues.append(Issue(path, f"{value!r} is not one of {', '.join(choices)}{hint}"))
+        issues.append(Issue(path, f"{short_repr(value)} is not one of {', '.join(choices)}{hint}"))
         return None
 
 
@@ -208,15 +277,15 @@ def parse_number(value: Any) -> float | int | None:
 def _convert_number(tp: type, value: Any, path: str, issues: list[Issue]) -> Any:
     number = parse_number(value)
     if number is None or number != number or number in (float("inf"), float("-inf")):
-        issues.append(Issue(path, f"expected a {'whole ' if tp is int else ''}number, got {value!r}"))
+        issues.append(Issue(path, f"expected a {'whole ' if tp is int else ''}number, got {short_repr(value)}"))
         return None
     if isinstance(number, int) and abs(number) > 2**63:
-        issues.append(Issue(path, f"{str(value)[:20]}... is too large"))
+        issues.append(Issue(path, f"{len(str(number))}-digit number is too large (more than 2**63)"))
         return None
     if tp is int:
         if isinstance(number, int) or float(number).is_integer():
             return int(number)
-        issues.append(Issue(path, f"expected a whole number, got {value!r}"))
+        issues.append(Issue(path, f"expected a whole number, got {short_repr(value)}"))
         return None
     return float(number)
 
@@ -224,7 +293,7 @@ def _convert_number(tp: type, value: Any, path: str, issues: list[Issue]) -> Any
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    return f"{type(value).__name__} {value!r}"[:80]
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def _describe(tp: Any) -> str:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim import catalog
+from sim.catalog.yamlio import YamlError, read_yaml_file
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, spec_field
 from sim.specs.enums import Fidelity, Precision, Schedule
@@ -187,12 +186,9 @@ def _resolve_topology(cluster: Any, base: Path | None, issues: list[Issue]) -> A
         issues.extend(err.issues)
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        issues.append(Issue("cluster.topology", f"{path}: cannot read ({err})"))
-        return None
-    except Exception as err:  # PyYAML constructors raise ValueError, IndexError, KeyError, AttributeError
-        issues.append(Issue("cluster.topology", f"{path}: not valid YAML ({err})"))
+        data = read_yaml_file(path)
+    except YamlError as err:
+        issues.append(Issue("cluster.topology", f"{path}: {err}"))
         return None
     return {**cluster, "topology": data}
 
@@ -226,13 +222,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario YAML file; raises ScenarioError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ScenarioError([Issue("", f"cannot read scenario: {err.strerror}")], str(path)) from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError([Issue("", f"not UTF-8 text: {err}")], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except Exception as err:  # PyYAML constructors raise ValueError, IndexError, KeyError, AttributeError
-        raise ScenarioError([Issue("", f"not valid YAML: {err}")], str(path)) from None
+        data = read_yaml_file(path)
+    except YamlError as err:
+        raise ScenarioError([Issue("", str(err))], str(path)) from None
     return scenario_from_mapping(data, path.parent, str(path))

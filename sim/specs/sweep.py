@@ -10,7 +10,9 @@ A sweep file names a base scenario and the fields to vary::
     points:                                          # optional: a list (crossed with the grid if both)
       - {parallelism.zero_stage: 0}
 
-Each point gets a stable key (a hash of its assignments), so a results table can be resumed.
+Each point gets a stable key (a hash of its assignments and of the base scenario as loaded, its preset and
+topology resolved), so a results table can be resumed, and a point is recomputed when the base changed. The
+number of points is checked against the work budget (sim/specs/budget.py) before the grid is built.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sim.catalog.yamlio import YamlError, read_yaml_file
 from sim.errors import Issue, ScenarioError
+from sim.specs import budget
 from sim.specs.scenario import Scenario, load_scenario
 from sim.specs.variants import check_path
 
@@ -44,37 +47,48 @@ class Sweep:
     points: tuple[Point, ...]
 
 
-def point_key(assignments: dict[str, Any]) -> str:
-    """A stable key of a point: the hash of its assignments (order-independent)."""
-    text = json.dumps(assignments, sort_keys=True, default=str)
+def point_key(assignments: dict[str, Any], base: str = "") -> str:
+    """A stable key of a point: the hash of its assignments (order-independent) and of ``base`` (the digest
+    of the base scenario, :func:`base_digest`)."""
+    text = json.dumps(assignments, sort_keys=True, default=str) + base
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def base_digest(base: Scenario) -> str:
+    """The content of a validated scenario (every field, the preset and topology resolved) as a hash: the
+    repr of frozen dataclasses of numbers, strings and enums is deterministic."""
+    return hashlib.sha1(repr(base).encode()).hexdigest()
 
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file; raises ScenarioError naming every problem."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ScenarioError([Issue("", f"cannot read sweep: {err.strerror}")], str(path)) from None
-    except Exception as err:  # PyYAML constructors raise several exception types
-        raise ScenarioError([Issue("", f"not valid YAML: {err}")], str(path)) from None
+        data = read_yaml_file(path)
+    except YamlError as err:
+        raise ScenarioError([Issue("", str(err))], str(path)) from None
     if not isinstance(data, dict):
         raise ScenarioError([Issue("", "a sweep is a mapping with base, grid and/or points")], str(path))
-    issues = [Issue(k, "unknown key; use base, grid, points") for k in data if k not in ("base", "grid", "points")]
+    issues = [Issue(str(k)[:60], "unknown key; use base, grid, points") for k in data
+              if k not in ("base", "grid", "points")]
     if not isinstance(data.get("base"), str):
         issues.append(Issue("base", "required: the path of the base scenario (relative to the sweep file)"))
     axes = _grid_axes(data.get("grid"), issues)
     listed = _listed_points(data.get("points"), issues)
     if not axes and not listed:
         issues.append(Issue("grid", "a sweep needs a grid or a list of points"))
+    if not issues:
+        count = math.prod(len(axis) for axis in axes) * max(1, len(listed))
+        budget.check("sweep points (grid x points)", count, budget.LIMITS.sweep_points)
     if issues:
         raise ScenarioError(issues, str(path))
     base = load_scenario(path.parent / data["base"])
+    budget.check_scenario(base)
+    digest = base_digest(base)
     combos = [dict(itertools.chain.from_iterable(a.items() for a in c)) for c in itertools.product(*axes)]
     assignments = [{**c, **p} for c in combos for p in (listed or [{}])]
     fields = tuple(dict.fromkeys(k for a in assignments for k in a))
-    points = tuple(Point(point_key(a), a) for a in assignments)
+    points = tuple(Point(point_key(a, digest), a) for a in assignments)
     dupes = len(points) - len({p.key for p in points})
     if dupes:
         raise ScenarioError([Issue("points", f"{dupes} point(s) repeat another point")], str(path))

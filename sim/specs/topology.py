@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from sim import catalog
+from sim.catalog.yamlio import YamlError, read_yaml_file
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, spec_field
 from sim.specs.enums import ScaleUpKind
@@ -18,8 +17,8 @@ class ScaleUpSpec(Spec):
     """The NVLink/NVSwitch (or xGMI, PCIe) domain inside a node or rack."""
 
     kind: ScaleUpKind = spec_field(doc="nvswitch | nvlink-mesh | pcie")
-    bandwidth_gbyte_s_per_gpu: float = spec_field(doc="per GPU, per direction, GB/s", gt=0)
-    latency_us: float = spec_field(1.0, doc="per-hop latency, us", ge=0)
+    bandwidth_gbyte_s_per_gpu: float = spec_field(doc="per GPU, per direction, GB/s", gt=0, le=1e6)
+    latency_us: float = spec_field(1.0, doc="per-hop latency, us", ge=0, le=1e6)
     domain_gpus: int = spec_field(doc="GPUs sharing one scale-up domain", ge=1)
     nvls: bool = spec_field(False, doc="NVSwitch in-network reduction (NVLS) available")
 
@@ -31,7 +30,7 @@ class NodeSpec(Spec):
     gpus: int = spec_field(doc="GPUs per node", ge=1)
     scale_up: ScaleUpSpec = spec_field(doc="scale-up domain")
     nics: int = spec_field(doc="scale-out NICs per node", ge=0)
-    nic_bandwidth_gbit_s: float = spec_field(doc="per NIC, per direction, Gb/s", ge=0)
+    nic_bandwidth_gbit_s: float = spec_field(doc="per NIC, per direction, Gb/s", ge=0, le=1e7)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,8 +39,8 @@ class TierSpec(Spec):
 
     name: str = spec_field(doc="tier name (leaf, spine, core...)")
     radix: int = spec_field(doc="switch ports", ge=2)
-    oversubscription: float = spec_field(1.0, doc="down:up bandwidth ratio of this tier's uplinks", ge=1)
-    latency_us: float = spec_field(0.5, doc="switch traversal latency, us", ge=0)
+    oversubscription: float = spec_field(1.0, doc="down:up bandwidth ratio of this tier's uplinks", ge=1, le=1e4)
+    latency_us: float = spec_field(0.5, doc="switch traversal latency, us", ge=0, le=1e6)
     span_gpus: int | None = spec_field(None, doc="GPUs under one switch group of this tier", ge=1)
 
 
@@ -52,7 +51,7 @@ class ScaleOutSpec(Spec):
     kind: str = spec_field("fat-tree", doc="fat-tree | clos | torus ...")
     rail_optimized: bool = spec_field(True, doc="NIC i of every node on rail (leaf group) i")
     tiers: tuple[TierSpec, ...] = spec_field((), doc="leaf first")
-    latency_us: float = spec_field(2.0, doc="end-to-end base latency of a transfer, us", ge=0)
+    latency_us: float = spec_field(2.0, doc="end-to-end base latency of a transfer, us", ge=0, le=1e6)
     sharp: bool = spec_field(False, doc="in-network reduction (SHARP) in the switches")
 
 
@@ -98,7 +97,7 @@ def load_topology(ref: str, base: Path | None = None) -> TopologySpec:
     """A bundled topology by name, or a topology file by path; every problem in one ScenarioError."""
     path = catalog.resolve_topology(ref, base)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ScenarioError([Issue("topology", f"{path}: cannot read ({err})")]) from err
+        data = read_yaml_file(path)
+    except YamlError as err:
+        raise ScenarioError([Issue("topology", f"{path}: {err}")]) from None
     return build(TopologySpec, data, "topology")

@@ -438,8 +438,8 @@ def test_integer_literal_too_long(base, write_scenario, run_cli):
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("name: spec-test-llama3-8b-16xh100", "name: 2024-02-30"),
-     ("name: spec-test-llama3-8b-16xh100", "name: 2024-13-45"),
+    [("name: spec-test-llama3-8b-16xh100", "name: !!timestamp 2024-02-30"),  # unquoted dates are strings
+     ("name: spec-test-llama3-8b-16xh100", "name: !!timestamp 2024-13-45"),
      ("tokens: 1000000000000.0", "tokens: !!float many"),
      ("seed: 0", "seed: !!int x"),
      ("seed: 0", "seed: !!int"),

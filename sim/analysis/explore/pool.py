@@ -2,13 +2,17 @@
 
 Workers are started once per pool with the large shared arguments (a base scenario), so each task
 only ships a small item. ``workers=1`` runs in this process: no pickling, the reference for
-per-core throughput. On an interrupt the pending tasks are cancelled; what already finished has been
-yielded.
+per-core throughput. On an interrupt the pending tasks are cancelled and the workers killed; what already
+finished has been yielded. Workers die with their parent however it ends (Linux: the kernel sends them
+SIGKILL when it exits, even by SIGKILL), and ignore Ctrl-C, which the parent handles for them.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -31,8 +35,25 @@ def shared() -> tuple[Any, ...]:
     return _SHARED
 
 
-def _init(*args: Any) -> None:
+#: prctl(2) option: the signal this process gets when its parent exits.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the parent process exits, and leave Ctrl-C to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's shutdown is the only cleanup
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init(parent: int, *args: Any) -> None:
     global _SHARED
+    _die_with_parent(parent)
     _SHARED = args
 
 
@@ -46,12 +67,17 @@ class Pool:
 
     def __enter__(self) -> Pool:
         if self.workers > 1:
-            self._executor = ProcessPoolExecutor(self.workers, initializer=_init, initargs=self.shared_args)
+            self._executor = ProcessPoolExecutor(self.workers, initializer=_init,
+                                                 initargs=(os.getpid(), *self.shared_args))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if self._executor is None:
+            return
+        if exc[0] is not None:  # interrupted or failed: stop the workers now, not after their current task
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.kill()
+        self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
 
     def imap_unordered(self, fn: Callable[[T], Any], items: Iterable[T]) -> Iterator[tuple[T, Any]]:
         """``(item, fn(item))`` in completion order; ``fn`` reads the shared arguments via :func:`shared`."""

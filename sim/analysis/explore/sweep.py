@@ -9,6 +9,7 @@ cores, or on a Dask cluster (``distributed``, imported only then).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,16 @@ def _local_results(base: Scenario, points: list[Point], workers: int | None) -> 
         yield from local.imap_unordered(_evaluate_shared, points)
 
 
+def check_dask_address(address: str) -> None:
+    """A scheduler address must look like one (``tcp://host:8786``, ``host:8786``) before the sweep starts."""
+    if not _ADDRESS.match(address):
+        raise TrainsimError(f"--dask {address!r}: not a scheduler address; use tcp://HOST:PORT "
+                            "(or tls://, ws://, inproc://)")
+
+
+_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:%]+(?::\d{1,5})?(?:/[\w./-]*)?$")
+
+
 def _dask_results(address: str, base: Scenario, points: list[Point],
                   timeout_s: float) -> Iterator[tuple[Point, dict]]:
     """Submit every point to the Dask cluster at ``address``; resubmit points whose worker died."""
@@ -97,7 +108,7 @@ def _dask_results(address: str, base: Scenario, points: list[Point],
         raise TrainsimError("--dask needs the 'distributed' package: pip install 'trainsim[dask]'") from None
     try:
         client = Client(address, timeout=timeout_s)
-    except (OSError, TimeoutError) as err:
+    except (OSError, TimeoutError, ValueError, TypeError) as err:  # ValueError: an address it cannot parse
         raise TrainsimError(f"cannot reach the Dask scheduler at {address}: {err}") from None
     with client:
         def submit(point: Point):
