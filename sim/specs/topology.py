@@ -17,7 +17,7 @@ class ScaleUpSpec(Spec):
     """The NVLink/NVSwitch (or xGMI, PCIe) domain inside a node or rack."""
 
     kind: ScaleUpKind = spec_field(doc="nvswitch | nvlink-mesh | pcie")
-    bandwidth_gbyte_s_per_gpu: float = spec_field(doc="per GPU, per direction, GB/s", gt=0, le=1e6)
+    bandwidth_gbyte_s_per_gpu: float = spec_field(doc="per GPU, per direction, GB/s", gt=0, le=1e12)
     latency_us: float = spec_field(1.0, doc="per-hop latency, us", ge=0, le=1e6)
     domain_gpus: int = spec_field(doc="GPUs sharing one scale-up domain", ge=1)
     nvls: bool = spec_field(False, doc="NVSwitch in-network reduction (NVLS) available")
@@ -30,7 +30,7 @@ class NodeSpec(Spec):
     gpus: int = spec_field(doc="GPUs per node", ge=1)
     scale_up: ScaleUpSpec = spec_field(doc="scale-up domain")
     nics: int = spec_field(doc="scale-out NICs per node", ge=0)
-    nic_bandwidth_gbit_s: float = spec_field(doc="per NIC, per direction, Gb/s", ge=0, le=1e7)
+    nic_bandwidth_gbit_s: float = spec_field(doc="per NIC, per direction, Gb/s", ge=0, le=1e15)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
