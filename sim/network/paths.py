@@ -49,14 +49,27 @@ class ScenarioPaths:
     pp: GroupPath  # stage s to s + 1
 
 
+def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(a, axis=0, return_index=True, return_inverse=True)`` for a 2-D array, by a lexsort of the
+    columns (numpy sorts rows as opaque records, which costs ~100x more at 10^4 rows and more)."""
+    order = np.lexsort(a.T[::-1])
+    ordered = a[order]
+    new = np.ones(len(a), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    first = order[new]
+    inverse = np.empty(len(a), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return a[first], first, inverse
+
+
 def _rings(fabric: Fabric, groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Ring orders of every group, batched by the groups' domain pattern: (row indices, (rows, c, n))."""
     dom = fabric.domain(groups)
     pattern = dom - dom[:, :1]
-    _, first, inverse = np.unique(pattern, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = unique_rows(pattern)
     out = []
     for k, i in enumerate(first):
-        rows = np.flatnonzero(inverse.reshape(-1) == k)
+        rows = np.flatnonzero(inverse == k)
         idx = np.searchsorted(groups[i], ring_orders(fabric, groups[i]))
         out.append((rows, groups[rows][:, idx]))
     return out
@@ -110,6 +123,13 @@ def group_paths(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = 
 
     ``directed``: rows are (sender, receiver) pairs and point-to-point traffic only goes that way (a
     pipeline hop: a stage's activations and gradients alternate, so one direction at a time)."""
+    made, inverse = _distinct_paths(fabric, arch, groups, directed)
+    return [made[i] for i in inverse.tolist()]
+
+
+def _distinct_paths(fabric: Fabric, arch: str, groups: np.ndarray,
+                    directed: bool) -> tuple[list[GroupPath], np.ndarray]:
+    """The distinct GroupPaths of ``groups`` (see :func:`group_paths`) and the index of each row's."""
     groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
     p2p_ends = (groups[:, 0], groups[:, 1]) if directed else (groups.ravel(), np.roll(groups, -1, axis=1).ravel())
     groups = np.sort(groups, axis=1)
@@ -124,14 +144,14 @@ def group_paths(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = 
         one = GroupPath(n=1, busbw=up * eff.up_ring, all_reduce_busbw=up * eff.up_ring, p2p_bw=up * eff.up_p2p,
                         intra_latency_s=intra, inter_latency_s=intra, base_latency_s=base, nodes=1,
                         scale_out=False, sm_contention=contention["scale_up"])
-        return [one] * len(groups)
+        return [one], np.zeros(len(groups), dtype=np.int64)
     busbw, out_latency = _ring_figures(fabric, eff, groups)
     nvls = _nvls_busbw(fabric, eff, groups)
     p2p = _p2p_bw(fabric, eff, *p2p_ends).reshape(len(groups), -1).min(axis=1)
     dom = np.sort(fabric.domain(groups), axis=1)
     nodes = (np.diff(dom, axis=1) != 0).sum(axis=1) + 1
     figures = np.stack([busbw, np.maximum(busbw, nvls), p2p, out_latency, nodes], axis=1)
-    distinct, inverse = np.unique(figures, axis=0, return_inverse=True)
+    distinct, _, inverse = unique_rows(figures)
     made = []
     for bus, ar, pp, lat, k in distinct.tolist():
         scale_out = lat > 0
@@ -139,13 +159,13 @@ def group_paths(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = 
             n=n, busbw=bus, all_reduce_busbw=ar, p2p_bw=pp, intra_latency_s=intra,
             inter_latency_s=lat if scale_out else intra, base_latency_s=base, nodes=int(k), scale_out=scale_out,
             sm_contention=contention["scale_out" if scale_out else "scale_up"]))
-    return [made[i] for i in inverse.reshape(-1)]
+    return made, inverse
 
 
 def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = False) -> GroupPath:
     """The symmetric GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at
     once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all)."""
-    paths = set(group_paths(fabric, arch, groups, directed))
+    paths = set(_distinct_paths(fabric, arch, np.atleast_2d(np.asarray(groups, dtype=np.int64)), directed)[0])
     if len(paths) == 1:
         return paths.pop()
     first = min(paths, key=lambda p: p.busbw)
