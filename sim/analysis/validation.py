@@ -19,7 +19,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sim import catalog
@@ -49,6 +49,8 @@ class Outcome:
     row: Row
     simulated_step_s: float | None
     note: str = ""
+    scenario: Scenario | None = field(default=None, repr=False)
+    """The scenario simulated (open choices filled), for the coverage catalog."""
 
     @property
     def error(self) -> float | None:
@@ -234,7 +236,7 @@ def simulate_row(row: Row) -> Outcome:
     except TrainsimError as err:
         return Outcome(row, None, f"not simulated: {err}")
     assert ev.step is not None
-    return Outcome(row, ev.step.step_time_s, ", ".join(choices))
+    return Outcome(row, ev.step.step_time_s, ", ".join(choices), scenario)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,9 @@ def _register_search(sub) -> None:
     cmd.add_argument("--fix", type=_fix, action="append", metavar="KEY=VALUE,...",
                      help="pin dimensions to one value, e.g. tp=8,pp=16,zero=1,recompute=selective,tp_overlap=on "
                           f"(keys: {', '.join(FIX_KEYS)})")
+    cmd.add_argument("--validated-only", action="store_true",
+                     help="rank only layouts whose every feature validation covers (rows within 15 %% exercising "
+                          "it at that scale); the others are listed as unvalidated, unranked")
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
     cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
     cmd.add_argument("-o", "--output", help="write every valid layout with its figures (.csv, or .parquet)")
@@ -179,7 +182,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
                         data=args.dp, virtual_pipelines=args.vp)
     try:
         result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
-                        objective=args.objective, workers=args.workers, progress=_progress("search", args.quiet))
+                        objective=args.objective, workers=args.workers, validated_only=args.validated_only,
+                        progress=_progress("search", args.quiet))
     except KeyboardInterrupt:
         return _interrupted("search")
     print(_search_report(result, space, args.top))
@@ -247,9 +251,11 @@ def _search_report(result, space, top: int) -> str:
     if not ranked:
         lines.append("no layout fits in memory")
         return "\n".join(lines)
-    lines.append(f"ranked by {result.objective} (simulated); * the scenario's own layout")
+    only = ", validated layouts only" if result.validated_only else ""
+    lines.append(f"ranked by {result.objective} (simulated{only}); * the scenario's own layout; last column: "
+                 "features no validation row within 15 % covers at this scale (sim/catalog/validation/coverage.yaml)")
     lines.append(f"{'rank':>4}  {'layout':<72} {'step s':>7} {'MFU':>6} {'tok/s/GPU':>9} {'GiB':>5} "
-                 f"{'days':>7} {'P90 d':>7} {'cost $M':>8}")
+                 f"{'days':>7} {'P90 d':>7} {'cost $M':>8}  unvalidated")
     own_rank = result.own_rank()
     for k, (layout, row) in enumerate(ranked, 1):
         if k > top and k != own_rank:
@@ -257,8 +263,14 @@ def _search_report(result, space, top: int) -> str:
         if k == own_rank and k > top + 1:
             lines.append(f"{'...':>4}")
         lines.append(_ranked_line(k, layout, row, own=k == own_rank))
-    if result.own in result.rows and own_rank is None:
-        lines.append(f"   *  {result.layout(result.own).label()}: does not fit in memory")
+    own_row = result.rows.get(result.own)
+    if own_row is not None and own_rank is None:
+        why = "does not fit in memory" if own_row["step_time_s"] is None else \
+            f"unranked: unvalidated ({own_row['unvalidated']}), step {own_row['step_time_s']:.3f} s"
+        lines.append(f"   *  {result.layout(result.own).label()}: {why}")
+    if result.validated_only:
+        left = sum(1 for r in result.rows.values() if r["step_time_s"] is not None and r["unvalidated"])
+        lines.append(f"{left:,} simulated layouts not ranked: a feature no validation row covers")
     return "\n".join(lines)
 
 
@@ -267,7 +279,8 @@ def _ranked_line(k: int, layout, row: dict, own: bool) -> str:
     p90 = "-" if row["days_p90"] is None else f"{row['days_p90']:.1f}"
     cost = "-" if row["cost_usd"] is None else f"{row['cost_usd'] / 1e6:.1f}"
     return (f"{k:>4}{'*' if own else ' '} {layout.label():<72} {row['step_time_s']:7.3f} {row['mfu']:6.1%} "
-            f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}")
+            f"{row['tokens_per_s_per_gpu']:9,.0f} {row['memory_gib']:5.1f} {days:>7} {p90:>7} {cost:>8}  "
+            f"{row['unvalidated'] or '-'}")
 
 
 def _plot_search(result, top: int, folder: str) -> None:
@@ -286,7 +299,7 @@ def _write_search_table(result, path: str) -> None:
 
     columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
                "recompute", "schedule", "split", "tp_comm_overlap", "status", "est_step_time_s", "est_memory_gib",
-               *FIGURE_COLUMNS)
+               *FIGURE_COLUMNS, "unvalidated")
     n = write_table(path, result.table(), columns)
     print(f"\nwrote {n:,} layouts to {path}")
 

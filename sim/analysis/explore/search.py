@@ -11,7 +11,9 @@
    when the scenario has ``training.tokens``; with the ``days`` or ``cost`` objective they are ranked by
    them (for one cluster, days follow the step time closely; the run level prices the differences).
 The ranking shown is by the simulated figures only; how well the pre-screen ordered what was simulated
-is its Spearman rank correlation with the simulated step times (``prescreen_spearman``).
+is its Spearman rank correlation with the simulated step times (``prescreen_spearman``). Every simulated
+layout carries the features validation does not cover (``unvalidated``: ``sim.analysis.coverage``);
+``validated_only`` ranks only the covered ones.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.analysis.coverage import uncovered
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore import pool
 from sim.analysis.explore.objective import run_figures, run_row, step_row
@@ -56,6 +59,8 @@ class SearchResult:
     workers: int
     own: int
     """Row key of the scenario's own layout: its candidate index, or :data:`OWN`."""
+    validated_only: bool = False
+    """Rank only layouts whose every feature validation covers."""
 
     def layout(self, i: int) -> Layout:
         return Layout.of(self.enumeration.base) if i == OWN else self.enumeration.valid.layout(i)
@@ -112,7 +117,8 @@ class SearchResult:
 
     def _order(self) -> list[int]:
         key = OBJECTIVES[self.objective]
-        simulated = [(i, r) for i, r in self.rows.items() if r["step_time_s"] is not None]
+        simulated = [(i, r) for i, r in self.rows.items() if r["step_time_s"] is not None
+                     and not (self.validated_only and r["unvalidated"])]
         return [i for *_, i in sorted((r[key] is None, r["step_time_s"] if r[key] is None else r[key],
                                        r["step_time_s"], i) for i, r in simulated)]
 
@@ -142,7 +148,7 @@ def default_objective(s: Scenario) -> str:
 def _evaluate_indexed(item: tuple[int, Layout]) -> dict:
     base, cluster, _ = pool.shared()
     scenario = base if item[0] == OWN else item[1].apply(base, cluster)  # the own layout exactly as written
-    return step_row(evaluate(scenario))
+    return {**step_row(evaluate(scenario)), "unvalidated": "; ".join(uncovered(scenario))}
 
 
 def _run_indexed(item: tuple[int, Layout, float]) -> dict:
@@ -153,7 +159,7 @@ def _run_indexed(item: tuple[int, Layout, float]) -> dict:
 
 def search(base: Scenario, space: SearchSpace | None = None, *, cluster: ClusterSpec | None = None,
            simulate: int = DEFAULT_SIMULATE, run_top: int = 10, replicas: int | None = None,
-           objective: str | None = None, workers: int | None = None,
+           objective: str | None = None, workers: int | None = None, validated_only: bool = False,
            progress: Progress | None = None) -> SearchResult:
     """Search the layouts of ``base`` (on ``cluster``, default its own) and simulate the ``simulate`` best.
 
@@ -174,6 +180,9 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
         ``step``, ``days`` or ``cost`` (default :func:`default_objective`).
     workers
         Worker processes (default: all cores; 1 runs in this process).
+    validated_only
+        Rank only layouts whose every feature validation covers (the others stay in ``rows`` and the
+        table, unranked).
     progress
         ``callback(done, total)`` after each simulation.
     """
@@ -208,7 +217,8 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
                     progress(len(rows), total)
         timings["simulate"] = time.perf_counter() - start - sum(timings.values())
         if base.training.tokens is not None:
-            fastest = sorted((r["step_time_s"], i) for i, r in rows.items() if r["step_time_s"] is not None)
+            fastest = sorted((r["step_time_s"], i) for i, r in rows.items() if r["step_time_s"] is not None
+                             and not (validated_only and r["unvalidated"]))
             chosen = fastest[:run_top]
             own_step = None if own is None else rows[own]["step_time_s"]
             if own_step is not None and (own_step, own) not in chosen:
@@ -218,7 +228,7 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
                 rows[i].update(run)
         timings["run level"] = time.perf_counter() - start - sum(timings.values())
     return SearchResult(enum, est, objective, rows, timings, workers_pool.workers,
-                        OWN if own is None else own)
+                        OWN if own is None else own, validated_only)
 
 
 def _own_index(base: Scenario, enum: Enumeration) -> int | None:

@@ -1,0 +1,63 @@
+"""Which features of a layout validation covers: rows within :data:`TOLERANCE` of their published step time
+that exercise the same feature at a comparable scale.
+
+A layout's *features* (:func:`features`) are the choices a search varies whose cost the model could get
+wrong: the TP overlap mode, the ZeRO stage, CP at the sequence length, EP inside or across nodes, the
+recompute mode, the pipeline schedule, TP beyond one node. The catalog
+(``sim/catalog/validation/coverage.yaml``) is computed offline from the validation rows' own layouts and
+errors by ``python scripts/build_coverage.py``; for each feature it holds how many rows exercise it, how
+many of those are within the tolerance, and the largest GPU count among those. A feature is covered for a
+layout on ``n`` GPUs when a row within the tolerance exercises it on at least ``n / SCALE_RATIO`` GPUs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sim import catalog
+from sim.parallelism.mesh import ParallelMesh
+from sim.parallelism.placement import expert_members
+from sim.specs.scenario import Scenario
+
+#: Largest |simulated - published| / published for a row to count as validating its features.
+TOLERANCE = 0.15
+
+#: "At that scale": a row validates a feature for layouts on up to this many times its GPU count.
+SCALE_RATIO = 4
+
+CATALOG = "validation/coverage.yaml"
+
+
+def features(s: Scenario) -> list[str]:
+    """The features of ``s``'s layout that validation must cover (names as in the catalog)."""
+    p, node = s.parallelism, s.cluster.topology.node.gpus
+    out = [f"recompute={p.activation_recompute.value}"]
+    if p.tensor > 1:
+        out.append(f"tp_overlap={'on' if p.tp_comm_overlap else 'off'}")
+    if p.tensor > node:
+        out.append("tp=across nodes")
+    if p.data * p.context > 1:
+        out.append(f"zero={p.zero_stage}")
+    if p.context > 1:
+        out.append(f"cp@seq={s.model.seq_len}")
+    if p.pipeline > 1:
+        out.append(f"schedule={p.schedule.value}")
+    if p.expert > 1:
+        members = expert_members(ParallelMesh.from_layout(p), p.expert)[0]
+        out.append(f"ep={'across nodes' if members.max() // node != members.min() // node else 'in node'}")
+    return out
+
+
+@functools.cache
+def coverage_table() -> dict[str, Any]:
+    """The catalog: ``features: {name: {rows, within, max_gpus_within, examples}}``."""
+    return catalog.read_yaml(CATALOG)
+
+
+def uncovered(s: Scenario, table: dict[str, Any] | None = None) -> list[str]:
+    """Features of ``s`` that no row within the tolerance exercises at its scale."""
+    entries = (table or coverage_table())["features"]
+    n = s.cluster.num_gpus
+    return [f for f in features(s)
+            if not entries.get(f, {}).get("max_gpus_within") or entries[f]["max_gpus_within"] * SCALE_RATIO < n]

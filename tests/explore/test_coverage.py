@@ -1,0 +1,62 @@
+"""Validation coverage of a layout's features (sim/analysis/coverage.py) and the search's --validated-only."""
+
+from __future__ import annotations
+
+from sim.analysis import coverage
+from sim.analysis.coverage import SCALE_RATIO, TOLERANCE, features, uncovered
+from sim.analysis.explore.search import search
+from sim.specs.scenario import scenario_from_mapping
+from tests.explore.conftest import TINY_MODEL, TINY_SPACE, tiny
+
+
+def scenario(num_gpus: int = 16, **parallelism):
+    par = {"tensor": 2, "pipeline": 2, "context": 2, "data": 2, **parallelism}
+    return scenario_from_mapping({
+        "model": dict(TINY_MODEL),
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": num_gpus, "topology": "dgx-h100-superpod"},
+        "parallelism": par, "training": {"global_batch_size": 16}})
+
+
+def test_features_of_a_layout_by_hand():
+    s = scenario(zero_stage=1, tp_comm_overlap=True, activation_recompute="selective", virtual_pipeline=2,
+                 schedule="interleaved-1f1b")
+    assert features(s) == ["recompute=selective", "tp_overlap=on", "zero=1", "cp@seq=256",
+                           "schedule=interleaved-1f1b"]
+    # pure DP: no TP, CP or PP features
+    plain = scenario(num_gpus=4, tensor=1, pipeline=1, context=1, data=4)
+    assert features(plain) == ["recompute=none", f"zero={plain.parallelism.zero_stage}"]
+
+
+def test_a_feature_is_covered_up_to_scale_ratio_times_the_rows_gpus():
+    s = scenario(zero_stage=1)
+    names = features(s)
+    table = {"features": {f: {"max_gpus_within": 4} for f in names}}
+    assert uncovered(s, table) == []  # 16 GPUs <= 4 x 4
+    table["features"]["zero=1"]["max_gpus_within"] = 2  # 2 x 4 < 16
+    assert uncovered(s, table) == ["zero=1"]
+    del table["features"]["tp_overlap=off"]
+    assert uncovered(s, table) == ["tp_overlap=off", "zero=1"]
+
+
+def test_catalog_was_built_under_the_current_rules():
+    table = coverage.coverage_table()
+    assert table["tolerance"] == TOLERANCE and table["scale_ratio"] == SCALE_RATIO
+    for name, entry in table["features"].items():
+        assert entry["within"] <= entry["rows"], name
+        assert (entry["max_gpus_within"] > 0) == (entry["within"] > 0), name
+
+
+def test_validated_only_ranks_only_covered_layouts(monkeypatch):
+    base = tiny()
+    full = search(base, TINY_SPACE, simulate=10_000, objective="step", workers=1)
+    names = {f for i, row in full.rows.items() for f in features(full.layout(i).apply(base))}
+    table = {"features": {f: {"max_gpus_within": 1024} for f in names if f != "recompute=full"}}
+    monkeypatch.setattr(coverage, "coverage_table", lambda: table)
+    marked = search(base, TINY_SPACE, simulate=10_000, objective="step", workers=1)
+    only = search(base, TINY_SPACE, simulate=10_000, objective="step", workers=1, validated_only=True)
+    ranked = only.ranked()
+    assert ranked and all(layout.activation_recompute.value != "full" for layout, _ in ranked)
+    assert all(row["unvalidated"] == "" for _, row in ranked)
+    unvalidated = [row for row in marked.rows.values() if row["unvalidated"]]
+    assert unvalidated and all(row["unvalidated"] == "recompute=full" for row in unvalidated)
+    assert len(ranked) == marked.simulated - len(unvalidated)
