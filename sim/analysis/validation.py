@@ -260,15 +260,26 @@ def error_stats(outcomes: Iterable[Outcome]) -> dict[str, float]:
             "max": max(absolute), "bias": statistics.fmean(errs)}
 
 
+#: Modules that contribute rows of further sources, each through ``rows() -> list[Row]``.
+ROW_MODULES = ("sim.analysis.validation_torchtitan",)
+
+
+def module_rows() -> list[Row]:
+    """The rows of every module in ROW_MODULES (imported here: they import this module)."""
+    import importlib
+
+    return [row for name in ROW_MODULES for row in importlib.import_module(name).rows()]
+
+
 def source_names() -> list[str]:
     """The sources ``run_validation(sources=...)`` knows (vTrain's rows are the source ``vtrain``)."""
-    return sorted({r.source for r in published_rows()} | {"vtrain"})
+    return sorted({r.source for r in published_rows() + module_rows()} | {"vtrain"})
 
 
 def run_validation(sources: list[str] | None = None, progress: Callable[[int, int], None] | None = None,
                    vtrain_limit: int | None = None) -> Report:
     """Simulate every published row (optionally only ``sources``); ``progress(done, total)``."""
-    rows = published_rows() + vtrain_rows(vtrain_limit)
+    rows = published_rows() + vtrain_rows(vtrain_limit) + module_rows()
     if sources:
         rows = [r for r in rows if r.source in sources]
     outcomes = []

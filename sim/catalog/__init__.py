@@ -75,6 +75,12 @@ def efficiency_table() -> dict[str, Any]:
 
 
 @functools.cache
+def frameworks_table() -> dict[str, Any]:
+    """Framework code paths: fp8 recipes, torch.compile fusion, selective recompute, TP overlap."""
+    return read_yaml("frameworks.yaml")
+
+
+@functools.cache
 def reliability_table() -> dict[str, Any]:
     """Failure-rate sets, repair, restart stages, checkpoint and straggler figures (run level)."""
     return read_yaml("reliability.yaml")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sim.costs import kernels
+from sim import catalog
+from sim.costs import fp8, kernels
 from sim.costs.collectives import Collective, GroupPath, collective_time
-from sim.specs.enums import Activation, AttentionKernel, Optimizer, Recompute
+from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
 
@@ -73,6 +74,7 @@ class _Shape:
         self.a, self.g = m.num_attention_heads, m.num_kv_heads
         self.sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
         self.dtype = s.training.precision.value
+        self.passes = _elementwise_passes(s)
 
 
 def _gemms(gpu: GpuSpec, dtype: str, x: _Shape, mlp_width: float, gate: bool) -> float:
@@ -84,12 +86,31 @@ def _gemms(gpu: GpuSpec, dtype: str, x: _Shape, mlp_width: float, gate: bool) ->
     return qkv + out + up + down
 
 
+#: Memory passes (2-byte element reads + writes) of the fused elementwise ops of Megatron-Core (TE/Apex
+#: kernels): a norm 2, a residual/dropout add 3, rotary 2 over Q and K; the activation is 3 (SwiGLU) or 2.
+FUSED_PASSES = {"norm": 2, "residual": 3, "rotary": 2}
+
+
+def _elementwise_passes(s: Scenario) -> dict[str, float]:
+    """Passes per element of each elementwise op: Megatron-Core's fused kernels, or PyTorch eager /
+    torch.compile for the PyTorch-native frameworks (catalog/frameworks.yaml ``compile``)."""
+    gate = s.model.activation is Activation.SWIGLU
+    if s.parallelism.framework is Framework.MEGATRON_CORE:
+        return {**FUSED_PASSES, "activation": 3 if gate else 2}
+    table = catalog.frameworks_table()["compile"]
+    passes = dict(table["compiled_passes" if s.training.compile else "eager_passes"])
+    if not gate:
+        passes["activation"] = 2
+    return passes
+
+
 def _elementwise_bytes(x: _Shape, mlp_width: float, gate: bool) -> float:
-    """Forward bytes of the memory-bound ops: two norms (2 passes each), two residual/dropout adds
-    (3 passes each) over h (sharded with SP), rotary on Q and K, the MLP activation."""
-    hidden_passes = 10 * x.tokens * x.h / x.sp
-    rotary = 2 * x.tokens * (x.a + x.g) * x.d / x.t
-    act = (3 if gate else 2) * x.tokens * mlp_width / x.t
+    """Forward bytes of the memory-bound ops: two norms, two residual/dropout adds over h (sharded with
+    SP), rotary on Q and K, the MLP activation, each at its passes per element (``_elementwise_passes``)."""
+    p = x.passes
+    hidden_passes = (2 * p["norm"] + 2 * p["residual"]) * x.tokens * x.h / x.sp
+    rotary = p["rotary"] * x.tokens * (x.a + x.g) * x.d / x.t
+    act = p["activation"] * x.tokens * mlp_width / x.t
     return 2.0 * (hidden_passes + rotary + act)
 
 
@@ -103,6 +124,7 @@ def _attention(s: Scenario, gpu: GpuSpec, x: _Shape, cp: GroupPath, backward: bo
         softmax = kernels.hbm_time(gpu, (per_score + drop) * heads * x.seq * x.seq)
         return PhaseTime(compute=(gemm + softmax) * (2 if backward else 1))
     whole = kernels.flash_attention_time(gpu, heads, x.seq * x.c, x.seq * x.c, x.d, True, backward) / x.c
+    whole /= catalog.frameworks_table()["attention_backend"][s.parallelism.framework.value].get(gpu.arch, 1.0)
     if x.c == 1:
         return PhaseTime(compute=whole)
     # Ring attention: c blocks, each overlapped with passing the next K/V block (dK/dV as well
@@ -115,19 +137,23 @@ def _attention(s: Scenario, gpu: GpuSpec, x: _Shape, cp: GroupPath, backward: bo
     return PhaseTime(compute=whole, cp_comm=exposed, overlapped_comm=hidden, contention=cp.sm_contention)
 
 
-def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float) -> PhaseTime:
-    """Two TP collectives per pass (after attention and after the MLP), on the critical path."""
+def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float, backward: bool = False) -> PhaseTime:
+    """Two TP collectives per pass (after attention and after the MLP), on the critical path. Under SP the
+    forward all-gathers move fp8 where the fp8 recipe quantizes before gathering."""
     if x.t == 1:
         return PhaseTime()
     size = 2.0 * x.tokens * x.h
     if s.parallelism.sequence_parallel:
-        comm = 2 * (collective_time(Collective.ALL_GATHER, size, tp)
+        gather = size if backward else x.tokens * x.h * fp8.tp_gather_bytes_per_element(s)
+        comm = 2 * (collective_time(Collective.ALL_GATHER, gather, tp)
                     + collective_time(Collective.REDUCE_SCATTER, size, tp))
     else:
         comm = 2 * collective_time(Collective.ALL_REDUCE, size, tp)
     if s.parallelism.tp_comm_overlap:
         hidden = min(comm, gemm_time)
-        return PhaseTime(tp_comm=comm - hidden, overlapped_comm=hidden, contention=tp.sm_contention)
+        copy_engine = catalog.frameworks_table()["tp_overlap"][s.parallelism.framework.value]["copy_engine"]
+        contention = 0.0 if copy_engine else tp.sm_contention
+        return PhaseTime(tp_comm=comm - hidden, overlapped_comm=hidden, contention=contention)
     return PhaseTime(tp_comm=comm)
 
 
@@ -165,6 +191,37 @@ def fused_softmax_applies(attn_batches: int, seq: float) -> bool:
     return attn_batches % per_block == 0
 
 
+def _forward_kernels(s: Scenario, x: _Shape) -> int:
+    """Kernels one layer's forward launches: Megatron-Core's (FORWARD_KERNELS, plus the fp32 softmax
+    fallback's), or PyTorch eager / compiled for the PyTorch-native frameworks; plus fp8 quantize kernels."""
+    if s.parallelism.framework is Framework.MEGATRON_CORE:
+        n = FORWARD_KERNELS[s.training.attention]
+        if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
+            n += TORCH_SOFTMAX_EXTRA_KERNELS
+    else:
+        table = catalog.frameworks_table()["compile"]
+        n = table["compiled_forward_kernels" if s.training.compile else "eager_forward_kernels"]
+    return n + fp8.extra_kernels(s, N_LINEARS)
+
+
+#: Projection GEMMs of a layer (QKV, out, MLP up/gate, MLP down).
+N_LINEARS = 4
+
+
+def _selective_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gate: bool, fwd_attn: PhaseTime,
+                         elementwise: float) -> PhaseTime:
+    """Backward work added by selective recompute as the framework defines it (frameworks.yaml
+    ``selective_recompute``): Megatron's core attention, or torchtitan's op-level SAC (the GEMMs it does not
+    save and every elementwise op)."""
+    policy = catalog.frameworks_table()["selective_recompute"][s.parallelism.framework.value]
+    extra = fwd_attn if policy["attention"] else PhaseTime()
+    dtype, rate = x.dtype, fp8.gemm_rate(s)
+    shapes = {"k": (x.g * x.d / x.t, x.h), "out": (x.h, x.a * x.d / x.t),
+              "up_gate": (width / x.t, x.h) if gate else (x.h, width / x.t)}
+    gemm = sum(kernels.gemm_time(gpu, dtype, x.tokens, *shapes[name]) for name in policy["gemms"]) / rate
+    return extra + PhaseTime(compute=gemm + (elementwise if policy["elementwise"] else 0.0))
+
+
 def _host_bound(t: PhaseTime, kernels_launched: float) -> PhaseTime:
     """A pass cannot run faster than the host dispatches its kernels (GPU starved otherwise)."""
     floor = kernels_launched * kernels.host_overhead_s()
@@ -180,24 +237,26 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     width = m.ffn_hidden_size
     if moe and m.moe is not None:
         width = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
-    gemm = _gemms(gpu, x.dtype, x, width, gate)
+    gemm = _gemms(gpu, x.dtype, x, width, gate) / fp8.gemm_rate(s)
     elementwise = kernels.hbm_time(gpu, _elementwise_bytes(x, width, gate))
+    linears = fp8.layer_linears(s, x.tokens, width, gate)
+    quant_fwd = fp8.quantize_time(s, gpu, linears, backward=False)
+    quant_bwd = fp8.quantize_time(s, gpu, linears, backward=True)
     fwd_attn = _attention(s, gpu, x, paths.cp, backward=False)
     fwd_tp = _tp_comm(s, x, paths.tp, gemm)
+    bwd_tp = _tp_comm(s, x, paths.tp, gemm, backward=True)
     ep = _moe_dispatch(s, x, paths.ep) if moe else PhaseTime()
-    forward = PhaseTime(compute=gemm + elementwise) + fwd_attn + fwd_tp + ep
-    backward = (PhaseTime(compute=2 * gemm + 2 * elementwise)
-                + _attention(s, gpu, x, paths.cp, backward=True) + fwd_tp + ep)
-    n_fwd = FORWARD_KERNELS[s.training.attention]
-    if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
-        n_fwd += TORCH_SOFTMAX_EXTRA_KERNELS
+    forward = PhaseTime(compute=gemm + elementwise + quant_fwd) + fwd_attn + fwd_tp + ep
+    backward = (PhaseTime(compute=2 * gemm + 2 * elementwise + quant_bwd)
+                + _attention(s, gpu, x, paths.cp, backward=True) + bwd_tp + ep)
+    n_fwd = _forward_kernels(s, x)
     forward = _host_bound(forward, n_fwd)
     backward = _host_bound(backward, 2 * n_fwd)
     recompute = s.parallelism.activation_recompute
     if recompute is Recompute.FULL:
         backward = backward + forward
     elif recompute is Recompute.SELECTIVE:
-        backward = backward + fwd_attn
+        backward = backward + _selective_recompute(s, gpu, x, width, gate, fwd_attn, elementwise)
     return LayerTime(forward, backward)
 
 
@@ -220,7 +279,8 @@ def head_time(s: Scenario, gpu: GpuSpec, paths: Paths) -> LayerTime:
     """Final norm, LM head GEMM (vocab-parallel) and cross-entropy (last stage)."""
     x = _Shape(s)
     vocab = s.model.vocab_size / x.t
-    gemm = kernels.gemm_time(gpu, x.dtype, x.tokens, vocab, x.h)
+    # The LM head stays in 16 bit under every fp8 recipe (module docstring of sim/costs/fp8.py).
+    gemm = kernels.gemm_time(gpu, kernels.half_dtype(gpu) if x.dtype == "fp8" else x.dtype, x.tokens, vocab, x.h)
     loss_fwd = kernels.hbm_time(gpu, x.tokens * vocab * CROSS_ENTROPY_BYTES[0])
     loss_bwd = kernels.hbm_time(gpu, x.tokens * vocab * CROSS_ENTROPY_BYTES[1])
     norm = kernels.hbm_time(gpu, 2.0 * 2 * x.tokens * x.h / x.sp)

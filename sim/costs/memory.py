@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sim import catalog
-from sim.costs import flops
+from sim.costs import flops, fp8
 from sim.parallelism.schedules import in_flight_microbatches
 from sim.parallelism.sharding import chunk_layers
-from sim.specs.enums import Activation, AttentionKernel, GradDtype, Optimizer, Recompute
+from sim.specs.enums import Activation, AttentionKernel, Framework, GradDtype, Optimizer, Recompute
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
@@ -99,6 +99,8 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
     recompute = Recompute.NONE if full_layer else p.activation_recompute
     if recompute is Recompute.FULL:
         return 2 * sbh / sp  # the layer input only
+    if recompute is Recompute.SELECTIVE and p.framework is Framework.TORCHTITAN:
+        return op_sac_bytes(s)
     drop = 1 if m.dropout else 0
     attn = (2 * sbh + 2 * sbh) / sp  # norm input, QKV GEMM input
     attn += 2 * seq * b * (2 * a + 2 * g) * d / t  # Q, K, V and the context (out-proj input)
@@ -112,7 +114,24 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
         ffn = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
     mlp = (2 * sbh + 2 * sbh) / sp + drop * sbh / sp
     mlp += (6 if m.activation is Activation.SWIGLU else 4) * seq * b * ffn / t
-    return attn + mlp
+    gate = m.activation is Activation.SWIGLU
+    return attn + mlp - fp8.saved_input_bytes_saved(s, fp8.layer_linears(s, seq * b, ffn, gate))
+
+
+def op_sac_bytes(s: Scenario) -> float:
+    """Activation bytes per layer under torchtitan's op-level selective checkpointing (frameworks.yaml
+    ``selective_recompute``): the block input plus the outputs it saves - the mms it does not recompute (wq, wv,
+    w1, w2; wk, wo, w3 are recomputed), SDPA's output and fp32 log-sum-exp, the TP reduce-scatter outputs."""
+    m, p = s.model, s.parallelism
+    t, tokens = p.tensor, m.seq_len / p.context * p.micro_batch_size
+    sp = t if (p.sequence_parallel and t > 1) else 1
+    h, d, f = m.hidden_size, m.head_dim, m.ffn_hidden_size
+    a, g = m.num_attention_heads, m.num_kv_heads
+    if m.moe is not None:
+        f = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
+    saved = h / sp + (a * d + g * d) / t + a * d / t + f / t + h  # input, wq, wv, SDPA out, w1, w2
+    saved += 2 * h / sp if sp > 1 else 0.0  # the two reduce-scatter outputs
+    return 2 * tokens * saved + 4 * tokens * a / t
 
 
 def recompute_working_bytes(s: Scenario) -> float:
@@ -160,6 +179,7 @@ def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
     shard = p.data * p.context  # parameters are replicated over DP x CP
     grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
     weights = params * WEIGHT_BYTES / (shard if p.zero_stage >= 3 else 1)
+    weights += fp8.weight_copy_bytes(s, params) if p.zero_stage < 3 else 0.0  # cached fp8 weights (TE)
     grads = params * grad_bytes / (shard if p.zero_stage >= 2 else 1)
     optim = params * OPTIMIZER_BYTES[s.training.optimizer] / (shard if p.zero_stage >= 1 else 1)
     acts = _activations(s, rank)

@@ -26,6 +26,16 @@ class Precision(StrEnum):
     FP8 = "fp8"
 
 
+class Fp8Recipe(StrEnum):
+    """How fp8 GEMM inputs are scaled (sim/catalog/frameworks.yaml fp8_recipes)."""
+
+    DELAYED = "delayed"  # per-tensor scale from an amax history (Transformer Engine DelayedScaling)
+    TENSORWISE = "tensorwise"  # per-tensor scale from the current amax (TE Float8CurrentScaling, torchao)
+    ROWWISE = "rowwise"  # one scale per row of each operand (torchao)
+    BLOCKWISE = "blockwise"  # 1x128 activation / 128x128 weight blocks (TE Float8BlockScaling, DeepSeek-V3)
+    MXFP8 = "mxfp8"  # OCP microscaling: 1x32 blocks, E8M0 scales, in the Blackwell tensor cores
+
+
 class GradDtype(StrEnum):
     FP32 = "fp32"
     BF16 = "bf16"

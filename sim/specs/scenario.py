@@ -15,7 +15,7 @@ from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, spec_field
-from sim.specs.enums import Fidelity, Precision, Schedule
+from sim.specs.enums import Fidelity, Framework, Precision, Schedule
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.model import ModelSpec
@@ -79,7 +79,7 @@ class Scenario(Spec):
         return self.training.global_batch_size * self.model.seq_len
 
     def _issues(self) -> list[Issue]:
-        return _layout_issues(self) + _hardware_issues(self)
+        return _layout_issues(self) + _hardware_issues(self) + _fp8_framework_issues(self)
 
 
 def _divisors(n: int) -> str:
@@ -147,6 +147,30 @@ def _hardware_issues(s: Scenario) -> list[Issue]:
         if s.cluster.num_gpus % node.gpus:
             issues.append(Issue("cluster.num_gpus", f"{s.cluster.num_gpus} is not a whole number of "
                                 f"{node.gpus}-GPU nodes"))
+    return issues
+
+
+def _fp8_framework_issues(s: Scenario) -> list[Issue]:
+    """fp8 recipes the GPU or the framework cannot run; torch.compile where the framework has none
+    (catalog/frameworks.yaml)."""
+    issues, table = [], catalog.frameworks_table()
+    name, framework = catalog.canonical_gpu(s.cluster.gpu), s.parallelism.framework
+    recipe = s.training.fp8_recipe
+    if recipe is not None and name is not None:
+        entry, arch = table["fp8_recipes"][recipe.value], gpu_spec(name).arch
+        if arch not in entry["archs"]:
+            issues.append(Issue("training.fp8_recipe", f"{recipe.value} needs {' or '.join(entry['archs'])} "
+                                f"tensor cores; {name} is {arch}"))
+        if framework.value not in entry["frameworks"]:
+            issues.append(Issue("training.fp8_recipe", f"{recipe.value} is not a recipe of {framework.value} "
+                                f"(it is {', '.join(entry['frameworks'])}'s)"))
+    if s.training.compile and framework is Framework.MEGATRON_CORE:
+        issues.append(Issue("training.compile", "megatron-core runs its own fused kernels (TE/Apex), not "
+                            "torch.compile; use parallelism.framework torchtitan or deepspeed"))
+    overlap = table["tp_overlap"][framework.value]
+    if s.parallelism.tp_comm_overlap and overlap.get("needs_compile") and not s.training.compile:
+        issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
+                            "training.compile: true"))
     return issues
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import AttentionKernel, Optimizer, Precision
+from sim.specs.enums import AttentionKernel, Fp8Recipe, Optimizer, Precision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,3 +18,21 @@ class TrainingSpec(Spec):
     precision: Precision = spec_field(Precision.BF16, doc="bf16 | fp16 | fp8 (GEMM precision)")
     optimizer: Optimizer = spec_field(Optimizer.ADAMW, doc="adamw | adamw-8bit | sgd-momentum")
     attention: AttentionKernel = spec_field(AttentionKernel.FLASH, doc="flash | unfused (materialized scores)")
+    fp8_recipe: Fp8Recipe | None = spec_field(
+        None, doc="with precision fp8: delayed | tensorwise | rowwise | blockwise | mxfp8 (Blackwell): how GEMM "
+        "inputs are scaled and quantized; default delayed (Transformer Engine's)")
+    compile: bool = spec_field(
+        False, doc="torch.compile (torchtitan, deepspeed): elementwise ops fused into fewer memory passes and kernels")
+
+    @property
+    def fp8(self) -> Fp8Recipe | None:
+        """The fp8 recipe in force (None unless precision is fp8)."""
+        if self.precision is not Precision.FP8:
+            return None
+        return self.fp8_recipe or Fp8Recipe.DELAYED
+
+    def _issues(self) -> list[Issue]:
+        if self.fp8_recipe is not None and self.precision is not Precision.FP8:
+            return [Issue("fp8_recipe", f"{self.fp8_recipe.value} applies to precision fp8 only, not "
+                          f"{self.precision.value}; set training.precision: fp8 or drop fp8_recipe")]
+        return []

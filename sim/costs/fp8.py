@@ -1,0 +1,128 @@
+"""fp8 recipes: which GEMMs run in fp8, the quantize kernels each recipe adds, fp8 weight copies and
+fp8-saved activations (data in catalog/frameworks.yaml ``fp8_recipes`` / ``fp8_frameworks``).
+
+The transformer layers' four projections (QKV, out, MLP up/gate, MLP down) run in fp8; the LM head stays in
+16 bit (torchtitan filters the ``output`` linear, Megatron-Core's output layer is not a TE module) and attention
+runs in 16 bit (kernels.flash_attention_time). Every fp8 GEMM operand is quantized by a memory-bound kernel:
+per micro-batch the layer inputs X in forward and the output gradients dY in backward, and the weights once
+per step (Transformer Engine caches them across micro-batches) or every forward (torchao).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sim import catalog
+from sim.costs import kernels
+from sim.specs.enums import Fp8Recipe, Framework
+from sim.specs.hardware import GpuSpec
+from sim.specs.scenario import Scenario
+
+#: Kernels one fp8 linear adds per pass (a quantize of its input, or of its output gradient).
+QUANTIZE_KERNELS_PER_LINEAR = 1
+
+
+def recipe_entry(recipe: Fp8Recipe) -> dict[str, Any]:
+    """The catalog entry of ``recipe``."""
+    return catalog.frameworks_table()["fp8_recipes"][recipe.value]
+
+
+def framework_entry(framework: Framework) -> dict[str, Any]:
+    """How ``framework`` runs fp8 linears (weight caching)."""
+    return catalog.frameworks_table()["fp8_frameworks"][framework.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Linear:
+    """One projection GEMM of a layer on one TP rank: ``(m x k) @ (k x n)``; ``input_elems`` are the input
+    elements this rank quantizes (its sequence shard when the TP all-gather moves fp8, else the gathered input)."""
+
+    m: float
+    k: float
+    n: float
+    input_elems: float
+
+    @property
+    def weight_elems(self) -> float:
+        return self.k * self.n
+
+    @property
+    def grad_output_elems(self) -> float:
+        return self.m * self.n
+
+
+def layer_linears(s: Scenario, tokens: float, mlp_width: float, gate: bool) -> tuple[Linear, ...]:
+    """QKV, out, up(/gate) and down projections of one layer for ``tokens`` tokens on one TP rank."""
+    m, p = s.model, s.parallelism
+    t = p.tensor
+    sp = t if (p.sequence_parallel and t > 1) else 1
+    recipe = s.training.fp8
+    # Column-parallel inputs arrive by a TP all-gather under SP: quantized before it (the local shard) when the
+    # recipe gathers fp8, after it (the whole input) otherwise.
+    shard = sp if recipe is not None and recipe_entry(recipe)["tp_gather_fp8"] else 1
+    h, d = m.hidden_size, m.head_dim
+    qkv_n = (m.num_attention_heads + 2 * m.num_kv_heads) * d / t
+    context = m.num_attention_heads * d / t
+    up_n = (2 if gate else 1) * mlp_width / t
+    return (Linear(tokens, h, qkv_n, tokens * h / shard), Linear(tokens, context, h, tokens * context),
+            Linear(tokens, h, up_n, tokens * h / shard), Linear(tokens, mlp_width / t, h, tokens * mlp_width / t))
+
+
+def quantize_bytes(s: Scenario, linears: tuple[Linear, ...], backward: bool) -> float:
+    """HBM bytes the recipe's quantize kernels move for one pass of one micro-batch over ``linears``:
+    forward the inputs (and the weights, every forward or a 1/m share of the once-per-step cast), backward
+    the output gradients."""
+    recipe = s.training.fp8
+    if recipe is None:
+        return 0.0
+    per_elem = recipe_entry(recipe)["quantize_bytes"]
+    if backward:
+        return sum(lin.grad_output_elems for lin in linears) * per_elem["grad_output"]
+    per_step = framework_entry(s.parallelism.framework)["weight_cast"] == "step"
+    weight_share = 1.0 / s.num_microbatches if per_step else 1.0
+    return sum(lin.input_elems * per_elem["input"] + lin.weight_elems * per_elem["weight"] * weight_share
+               for lin in linears)
+
+
+def quantize_time(s: Scenario, gpu: GpuSpec, linears: tuple[Linear, ...], backward: bool) -> float:
+    """Seconds of the quantize kernels of one pass: one memory-bound kernel per linear."""
+    nbytes = quantize_bytes(s, linears, backward)
+    if nbytes <= 0:
+        return 0.0
+    return len(linears) * kernels.hbm_time(gpu, nbytes / len(linears))
+
+
+def gemm_rate(s: Scenario) -> float:
+    """Rate of the recipe's fp8 GEMM kernel relative to the per-tensor-scaled one (1.0 without fp8)."""
+    recipe = s.training.fp8
+    return 1.0 if recipe is None else float(recipe_entry(recipe)["gemm_rate"])
+
+
+def tp_gather_bytes_per_element(s: Scenario) -> float:
+    """Bytes per element of a forward TP (sequence-parallel) all-gather of a linear's input."""
+    recipe = s.training.fp8
+    return 1.0 if recipe is not None and recipe_entry(recipe)["tp_gather_fp8"] else 2.0
+
+
+def extra_kernels(s: Scenario, n_linears: int) -> int:
+    """Kernels the recipe adds to one pass of a layer."""
+    return QUANTIZE_KERNELS_PER_LINEAR * n_linears if s.training.fp8 is not None else 0
+
+
+def weight_copy_bytes(s: Scenario, linear_params: float) -> float:
+    """Persistent fp8 weight copies (rowwise + transposed) of ``linear_params`` parameters: Transformer
+    Engine keeps them between micro-batches; torchao casts inside each forward and keeps none."""
+    if s.training.fp8 is None:
+        return 0.0
+    return linear_params * float(framework_entry(s.parallelism.framework)["weight_copy_bytes"])
+
+
+def saved_input_bytes_saved(s: Scenario, linears: tuple[Linear, ...]) -> float:
+    """Activation bytes saved per layer because the linears keep their fp8 input (1 byte) for the weight
+    gradient instead of the bf16 one (2 bytes), sequence-sharded under SP as the bf16 one was; rowwise keeps
+    bf16 (its wgrad needs other scales)."""
+    recipe = s.training.fp8
+    if recipe is None or not recipe_entry(recipe)["saves_fp8_input"]:
+        return 0.0
+    return sum(lin.input_elems for lin in linears) * 1.0
