@@ -24,19 +24,23 @@ def dense_mlp_params(m: ModelSpec, ffn: int | None = None) -> int:
 
 
 def is_moe_layer(m: ModelSpec, layer: int) -> bool:
-    """Whether 0-based ``layer`` carries an MoE block (every ``moe_layer_frequency``-th)."""
-    return m.moe is not None and (layer + 1) % m.moe.moe_layer_frequency == 0
+    """Whether 0-based ``layer`` carries an MoE block: every ``moe_layer_frequency``-th layer after the
+    ``first_dense_layers`` leading dense ones."""
+    if m.moe is None or layer < m.moe.first_dense_layers:
+        return False
+    return (layer - m.moe.first_dense_layers + 1) % m.moe.moe_layer_frequency == 0
 
 
 def num_moe_layers(m: ModelSpec) -> int:
-    return 0 if m.moe is None else m.num_layers // m.moe.moe_layer_frequency
+    return 0 if m.moe is None else (m.num_layers - m.moe.first_dense_layers) // m.moe.moe_layer_frequency
 
 
 def moe_mlp_params(m: ModelSpec, active: bool) -> int:
     """An MoE block's expert weights: all experts, or the ``top_k + shared`` a token uses."""
     assert m.moe is not None
-    experts = (m.moe.top_k if active else m.moe.num_experts) + m.moe.shared_experts
-    return experts * dense_mlp_params(m, m.moe.expert_ffn_hidden_size) + m.hidden_size * m.moe.num_experts
+    routed = m.moe.top_k if active else m.moe.num_experts
+    shared = m.moe.shared_experts * dense_mlp_params(m, m.moe.shared_expert_ffn_hidden_size)
+    return routed * dense_mlp_params(m, m.moe.expert_ffn_hidden_size) + shared + m.hidden_size * m.moe.num_experts
 
 
 def layer_matmul_params(m: ModelSpec, layer: int = 0, active: bool = True) -> int:

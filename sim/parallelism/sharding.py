@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from sim.specs.layout import ParallelismSpec
-from sim.specs.scenario import Scenario, pipeline_layer_slots
+from sim.specs.scenario import Scenario, virtual_stage_layer_counts
 
 
 def chunk_layers(s: Scenario) -> tuple[tuple[int, ...], ...]:
@@ -13,23 +13,17 @@ def chunk_layers(s: Scenario) -> tuple[tuple[int, ...], ...]:
 
     Virtual stage ``j * p + r`` is chunk ``j`` of pipeline rank ``r``. With Megatron's
     ``account_for_embedding/loss_in_pipeline_split`` the embedding (loss) takes one layer slot of the
-    first (last) virtual stage, which then holds one transformer layer fewer. Cached per model and
+    first (last) virtual stage, which then holds one transformer layer fewer; ``first/last_stage_layers``
+    and ``pipeline_layout`` split unevenly (``virtual_stage_layer_counts``). Cached per model and
     layout: the memory model and the engine ask for it per stage and per chunk.
     """
-    return _chunk_layers(pipeline_layer_slots(s), s.parallelism)
+    return _chunk_layers(s.model.num_layers, s.parallelism)
 
 
 @functools.lru_cache(maxsize=1024)
-def _chunk_layers(slots: int, p: ParallelismSpec) -> tuple[tuple[int, ...], ...]:
-    n_virtual = p.pipeline * p.virtual_pipeline
-    per = slots // n_virtual
-    counts = [per] * n_virtual
-    if p.account_for_embedding_in_pipeline_split:
-        counts[0] -= 1
-    if p.account_for_loss_in_pipeline_split:
-        counts[-1] -= 1
+def _chunk_layers(num_layers: int, p: ParallelismSpec) -> tuple[tuple[int, ...], ...]:
     out, start = [], 0
-    for c in counts:
+    for c in virtual_stage_layer_counts(num_layers, p):
         out.append(tuple(range(start, start + c)))
         start += c
     return tuple(out)

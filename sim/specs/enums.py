@@ -86,3 +86,13 @@ class FailureDistribution(StrEnum):
 class SparesExhausted(StrEnum):
     WAIT = "wait"
     SHRINK = "shrink"
+
+
+class Attention(StrEnum):
+    GQA = "gqa"  # multi-head, grouped-query or multi-query attention, by num_kv_heads
+    MLA = "mla"  # multi-head latent attention (DeepSeek-V2/V3): low-rank Q and KV projections
+
+
+class Routing(StrEnum):
+    BALANCED = "balanced"  # every expert receives the mean load (forced balance, as benchmarks run)
+    NATURAL = "natural"  # the router's own, uneven load

@@ -36,6 +36,14 @@ class ParallelismSpec(Spec):
         False, doc="count the embedding as a layer of the first stage (Megatron option)")
     account_for_loss_in_pipeline_split: bool = spec_field(
         False, doc="count the LM head + loss as a layer of the last stage (Megatron option)")
+    first_stage_layers: int | None = spec_field(
+        None, ge=0, doc="transformer layers of the first pipeline stage; the rest split evenly "
+        "(Megatron --decoder-first-pipeline-num-layers)")
+    last_stage_layers: int | None = spec_field(
+        None, ge=0, doc="transformer layers of the last pipeline stage (Megatron --decoder-last-pipeline-num-layers)")
+    pipeline_layout: tuple[int, ...] | None = spec_field(
+        None, doc="explicit transformer layers per virtual stage, in pipeline order: pipeline*virtual_pipeline "
+        "ints summing to num_layers (Megatron --pipeline-model-parallel-layout)")
     placement_order: str = spec_field(
         "tp,cp,dp,pp", doc="mesh axes laid onto consecutive GPUs, innermost first (Megatron: tp,cp,dp,pp)")
     framework: Framework = spec_field(
@@ -81,6 +89,8 @@ class ParallelismSpec(Spec):
                                 f"{self.virtual_pipeline}; use schedule: interleaved-1f1b"))
         if interleaved and self.pipeline < 2:
             issues.append(Issue("schedule", "interleaved-1f1b needs pipeline >= 2"))
+        if self.pipeline_layout is not None and any(n < 0 for n in self.pipeline_layout):
+            issues.append(Issue("pipeline_layout", f"{list(self.pipeline_layout)}: layer counts must be >= 0"))
         return issues + self._zero_issues()
 
     def _zero_issues(self) -> list[Issue]:

@@ -93,6 +93,87 @@ def pipeline_layer_slots(s: Scenario) -> int:
             + int(p.account_for_loss_in_pipeline_split))
 
 
+def virtual_stage_layer_counts(n: int, p: ParallelismSpec) -> list[int]:
+    """Transformer layers of every virtual stage in pipeline order (``p * v`` counts), as Megatron splits
+    them: an explicit ``pipeline_layout``; else ``first/last_stage_layers`` with the rest even over the
+    middle ranks (each rank's layers even over its ``v`` chunks); else an even split of the ``n`` layers and
+    the embedding (loss) slot counted in the split, which takes one slot of the first (last) virtual stage."""
+    stages, v = p.pipeline, p.virtual_pipeline
+    if p.pipeline_layout is not None:
+        return list(p.pipeline_layout)
+    first, last = p.first_stage_layers, p.last_stage_layers
+    if first is not None or last is not None:
+        middle_ranks = stages - (first is not None) - (last is not None)
+        rest = n - (first or 0) - (last or 0)
+        per_rank = [rest // middle_ranks if middle_ranks else 0] * stages
+        if first is not None:
+            per_rank[0] = first
+        if last is not None:
+            per_rank[-1] = last
+        return [per_rank[r] // v for _ in range(v) for r in range(stages)]
+    slots = n + int(p.account_for_embedding_in_pipeline_split) + int(p.account_for_loss_in_pipeline_split)
+    counts = [slots // (stages * v)] * (stages * v)
+    counts[0] -= int(p.account_for_embedding_in_pipeline_split)
+    counts[-1] -= int(p.account_for_loss_in_pipeline_split)
+    return counts
+
+
+def _pipeline_issues(s: Scenario) -> list[Issue]:
+    """The pipeline split: an explicit layout, uneven first/last stages, or an even split of the layers."""
+    p, m = s.parallelism, s.model
+    chunks, n = p.pipeline * p.virtual_pipeline, m.num_layers
+    accounted = p.account_for_embedding_in_pipeline_split or p.account_for_loss_in_pipeline_split
+    uneven = p.first_stage_layers is not None or p.last_stage_layers is not None
+    if p.pipeline_layout is not None:
+        layout = list(p.pipeline_layout)
+        if uneven or accounted:
+            return [Issue("parallelism.pipeline_layout", "cannot be combined with first/last_stage_layers or "
+                          "account_for_embedding/loss_in_pipeline_split; give one way of splitting")]
+        if len(layout) != chunks:
+            return [Issue("parallelism.pipeline_layout", f"{len(layout)} entries; needs one per virtual stage: "
+                          f"pipeline*virtual_pipeline = {p.pipeline}*{p.virtual_pipeline} = {chunks}")]
+        if sum(layout) != n:
+            return [Issue("parallelism.pipeline_layout", f"sums to {sum(layout)}; must sum to model.num_layers "
+                          f"({n})")]
+        return []
+    if uneven:
+        return _uneven_issues(s)
+    slots = pipeline_layer_slots(s)
+    if slots % chunks:
+        return [Issue("parallelism.pipeline", f"pipeline*virtual_pipeline = {chunks} does not divide "
+                      f"the {slots} layers to split (model.num_layers {n}"
+                      f"{' + embedding/loss' if slots != n else ''}); use a divisor of "
+                      f"{slots}, account_for_embedding/loss_in_pipeline_split, first/last_stage_layers "
+                      "or pipeline_layout")]
+    return []
+
+
+def _uneven_issues(s: Scenario) -> list[Issue]:
+    p, n, v = s.parallelism, s.model.num_layers, s.parallelism.virtual_pipeline
+    first, last = p.first_stage_layers, p.last_stage_layers
+    field = "parallelism.first_stage_layers" if first is not None else "parallelism.last_stage_layers"
+    if p.account_for_embedding_in_pipeline_split or p.account_for_loss_in_pipeline_split:
+        return [Issue(field, "cannot be combined with account_for_embedding/loss_in_pipeline_split "
+                      "(Megatron allows one or the other)")]
+    if p.pipeline < 2:
+        return [Issue(field, f"needs parallelism.pipeline >= 2 (got {p.pipeline})")]
+    middle_ranks = p.pipeline - (first is not None) - (last is not None)
+    rest = n - (first or 0) - (last or 0)
+    if rest < 0 or (middle_ranks == 0 and rest):
+        return [Issue(field, f"first + last stage layers ({(first or 0) + (last or 0)}) must "
+                      f"{'equal' if middle_ranks == 0 else 'not exceed'} model.num_layers ({n})")]
+    if middle_ranks and rest % middle_ranks:
+        return [Issue(field, f"the {rest} remaining layers do not split evenly over the {middle_ranks} other "
+                      "pipeline stages")]
+    issues = []
+    for name, count in (("first_stage_layers", first), ("last_stage_layers", last),
+                        ("pipeline", rest // middle_ranks if middle_ranks else None)):
+        if count is not None and count % v:
+            issues.append(Issue(f"parallelism.{name}", f"a stage's {count} layers do not split over "
+                                f"virtual_pipeline = {v} chunks"))
+    return issues
+
+
 def _layout_issues(s: Scenario) -> list[Issue]:
     p, m, issues = s.parallelism, s.model, []
     if p.num_gpus != s.cluster.num_gpus:
@@ -103,12 +184,7 @@ def _layout_issues(s: Scenario) -> list[Issue]:
         if heads % p.tensor:
             issues.append(Issue("parallelism.tensor", f"{p.tensor} does not divide model.{name} ({heads}); "
                                 f"use one of {_divisors(heads)}"))
-    slots, chunks = pipeline_layer_slots(s), p.pipeline * p.virtual_pipeline
-    if slots % chunks:
-        issues.append(Issue("parallelism.pipeline", f"pipeline*virtual_pipeline = {chunks} does not divide "
-                            f"the {slots} layers to split (model.num_layers {m.num_layers}"
-                            f"{' + embedding/loss' if slots != m.num_layers else ''}); use a divisor of "
-                            f"{slots}, or account_for_embedding/loss_in_pipeline_split"))
+    issues += _pipeline_issues(s)
     if m.seq_len % p.context:
         issues.append(Issue("parallelism.context", f"{p.context} does not divide model.seq_len ({m.seq_len})"))
     step = p.data * p.micro_batch_size

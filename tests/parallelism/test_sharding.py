@@ -58,3 +58,29 @@ def test_llama3_405b_split():
     chunks = chunk_layers(scenario(126, 16, 4, True, True))
     assert len(chunks[0]) == 1 and len(chunks[-1]) == 1
     assert all(len(c) == 2 for c in chunks[1:-1])
+
+
+def _sizes(chunks):
+    return [len(c) for c in chunks]
+
+
+def test_deepseek_v3_style_uneven_first_and_last_stages():
+    # 61 layers on PP16 (DeepSeek-V3 report): 4 layers on the first stage, 2 on the last (+ MTP there), 55 left
+    # for 14 middle stages does not split evenly; the report's 61 = 3 + 14*4 + 2 does.
+    chunks = chunk_layers(make_scenario(61, pipeline=16, first_stage_layers=3, last_stage_layers=2))
+    assert _sizes(chunks) == [3] + [4] * 14 + [2]
+    assert [i for c in chunks for i in c] == list(range(61))
+
+
+def test_uneven_stages_split_over_virtual_chunks():
+    # 94 layers (Qwen3-235B), PP4 x VPP2: first stage 22 (11 + 11), last 24 (12 + 12), middle 24 each.
+    s = make_scenario(94, pipeline=4, virtual_pipeline=2, schedule="interleaved-1f1b",
+                      first_stage_layers=22, last_stage_layers=24)
+    assert _sizes(chunk_layers(s)) == [11, 12, 12, 12, 11, 12, 12, 12]
+    assert len(rank_layers(s, 0)) == 22 and len(rank_layers(s, 3)) == 24
+
+
+def test_explicit_pipeline_layout_is_taken_as_written():
+    s = make_scenario(10, pipeline=2, virtual_pipeline=2, schedule="interleaved-1f1b", pipeline_layout=[2, 3, 3, 2])
+    assert _sizes(chunk_layers(s)) == [2, 3, 3, 2]
+    assert rank_layers(s, 0) == [0, 1, 5, 6, 7] and rank_layers(s, 1) == [2, 3, 4, 8, 9]
