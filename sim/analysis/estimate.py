@@ -12,9 +12,12 @@ ASSUMED_MFU = 0.40
 
 
 def estimate_6nd_days(s: Scenario, mfu: float = ASSUMED_MFU) -> float | None:
-    """Days to train ``training.tokens`` at ``6 N D / (GPUs * peak * mfu)``; None without tokens."""
+    """Days to train ``training.tokens`` at ``6 N D / (GPUs * peak * mfu)``; None without tokens.
+
+    N is the *active* parameter count (MoE: ``top_k`` routed experts; equal to the total for dense models),
+    as the usual public estimates of MoE runs take it."""
     if s.training.tokens is None:
         return None
-    n = flops.total_params(s.model)
+    n = flops.active_params(s.model)
     peak = s.gpu.peak_flops(s.training.precision.value)
     return 6.0 * n * s.training.tokens / (s.cluster.num_gpus * peak * mfu) / DAY

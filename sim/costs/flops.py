@@ -1,8 +1,14 @@
-"""Parameter and FLOP counts of a decoder-only transformer.
+"""Parameter and FLOP counts of a decoder-only transformer (dense or MoE, GQA or MLA, with MTP modules).
 
 Convention (spec/result.md; Narayanan et al. 2021, Korthikanti et al. 2022): model FLOPs per token =
-3 x forward, forward = 2 x matmul parameters (LM head included, embedding lookup excluded) + attention
-scores and context counted in full (``4 s a d`` per token per layer, no causal halving).
+3 x forward, forward = 2 x the matmul parameters a token touches (LM head included, embedding lookup
+excluded) + attention scores and context counted in full (``2 s a (d_qk + d_v)`` per token per layer, no
+causal halving). For MoE the touched parameters are those of Megatron-Core's ``num_floating_point_operations``
+(megatron/training/training.py): the ``top_k`` routed experts, the shared experts, MLA's low-rank
+projections, and per MTP module one transformer block (MoE if the last layer is), its ``2h -> h``
+projection and one more LM head. Two differences from that count, both kept for one convention across
+dense and MoE: Megatron-Core halves the causal attention scores (we do not) and omits the router gate
+GEMM (``h x num_experts``, counted here; < 0.1% of DeepSeek-V3's FLOPs).
 """
 
 from __future__ import annotations
@@ -12,9 +18,39 @@ from sim.specs.model import ModelSpec
 
 
 def attention_params(m: ModelSpec) -> int:
-    """Q, K, V and output projection weights of one layer: ``2 h a d + 2 h g d``."""
-    d = m.head_dim
-    return 2 * m.hidden_size * m.num_attention_heads * d + 2 * m.hidden_size * m.num_kv_heads * d
+    """Projection weights of one layer's attention.
+
+    GQA: Q, K, V and output, ``2 h a d + 2 h g d``. MLA (DeepSeek-V2 §2.1, config.json names): query down
+    ``h x q_lora`` and up ``q_lora x a (d_nope + d_rope)`` (or one ``h x a (d_nope + d_rope)`` without
+    q_lora_rank), KV down ``h x (kv_lora + d_rope)`` (latent and the shared rotary key), KV up
+    ``kv_lora x a (d_nope + d_v)``, output ``a d_v x h``.
+    """
+    h, a = m.hidden_size, m.num_attention_heads
+    if m.mla is None:
+        d = m.head_dim
+        return 2 * h * a * d + 2 * h * m.num_kv_heads * d
+    r = m.mla
+    q_heads = a * r.qk_head_dim
+    query = h * q_heads if r.q_lora_rank is None else r.q_lora_rank * (h + q_heads)
+    kv = h * (r.kv_lora_rank + r.qk_rope_head_dim) + r.kv_lora_rank * a * (r.qk_nope_head_dim + r.v_head_dim)
+    return query + kv + a * r.v_head_dim * h
+
+
+def attention_norm_params(m: ModelSpec) -> int:
+    """Non-matmul attention weights: MLA's RMSNorms on the query and KV latents."""
+    if m.mla is None:
+        return 0
+    return (m.mla.q_lora_rank or 0) + m.mla.kv_lora_rank
+
+
+def qk_head_dim(m: ModelSpec) -> int:
+    """Per-head query/key dimension of the score GEMM (MLA: no-rotary + rotary parts)."""
+    return m.head_dim if m.mla is None else m.mla.qk_head_dim
+
+
+def v_head_dim(m: ModelSpec) -> int:
+    """Per-head value dimension of the context GEMM."""
+    return m.head_dim if m.mla is None else m.mla.v_head_dim
 
 
 def dense_mlp_params(m: ModelSpec, ffn: int | None = None) -> int:
@@ -49,27 +85,54 @@ def layer_matmul_params(m: ModelSpec, layer: int = 0, active: bool = True) -> in
     return attention_params(m) + mlp
 
 
-def total_params(m: ModelSpec) -> int:
-    """Every parameter: layers (with two norms), embedding, untied LM head, final norm."""
-    layers = sum(layer_matmul_params(m, i, active=False) + 2 * m.hidden_size for i in _layers(m))
+def mtp_matmul_params(m: ModelSpec, active: bool = True) -> int:
+    """Matmul weights of one multi-token-prediction module (DeepSeek-V3 §2.2; Megatron-Core
+    multi_token_prediction.py): a transformer block of the last layer's kind and the ``2h -> h`` projection
+    of [normed hidden; normed embedding]. Embedding and output head are shared with the main model."""
+    return layer_matmul_params(m, m.num_layers - 1, active) + 2 * m.hidden_size * m.hidden_size
+
+
+def _mtp_params(m: ModelSpec) -> int:
+    """Every weight of the MTP modules: matmuls, the block's two norms, the hidden/embedding norms and the
+    shared head's own final norm."""
+    return m.mtp_layers * (mtp_matmul_params(m, active=False) + attention_norm_params(m) + 5 * m.hidden_size)
+
+
+def total_params(m: ModelSpec, include_mtp: bool = True) -> int:
+    """Every parameter: layers (with two norms), embedding, untied LM head, final norm (and MTP modules)."""
+    return _params(m, active=False) + (_mtp_params(m) if include_mtp else 0)
+
+
+def active_params(m: ModelSpec) -> int:
+    """Parameters one token uses in the main model (MoE: ``top_k`` routed experts), embedding and head
+    included, MTP modules excluded: the "activated parameters" model cards quote (DeepSeek-V3: 37B)."""
+    return _params(m, active=True)
+
+
+def _params(m: ModelSpec, active: bool) -> int:
+    norms = 2 * m.hidden_size + attention_norm_params(m)
+    layers = sum(layer_matmul_params(m, i, active) + norms for i in _layers(m))
     embedding = m.vocab_size * m.hidden_size
     head = 0 if m.tied_embeddings else embedding
     return layers + embedding + head + m.hidden_size
 
 
 def active_matmul_params(m: ModelSpec) -> int:
-    """Matmul parameters one token touches, LM head included, embedding lookup excluded."""
-    return sum(layer_matmul_params(m, i) for i in _layers(m)) + m.vocab_size * m.hidden_size
+    """Matmul parameters one token touches, LM head included, embedding lookup excluded; each MTP module
+    adds its block, its projection and one more pass through the (shared) LM head."""
+    head = m.vocab_size * m.hidden_size
+    mtp = m.mtp_layers * (mtp_matmul_params(m) + head)
+    return sum(layer_matmul_params(m, i) for i in _layers(m)) + head + mtp
 
 
 def attention_score_flops_per_token(m: ModelSpec) -> float:
-    """Forward score + context matmuls per token per layer, in full: ``2 * 2 * s * a * d``."""
-    return 4.0 * m.seq_len * m.num_attention_heads * m.head_dim
+    """Forward score + context matmuls per token per layer, in full: ``2 s a (d_qk + d_v)`` (GQA: ``4 s a d``)."""
+    return 2.0 * m.seq_len * m.num_attention_heads * (qk_head_dim(m) + v_head_dim(m))
 
 
 def forward_flops_per_token(m: ModelSpec) -> float:
-    """Forward FLOPs per token in the Narayanan/Korthikanti convention."""
-    return 2.0 * active_matmul_params(m) + m.num_layers * attention_score_flops_per_token(m)
+    """Forward FLOPs per token in the Narayanan/Korthikanti convention (MTP blocks included)."""
+    return 2.0 * active_matmul_params(m) + (m.num_layers + m.mtp_layers) * attention_score_flops_per_token(m)
 
 
 def model_flops_per_token(m: ModelSpec) -> float:

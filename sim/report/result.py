@@ -83,9 +83,16 @@ def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]
         },
         "run": None if run is None else run_block(run),
         "estimate_6nd": _naive_block(ev, run),
-        "model": {"params": flops.total_params(s.model),
+        "model": {"params": flops.total_params(s.model), "active_params": flops.active_params(s.model),
                   "model_flops_per_token": flops.model_flops_per_token(s.model)},
     }
+
+
+def _params_text(s: Scenario) -> str:
+    total = f"{flops.total_params(s.model) / 1e9:.1f}B params"
+    if s.model.moe is None:
+        return total
+    return f"{total}, {flops.active_params(s.model) / 1e9:.1f}B active"
 
 
 def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
@@ -93,7 +100,7 @@ def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
     s, step, mem = ev.scenario, ev.step, ev.memory
     p = s.parallelism
     lines = [
-        f"{s.name}: {s.model.preset or 'model'} ({flops.total_params(s.model) / 1e9:.1f}B params) on "
+        f"{s.name}: {s.model.preset or 'model'} ({_params_text(s)}) on "
         f"{s.cluster.num_gpus:,} x {s.gpu.name}",
         f"layout  TP{p.tensor} PP{p.pipeline}{f'x{p.virtual_pipeline}' if p.virtual_pipeline > 1 else ''} "
         f"CP{p.context} DP{p.data}  ZeRO-{p.zero_stage}  {p.schedule.value}  micro-batch {p.micro_batch_size} "
