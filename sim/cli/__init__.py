@@ -35,11 +35,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_presets(_: argparse.Namespace) -> int:
     from sim import catalog
+    from sim.costs import flops
+    from sim.specs._schema import build
+    from sim.specs.model import ModelSpec
 
-    print(f"{'preset':<16} {'layers':>6} {'hidden':>7} {'ffn':>7} {'heads':>5} {'kv':>4} {'vocab':>7} {'seq':>6}")
+    print(f"{'preset':<16} {'layers':>6} {'hidden':>7} {'ffn':>7} {'heads':>5} {'kv':>4} {'attn':>4} {'vocab':>7} "
+          f"{'seq':>6} {'params B':>9} {'active B':>9}  experts (routed x width, top-k, +shared, dense first)")
     for name, p in catalog.preset_table().items():
-        print(f"{name:<16} {p['num_layers']:>6} {p['hidden_size']:>7} {p['ffn_hidden_size']:>7} "
-              f"{p['num_attention_heads']:>5} {p['num_kv_heads']:>4} {p['vocab_size']:>7} {p['seq_len']:>6}")
+        m = build(ModelSpec, {k: v for k, v in p.items() if k not in ("name", "source", "note")}, f"preset {name}")
+        experts = "-"
+        if m.moe is not None:
+            e = m.moe
+            experts = (f"{e.num_experts} x {e.expert_ffn_hidden_size}, top-{e.top_k}"
+                       f"{f', +{e.shared_experts}' if e.shared_experts else ''}"
+                       f"{f', {e.first_dense_layers} dense' if e.first_dense_layers else ''}"
+                       f"{f', every {e.moe_layer_frequency}' if e.moe_layer_frequency > 1 else ''}")
+        print(f"{name:<16} {m.num_layers:>6} {m.hidden_size:>7} {m.ffn_hidden_size:>7} {m.num_attention_heads:>5} "
+              f"{m.num_kv_heads:>4} {m.attention.value:>4} {m.vocab_size:>7} {m.seq_len:>6} "
+              f"{flops.total_params(m) / 1e9:>9.1f} {flops.active_params(m) / 1e9:>9.1f}  {experts}")
     return 0
 
 
