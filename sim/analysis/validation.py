@@ -261,7 +261,7 @@ def error_stats(outcomes: Iterable[Outcome]) -> dict[str, float]:
 
 
 #: Modules that contribute rows of further sources, each through ``rows() -> list[Row]``.
-ROW_MODULES = ("sim.analysis.validation_torchtitan",)
+ROW_MODULES = ("sim.analysis.validation_torchtitan", "sim.analysis.validation_moe")
 
 
 def module_rows() -> list[Row]:

@@ -1,0 +1,62 @@
+"""The MoE validation rows (sim/analysis/validation_moe.py): every row with a layout is mapped, the published
+figures are converted with Megatron-Core's FLOP count, and Megatron layout strings are parsed."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim import catalog
+from sim.analysis import validation, validation_moe
+from sim.costs import flops
+from sim.specs._schema import build
+from sim.specs.model import ModelSpec
+
+
+def test_every_row_with_a_layout_and_a_throughput_is_a_validation_row():
+    raw = validation_moe.raw_rows()
+    with_layout = [r["id"] for r in raw if all(r["parallel"][k] is not None for k in ("tp", "pp", "dp"))
+                   and r["model"]["name"] in validation_moe.PRESETS]
+    assert len(with_layout) == 15
+    assert [r.id for r in validation_moe.rows()] == with_layout
+    assert "moe" in validation.source_names()
+
+
+def test_rows_keep_their_sources():
+    for r in validation_moe.raw_rows():
+        assert r["source"]["title"] and r["source"]["url"]
+
+
+def test_deepseek_v3_layout_string():
+    layout = validation_moe.parse_pipeline_layout("Et|(tt|)*30L (32 virtual stages: embedding+1 layer | ...)")
+    assert layout == [1] + [2] * 30 + [0]
+    assert validation_moe.parse_pipeline_layout("Et*3|(tt|)*29m|L") == [3] + [2] * 29 + [0, 0]
+
+
+def test_megatron_core_flops_halve_the_causal_scores_and_drop_the_router():
+    data = {k: v for k, v in catalog.preset_table()["qwen3-235b-a22b"].items() if k not in ("name", "source", "note")}
+    m = build(ModelSpec, data)
+    ours = flops.model_flops_per_token(m)
+    scores = 3 * 94 * 2.0 * 4096 * 64 * (128 + 128)
+    router = 3 * 2 * 4096 * 128 * 94
+    assert validation_moe.megatron_core_flops_per_token(m) == pytest.approx(ours - scores / 2 - router)
+    # The ModelZoo row gives both figures: 245 TFLOP/s/GPU and 19.7 s per 2048 x 4096-token step on 256 GPUs.
+    assert pytest.approx(validation_moe.megatron_core_flops_per_token(m),
+                                                              rel=0.01) == 245e12 * 256 * 19.7 / (2048 * 4096)
+
+
+def test_row_mapping_rules():
+    by_id = {r.id: r for r in validation_moe.rows()}
+    dsv3 = by_id["mcore-dsv3-gb200-256gpu-mxfp8-baseline"].mapping
+    assert dsv3["model"]["mtp_layers"] == 0
+    assert dsv3["training"] == {"global_batch_size": 2048, "attention": "flash", "precision": "fp8",
+                                "fp8_recipe": "mxfp8"}
+    assert dsv3["parallelism"]["pipeline_layout"] == [1] + [2] * 30 + [0]
+    qwen = by_id["modelzoo-qwen3-235b-h100-256gpu-bf16-ep32-pp8"].mapping["parallelism"]
+    assert qwen["account_for_embedding_in_pipeline_split"] and qwen["account_for_loss_in_pipeline_split"]
+    assert qwen["moe_dispatcher"] == "deepep" and qwen["expert"] == 32
+    drop = by_id["mbridge-25.09-qwen3-30b-a3b-h100-16gpu-tokendrop"].mapping
+    assert drop["model"]["moe"]["capacity_factor"] == 1.0
+    assert by_id["modelzoo-mixtral-8x22b-h100-128gpu-bf16-dropless"].mapping["model"]["moe"]["routing"] == "natural"
+    assert by_id["modelzoo-mixtral-8x22b-h100-128gpu-bf16-forcebalance"].mapping["model"]["moe"]["routing"] == \
+        "balanced"
+    assert all(r.how.endswith(("[fit]", "[check]")) for r in by_id.values())
