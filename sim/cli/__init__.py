@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sim import __version__
-from sim.cli import explore, network, report, runlevel
+from sim.cli import docs, explore, network, report, runlevel
 from sim.cli._common import add_run_level_options, evaluate_with_run, progress_bar
 from sim.errors import ScenarioError, TrainsimError
 from sim.specs import budget
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a scenario: one optimizer step, and the whole run when "
                                      "training.tokens is set")
     run.add_argument("scenario", help="scenario YAML file")
-    run.add_argument("--json", action="store_true", help="print the result JSON (spec/result.md)")
+    run.add_argument("--json", action="store_true", help="print the result JSON (docs/result.md)")
     report.add_run_options(run)
     add_run_level_options(run)
     run.set_defaults(func=_cmd_run)
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     runlevel.register(sub)
     explore.register(sub)
     network.register(sub)
+    docs.register(sub)
     val = sub.add_parser("validate", help="simulate published runs and print the error vs measured")
     val.add_argument("--source", action="append", help="only these sources (repeatable)")
     val.add_argument("-v", "--verbose", action="store_true", help="print every row")

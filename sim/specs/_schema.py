@@ -38,7 +38,9 @@ def short_repr(value: Any) -> str:
     """``repr`` bounded in length and in work (a huge or deeply nested value is never rendered whole)."""
     return _REPR.repr(value)
 
-_NUMBER = re.compile(r"^[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?$")
+#: A number written as a string (YAML 1.1 reads 15.6e12 as one); also the pattern of the JSON Schema.
+NUMBER_PATTERN = r"^\s*[+-]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?\s*$"
+_NUMBER = re.compile(NUMBER_PATTERN)
 
 
 def spec_field(default: Any = dataclasses.MISSING, *, doc: str, ge: float | None = None,

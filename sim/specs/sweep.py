@@ -47,6 +47,16 @@ class Sweep:
     points: tuple[Point, ...]
 
 
+#: The keys of a sweep file and what each holds (the loader's check and docs/sweep.md read this).
+SWEEP_KEYS = {
+    "base": "path of the base scenario, relative to the sweep file (required)",
+    "grid": "mapping of field path -> list of values; every combination is a point. Fields that change "
+            "together share one key, comma-separated (`cluster.num_gpus, parallelism.data`), and each value "
+            "is then a list with one value per field",
+    "points": "list of mappings field path -> value, each one point; crossed with the grid when both are given",
+}
+
+
 def point_key(assignments: dict[str, Any], base: str = "") -> str:
     """A stable key of a point: the hash of its assignments (order-independent) and of ``base`` (the digest
     of the base scenario, :func:`base_digest`)."""
@@ -69,8 +79,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ScenarioError([Issue("", str(err))], str(path)) from None
     if not isinstance(data, dict):
         raise ScenarioError([Issue("", "a sweep is a mapping with base, grid and/or points")], str(path))
-    issues = [Issue(str(k)[:60], "unknown key; use base, grid, points") for k in data
-              if k not in ("base", "grid", "points")]
+    issues = [Issue(str(k)[:60], f"unknown key; use {', '.join(SWEEP_KEYS)}") for k in data if k not in SWEEP_KEYS]
     if not isinstance(data.get("base"), str):
         issues.append(Issue("base", "required: the path of the base scenario (relative to the sweep file)"))
     axes = _grid_axes(data.get("grid"), issues)
