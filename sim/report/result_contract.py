@@ -92,6 +92,8 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("estimate_6nd.co2_tonnes", "number", "its CO2 (with a run only)"),
     Out("model", "object", "the model's size"),
     Out("model.params", "integer", "total parameters (all experts)"),
+    Out("model.active_params", "integer", "parameters a token passes through (routed top_k + shared experts "
+        "only; = params for a dense model)"),
     Out("model.model_flops_per_token", "number", "forward + backward model FLOPs per token (definition below)"),
 )
 
