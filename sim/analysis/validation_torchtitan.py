@@ -76,6 +76,35 @@ def _row(r: dict[str, Any]) -> Row:
     return Row(r["id"], SOURCE, mapping, step, "global batch tokens / (published TPS/GPU x GPUs) [check]")
 
 
+ASYNC_TP_SOURCE = "torchtitan-asynctp"
+
+
+def _async_tp_row(r: dict[str, Any], data: dict[str, Any]) -> Row:
+    """A row of the June 2025 async-TP benchmark: FSDP x TP 8 with SP and torch.compile, no gradient
+    accumulation (the local batch is the micro-batch), bf16 or a torchao float8 recipe."""
+    lay = data["layouts"][r["layout"]]
+    model = {**data["models"][lay["model"]], "activation": "swiglu", "tied_embeddings": False, "dropout": False}
+    gbs = lay["local_batch"] * lay["dp"]
+    training: dict[str, Any] = {"global_batch_size": gbs, "attention": "flash", "compile": True,
+                                "precision": "bf16" if r["quantization"] == "bf16" else "fp8"}
+    if r["quantization"] != "bf16":
+        training["fp8_recipe"] = r["quantization"]
+    name = f"asynctp2025-{r['layout']}-{r['quantization']}-{'async' if r['async_tp'] else 'vanilla'}"
+    mapping = {
+        "name": name, "model": model,
+        "cluster": {"gpu": GPU, "num_gpus": lay["num_gpus"], "topology": TOPOLOGY},
+        "parallelism": {"tensor": lay["tp"], "pipeline": 1, "context": 1, "data": lay["dp"], "zero_stage": 3,
+                        "framework": "torchtitan", "sequence_parallel": True, "tp_comm_overlap": r["async_tp"],
+                        "micro_batch_size": lay["local_batch"], "activation_recompute": lay["recompute"]},
+        "training": training,
+    }
+    step = gbs * model["seq_len"] / (r["tps_per_gpu"] * lay["num_gpus"])
+    return Row(name, ASYNC_TP_SOURCE, mapping, step, f"global batch tokens / (published TPS/GPU x GPUs) [{r['tag']}]")
+
+
 def rows() -> list[Row]:
-    """Every row of torchtitan_runs.yaml."""
-    return [_row(r) for r in catalog.read_yaml("validation/torchtitan_runs.yaml")]
+    """Every row of torchtitan_runs.yaml (source torchtitan) and of the 2025 async-TP benchmark (source
+    torchtitan-asynctp, not in the shared reference set: a further framework check)."""
+    async_tp = catalog.read_yaml("validation/torchtitan_asynctp_2025.yaml")
+    return ([_row(r) for r in catalog.read_yaml("validation/torchtitan_runs.yaml")]
+            + [_async_tp_row(r, async_tp) for r in async_tp["rows"]])

@@ -150,9 +150,9 @@ def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float, backward: 
     else:
         comm = 2 * collective_time(Collective.ALL_REDUCE, size, tp)
     if s.parallelism.tp_comm_overlap:
-        hidden = min(comm, gemm_time)
-        copy_engine = catalog.frameworks_table()["tp_overlap"][s.parallelism.framework.value]["copy_engine"]
-        contention = 0.0 if copy_engine else tp.sm_contention
+        overlap = catalog.frameworks_table()["tp_overlap"][s.parallelism.framework.value]
+        hidden = min(comm * overlap.get("hidden_fraction", 1.0), gemm_time)
+        contention = 0.0 if overlap["copy_engine"] else tp.sm_contention
         return PhaseTime(tp_comm=comm - hidden, overlapped_comm=hidden, contention=contention)
     return PhaseTime(tp_comm=comm)
 

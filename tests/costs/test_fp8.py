@@ -131,3 +131,24 @@ def test_rowwise_slower_than_bf16_on_small_gemms_tensorwise_faster():
     bf16 = total({})
     assert total({"precision": "fp8", "fp8_recipe": "rowwise"}) > bf16
     assert total({"precision": "fp8", "fp8_recipe": "tensorwise"}) < bf16
+
+
+def test_async_tp_hides_its_fitted_share_on_copy_engines():
+    # torchtitan async TP (frameworks.yaml tp_overlap: hidden_fraction 0.4, copy engines: no SM contention) vs
+    # Megatron's userbuffers overlap (hides up to the GEMM time, SM contention of the path)
+    model = {"hidden_size": 4096, "num_attention_heads": 32, "num_kv_heads": 8, "ffn_hidden_size": 14336,
+             "activation": "swiglu", "dropout": False, "seq_len": 8192}
+    base = {"tensor": 8, "sequence_parallel": True}
+
+    def forward(par, training, overlap):
+        s = make_scenario(model=model, parallelism={**base, **par, "tp_comm_overlap": overlap}, training=training)
+        return _layer(s).forward
+
+    tt, tt_train = {"framework": "torchtitan", "zero_stage": 3}, {"compile": True}
+    exposed = forward(tt, tt_train, False).tp_comm
+    hidden = forward(tt, tt_train, True)
+    assert hidden.overlapped_comm == pytest.approx(0.4 * exposed)
+    assert hidden.tp_comm == pytest.approx(0.6 * exposed)
+    assert hidden.contention == 0.0
+    mcore = forward({}, {}, True)  # hides what the layer's GEMMs cover (here less than all of it)
+    assert mcore.overlapped_comm > hidden.overlapped_comm and mcore.contention == 0.15
