@@ -28,12 +28,13 @@ from yaml.resolver import BaseResolver
 
 from sim.errors import TrainsimError
 
-#: A scenario, topology or sweep file is a few KiB; the largest packaged catalog file is ~100 KiB.
-MAX_BYTES = 4 * 2**20
+#: A scenario, topology or sweep file is a few KiB; the largest packaged catalog file is 120 KiB.
+MAX_BYTES = 2**20
 #: Alias references (``*name``) per document: a scenario needs a handful.
 MAX_ALIASES = 100
-#: Nodes once every alias is expanded (a list of 10,000 numbers is 10,001 nodes).
-MAX_NODES = 500_000
+#: Nodes once every alias is expanded (a list of 10,000 numbers is 10,001 nodes; the largest packaged file,
+#: validation/published_runs.yaml, has ~6,000).
+MAX_NODES = 100_000
 #: Nesting of mappings and lists (a scenario is 4 deep).
 MAX_DEPTH = 64
 #: Longest error message, in characters.
@@ -95,20 +96,28 @@ def _surprise(node: ScalarNode) -> str:
 
 def _check_graph(root: Node) -> None:
     """Refuse, before construction: too many aliases or nodes, too deep, an alias inside its own anchor, a
-    duplicate key, a YAML 1.1 surprise. Iterative (no recursion limit) and linear in the distinct nodes."""
+    duplicate key, a YAML 1.1 surprise. Iterative (no recursion limit) and linear in the distinct nodes;
+    scalars are checked where they are met, only collections go on the stack."""
     size: dict[int, int] = {}  # expanded node count of each finished node
     aliases = 0
     on_path: set[int] = set()
     stack: list[tuple[Node, int, bool]] = [(root, 1, False)]
+    if isinstance(root, ScalarNode):
+        if root.tag == _AMBIGUOUS:
+            raise YamlError(_surprise(root))
+        return
     while stack:
         node, depth, leaving = stack.pop()
         key = id(node)
         children = _children(node)
         if leaving:
             on_path.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            if size[key] > MAX_NODES:
+            total = 1
+            for child in children:
+                total += size[id(child)]
+            if total > MAX_NODES:
                 raise YamlError(f"{_where(node)}: more than {MAX_NODES:,} values once aliases are expanded")
+            size[key] = total
             continue
         if key in size:  # seen before: an alias reference
             aliases += 1
@@ -119,13 +128,23 @@ def _check_graph(root: Node) -> None:
             raise YamlError(f"{_where(node)}: an alias refers to a value that contains it (recursive)")
         if depth > MAX_DEPTH:
             raise YamlError(f"{_where(node)}: nested more than {MAX_DEPTH} levels deep")
-        if isinstance(node, ScalarNode) and node.tag == _AMBIGUOUS:
-            raise YamlError(_surprise(node))
         if isinstance(node, MappingNode):
             _check_duplicates(node)
         on_path.add(key)
         stack.append((node, depth, True))
-        stack.extend((c, depth + 1, False) for c in reversed(children))
+        for child in reversed(children):
+            if not isinstance(child, ScalarNode):
+                stack.append((child, depth + 1, False))
+                continue
+            ident = id(child)
+            if ident in size:
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise YamlError(f"{_where(child)}: more than {MAX_ALIASES} alias references (*name)")
+            else:
+                if child.tag == _AMBIGUOUS:
+                    raise YamlError(_surprise(child))
+                size[ident] = 1
 
 
 def _children(node: Node) -> list[Node]:
@@ -200,3 +219,13 @@ def read_text(path: Path) -> str:
 def read_yaml_file(path: Path) -> Any:
     """:func:`read_text` then :func:`load_yaml`."""
     return load_yaml(read_text(path))
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """:func:`read_yaml_file` of a file that must hold a mapping (of ``what``); anything else is refused without
+    echoing it (a file given by mistake, /etc/passwd, is not shown)."""
+    data = read_yaml_file(path)
+    if not isinstance(data, dict):
+        kind = "nothing" if data is None else f"a {type(data).__name__}"
+        raise YamlError(f"holds {kind}, not a mapping of {what}")
+    return data

@@ -54,6 +54,10 @@ MAX_ALL_TO_ALL_GPUS = 256
 
 def _check(gpus: list[int], ops: list[Collective]) -> None:
     from sim.errors import TrainsimError
+    from sim.specs import budget
+
+    for n in gpus:
+        budget.check("--gpus", n, budget.LIMITS.gpus)
 
     big = [n for n in gpus if n > MAX_ALL_TO_ALL_GPUS]
     if Collective.ALL_TO_ALL in ops and big:
@@ -90,12 +94,12 @@ def _print_published(topologies: list[str] | None) -> None:
 
 
 def _cmd_placement(args: argparse.Namespace) -> int:
+    from sim.cli._common import load_checked
     from sim.network.crossings import crossings
     from sim.network.graph import build_fabric
     from sim.network.nxgraph import build_graph
-    from sim.specs.scenario import load_scenario
 
-    s = load_scenario(args.scenario)
+    s = load_checked(args.scenario)
     p = s.parallelism
     print(f"{s.name}: {s.cluster.num_gpus} x {s.gpu.name} on {s.cluster.topology.name}, placement "
           f"{p.placement_order} (innermost first)")

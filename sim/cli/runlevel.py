@@ -24,15 +24,16 @@ def register(sub) -> None:
 def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     from sim.analysis.evaluate import evaluate
     from sim.analysis.runlevel import run_plan, search_interval
-    from sim.cli._common import progress_bar
+    from sim.cli._common import load_checked, progress_bar
     from sim.costs.reliability import daly_interval
     from sim.errors import TrainsimError
-    from sim.specs.scenario import load_scenario
+    from sim.specs import budget
     from sim.units import DAY
 
-    if args.span <= 1:
-        raise TrainsimError(f"--span {args.span}: must be > 1")
-    s = load_scenario(args.scenario)
+    if not 1 < args.span < 1e6:
+        raise TrainsimError(f"--span {args.span}: must be > 1 and < 1e6")
+    budget.check("--points", args.points, budget.LIMITS.interval_points)
+    s = load_checked(args.scenario)
     if not s.training.tokens or s.failures is None:
         raise TrainsimError(f"{args.scenario}: the interval search needs training.tokens and a failures block")
     ev = evaluate(s)

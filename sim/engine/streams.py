@@ -189,7 +189,13 @@ class DpLink:
         nxt = min([h.start + h.latency for h in heads if h not in moving]  # type: ignore[operator]
                   + [t + h.left * len(moving) for h in moving])
         step_to = min(max(nxt, t), until)
-        if moving:
+        if moving and step_to == t < until:
+            # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
+            # cannot move: those transfers are done now, or the loop would spin forever
+            for h in moving:
+                if h.left * len(moving) <= math.ulp(t):
+                    h.left = 0.0
+        elif moving:
             share = (step_to - t) / len(moving)
             for h in moving:
                 h.left -= share

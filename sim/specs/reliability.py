@@ -23,8 +23,9 @@ class FailureSpec(Spec):
                                                ge=0)
     distribution: FailureDistribution = spec_field(FailureDistribution.EXPONENTIAL,
                                                    doc="inter-arrival law per population: exponential | weibull")
-    weibull_shape: float | None = spec_field(None, doc="Weibull shape k (< 1: decreasing hazard); default 0.7",
-                                             gt=0)
+    weibull_shape: float | None = spec_field(None, doc="Weibull shape k (< 1: decreasing hazard); default 0.7; "
+                                             "0.1..10 (far below, the mean gap 1/Gamma(1+1/k) overflows)",
+                                             ge=0.1, le=10)
     restart_minutes: float | None = spec_field(
         None, doc="detection to training resumed, minutes (fixed); absent = stage model (detect, diagnose, "
                   "reschedule, collective init, checkpoint load, warm-up)", ge=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import catalog
-from sim.catalog.yamlio import YamlError, read_yaml_file
+from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, spec_field
 from sim.specs.enums import Fidelity, Framework, Precision, Schedule
@@ -286,7 +286,7 @@ def _resolve_topology(cluster: Any, base: Path | None, issues: list[Issue]) -> A
         issues.extend(err.issues)
         return None
     try:
-        data = read_yaml_file(path)
+        data = read_yaml_mapping(path, "topology fields")
     except YamlError as err:
         issues.append(Issue("cluster.topology", f"{path}: {err}"))
         return None

@@ -28,6 +28,7 @@ from typing import Any
 from sim.catalog.yamlio import YamlError, read_yaml_file
 from sim.errors import Issue, ScenarioError
 from sim.specs import budget
+from sim.specs._schema import parse_number
 from sim.specs.scenario import Scenario, load_scenario
 from sim.specs.variants import check_path
 
@@ -97,11 +98,33 @@ def load_sweep(path: str | Path) -> Sweep:
     combos = [dict(itertools.chain.from_iterable(a.items() for a in c)) for c in itertools.product(*axes)]
     assignments = [{**c, **p} for c in combos for p in (listed or [{}])]
     fields = tuple(dict.fromkeys(k for a in assignments for k in a))
+    for a in assignments:
+        _check_point_budget(base, a)
     points = tuple(Point(point_key(a, digest), a) for a in assignments)
     dupes = len(points) - len({p.key for p in points})
     if dupes:
         raise ScenarioError([Issue("points", f"{dupes} point(s) repeat another point")], str(path))
     return Sweep(base, fields, points)
+
+
+#: The fields the step budget reads (sim/specs/budget.py), by dotted path.
+_BUDGET_FIELDS = ("cluster.num_gpus", "training.global_batch_size", "parallelism.data", "parallelism.micro_batch_size",
+                  "parallelism.pipeline", "parallelism.virtual_pipeline", "simulation.monte_carlo")
+
+
+def _check_point_budget(base: Scenario, assignments: dict[str, Any]) -> None:
+    """The step budget of one point, from the base and the point's numbers, before anything is simulated (an
+    invalid value is left to the point's own validation)."""
+    values: dict[str, int] = {}
+    for path in _BUDGET_FIELDS:
+        section, field = path.split(".")
+        value = parse_number(assignments.get(path, getattr(getattr(base, section), field)))
+        if value is None or not math.isfinite(value) or value < 1:
+            return
+        values[field] = int(value)
+    micro = values["global_batch_size"] // (values["data"] * values["micro_batch_size"])
+    budget.check_step(values["num_gpus"], micro, values["pipeline"], values["virtual_pipeline"],
+                      values["monte_carlo"])
 
 
 def _grid_axes(grid: Any, issues: list[Issue]) -> list[list[dict[str, Any]]]:

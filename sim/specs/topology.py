@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim import catalog
-from sim.catalog.yamlio import YamlError, read_yaml_file
+from sim.catalog.yamlio import YamlError, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, spec_field
 from sim.specs.enums import ScaleUpKind
@@ -97,7 +97,7 @@ def load_topology(ref: str, base: Path | None = None) -> TopologySpec:
     """A bundled topology by name, or a topology file by path; every problem in one ScenarioError."""
     path = catalog.resolve_topology(ref, base)
     try:
-        data = read_yaml_file(path)
+        data = read_yaml_mapping(path, "topology fields")
     except YamlError as err:
         raise ScenarioError([Issue("topology", f"{path}: {err}")]) from None
     return build(TopologySpec, data, "topology")
