@@ -275,3 +275,101 @@ def test_arbitrary_bytes_through_the_cli(raw, workdir):
     path = workdir / "bytes.yaml"
     path.write_bytes(raw)
     _check_cli(*_run_cli(path))
+
+
+# ---- topologies, sweeps and command lines (issue 14) ---------------------------------------------------------
+
+_TOPOLOGY_BASE = yaml.safe_load((REPO / "topologies" / "dgx-h100-superpod.yaml").read_text(encoding="utf-8"))
+
+
+@st.composite
+def mutated_topologies(draw: st.DrawFn) -> Any:
+    root: Any = copy.deepcopy(_TOPOLOGY_BASE)
+    data = draw(st.data())
+    for _ in range(draw(st.sampled_from([1, 1, 2, 3]), label="mutations")):
+        root = _apply_mutation(data, root)
+    return root
+
+
+@FUZZ
+@given(mapping=mutated_topologies())
+def test_topology_mutations_give_a_topology_or_a_scenario_error(mapping, workdir):
+    from sim.specs.topology import TopologySpec, load_topology
+
+    path = workdir / "topology.yaml"
+    try:
+        path.write_text(yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    except yaml.YAMLError:
+        return
+    try:
+        topology = load_topology(str(path))
+    except ScenarioError as err:
+        assert err.issues and all(i.message for i in err.issues)
+        return
+    assert isinstance(topology, TopologySpec)
+    assert dataclasses.replace(topology) == topology
+
+
+_SWEEP_PATHS = st.sampled_from([
+    "failures.rate_scale", "checkpoint.interval_minutes", "cluster.num_gpus", "parallelism.data",
+    "cluster.num_gpus, parallelism.data", "training.global_batch_size", "simulation.monte_carlo", "model",
+    "model.nope", "parallelism", "", " , ", "failures.rates.gpu", "costs.usd_per_gpu_hour",
+]) | st.text(max_size=12)
+
+
+@FUZZ
+@given(grid=st.dictionaries(_SWEEP_PATHS, VALUES, max_size=4) | VALUES,
+       points=st.none() | st.lists(st.dictionaries(_SWEEP_PATHS, VALUES, max_size=2), max_size=3) | VALUES,
+       extra=st.dictionaries(st.text(max_size=6), VALUES, max_size=2))
+def test_sweep_files_give_a_sweep_or_a_clean_error(grid, points, extra, workdir):
+    from sim.errors import TrainsimError
+    from sim.specs.sweep import Sweep, load_sweep
+
+    (workdir / "sweep-base.yaml").write_text(yaml.safe_dump(base_mapping()), encoding="utf-8")
+    sweep = {**extra, "base": "sweep-base.yaml", "grid": grid, "points": points}
+    path = workdir / "sweep.yaml"
+    try:
+        path.write_text(yaml.safe_dump(sweep, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    except yaml.YAMLError:
+        return
+    try:
+        loaded = load_sweep(path)
+    except TrainsimError as err:  # ScenarioError, or the work budget
+        assert str(err)
+        return
+    assert isinstance(loaded, Sweep) and len({p.key for p in loaded.points}) == len(loaded.points)
+
+
+# Command lines: real commands and options with hostile values; the files named never simulate for long.
+_ARG_TOKENS = st.sampled_from([
+    "run", "report", "search", "size", "sweep", "placement", "checkpoint-interval", "validate", "presets", "gpus",
+    "--json", "--trace", "--plot", "-o", "--replicas", "--seed", "--workers", "--tokens", "--deadline-days",
+    "--budget-usd", "--counts", "--gpu", "--price", "--dask", "--points", "--span", "--source", "--top",
+    "--simulate", "--zero", "--micro-batches", "--schedules", "--recompute", "--max-virtual", "-q", "-v",
+    "--allow-large", "--help", "0", "-1", "1e400", "inf", "nan", "-inf", "1" * 30, "", " ", "H100=inf", "x=1",
+    "1,2,,3", "tcp://", "not a url", "/proc/x", "/dev/zero", "/", ".", "..", "/nonexistent", "{empty}", "{dir}",
+    "{bomb}", "llama3-8b", "H100", "\x00", "é", "--", "-",
+])
+
+
+@FUZZ
+@given(argv=st.lists(_ARG_TOKENS | st.text(max_size=8), min_size=1, max_size=8))
+def test_command_lines_never_raise(argv, workdir):
+    empty, bomb, folder = workdir / "empty.yaml", workdir / "bomb.yaml", workdir / "folder"
+    empty.write_text("", encoding="utf-8")
+    bomb.write_text("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)),
+        encoding="utf-8")
+    folder.mkdir(exist_ok=True)
+    args = [a.replace("{empty}", str(empty)).replace("{dir}", str(folder)).replace("{bomb}", str(bomb))
+            for a in argv if "\x00" not in a]
+    if not args or args[0] in ("collectives",) or ("validate" in args[:1] and "--source" not in args):
+        return  # these run real (minutes-long) work when given valid defaults
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(args)
+        except SystemExit as exit_:  # argparse: usage errors and --help
+            rc = exit_.code if isinstance(exit_.code, int) else 2
+    assert rc in (0, 2), (args, rc, err.getvalue()[-500:])
+    assert "Traceback" not in err.getvalue()

@@ -13,8 +13,9 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -57,6 +58,22 @@ def _init(parent: int, *args: Any) -> None:
     _SHARED = args
 
 
+def _quiet_broken_pool_thread() -> None:
+    """After its workers are killed, the executor's manager thread marks every pending future as failed, and
+    raises InvalidStateError on those already cancelled (seen with CPython 3.11): a traceback on stderr
+    for an interrupt the user asked for. Swallow that one exception from threads; pass on any other."""
+    previous = threading.excepthook
+    if getattr(previous, "trainsim_pool", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not InvalidStateError:
+            previous(args)
+
+    hook.trainsim_pool = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class Pool:
     """A process pool whose workers hold ``shared_args``; use as a context manager."""
 
@@ -75,6 +92,7 @@ class Pool:
         if self._executor is None:
             return
         if exc[0] is not None:  # interrupted or failed: stop the workers now, not after their current task
+            _quiet_broken_pool_thread()
             for process in list(getattr(self._executor, "_processes", {}).values()):
                 process.kill()
         self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
