@@ -128,7 +128,8 @@ def _print_error(head: str, lines: Sequence[str] = ()) -> None:
 
 
 def _clip(line: str) -> str:
-    line = " ".join(line.split())
+    # one line, and no terminal control sequences from a hostile file's keys or values
+    line = "".join(c if c.isprintable() else "?" for c in " ".join(line.split()))
     return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
 
 

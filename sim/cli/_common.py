@@ -105,13 +105,32 @@ def _writable_folder(folder: Path, option: str, target: Path) -> None:
         raise TrainsimError(f"{option} {target}: cannot write in {folder} ({err.strerror or err})") from None
 
 
-def check_output_file(path: str | Path, option: str) -> None:
-    """Exit 2 before any work if ``path`` cannot be written as a file (a folder, /proc, no permission)."""
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that is False for names the system refuses (too long, a NUL byte) instead of raising."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_file(path: str | Path, option: str, inputs: tuple[str | Path, ...] = ()) -> None:
+    """Exit 2 before any work if ``path`` cannot be written as a file (a folder, /proc, no permission) or is
+    one of the command's ``inputs`` (``run s.yaml --trace s.yaml`` would overwrite the scenario)."""
     from sim.errors import TrainsimError
 
     target = Path(path)
     if str(path).strip() == "" or target.name in ("", ".", ".."):
         raise TrainsimError(f"{option} {str(path)!r}: not a file name")
+    for source in inputs:
+        if _same_file(target, Path(source)):
+            raise TrainsimError(f"{option} {target}: is the input file {source}; name another file")
     found = _nearest_existing(target)
     if found == target:
         if target.is_dir():

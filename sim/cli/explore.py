@@ -171,7 +171,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             raise TrainsimError(f"--{flag}: degrees must be >= 1")
     _check_common(args)
     if args.output:
-        check_output_file(args.output, "-o")
+        check_output_file(args.output, "-o", (args.scenario,))
     if args.plot:
         check_output_dir(args.plot, "--plot")
     base = load_checked(args.scenario)
@@ -335,7 +335,7 @@ def _cmd_size(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sim.analysis.explore.size import gpu_cluster, size
-    from sim.cli._common import check_output_dir, load_checked
+    from sim.cli._common import check_output_dir, is_file, load_checked
     from sim.errors import TrainsimError
     from sim.specs import budget
 
@@ -347,7 +347,7 @@ def _cmd_size(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_dir(args.plot, "--plot")
     gpus = [(g.partition(":")[0], g.partition(":")[2] or None) for g in args.gpu or []]
-    base = load_checked(args.model) if Path(args.model).is_file() else _preset_base(args, gpus)
+    base = load_checked(args.model) if is_file(args.model) else _preset_base(args, gpus)
     if args.global_batch is not None:
         if 0 in args.global_batch:
             raise TrainsimError("--global-batch: sizes must be >= 1")
@@ -465,8 +465,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dask is not None:
         check_dask_address(args.dask)
     out = args.output or f"{Path(args.sweep).stem}-results.csv"
-    check_output_file(out, "-o")
+    check_output_file(out, "-o", (args.sweep,))
     sweep = load_sweep(args.sweep)
+    if sweep.source is not None:
+        check_output_file(out, "-o", (sweep.source,))
     try:
         outcome = run_sweep(sweep, out, dask=args.dask, workers=args.workers,
                             progress=_progress("sweep", args.quiet))

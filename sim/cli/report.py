@@ -39,8 +39,8 @@ def check_run_outputs(args: argparse.Namespace) -> None:
     from sim.cli._common import check_output_dir, check_output_file
 
     if args.trace:
-        check_output_file(args.trace, "--trace")
-        check_output_file(run_trace_path(args.trace), "--trace (its run trace)")
+        check_output_file(args.trace, "--trace", (args.scenario,))
+        check_output_file(run_trace_path(args.trace), "--trace (its run trace)", (args.scenario,))
     if args.plot:
         check_output_dir(args.plot, "--plot")
 
@@ -78,7 +78,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from sim.cli._common import check_output_file, evaluate_with_run
     from sim.report.html import run_level, write_report
 
-    check_output_file(args.output, "-o")
+    check_output_file(args.output, "-o", (args.scenario,))
     ev, summary = evaluate_with_run(args, record=True)
     run = run_level(summary) if summary is not None else None
     path = write_report(ev, args.output, run=run)

@@ -46,6 +46,7 @@ class Sweep:
     base: Scenario
     fields: tuple[str, ...]
     points: tuple[Point, ...]
+    source: Path | None = None  # the base scenario's file
 
 
 #: The keys of a sweep file and what each holds (the loader's check and docs/sweep.md read this).
@@ -92,7 +93,8 @@ def load_sweep(path: str | Path) -> Sweep:
         budget.check("sweep points (grid x points)", count, budget.LIMITS.sweep_points)
     if issues:
         raise ScenarioError(issues, str(path))
-    base = load_scenario(path.parent / data["base"])
+    source = path.parent / data["base"]
+    base = load_scenario(source)
     budget.check_scenario(base)
     digest = base_digest(base)
     combos = [dict(itertools.chain.from_iterable(a.items() for a in c)) for c in itertools.product(*axes)]
@@ -104,7 +106,7 @@ def load_sweep(path: str | Path) -> Sweep:
     dupes = len(points) - len({p.key for p in points})
     if dupes:
         raise ScenarioError([Issue("points", f"{dupes} point(s) repeat another point")], str(path))
-    return Sweep(base, fields, points)
+    return Sweep(base, fields, points, source)
 
 
 #: The fields the step budget reads (sim/specs/budget.py), by dotted path.

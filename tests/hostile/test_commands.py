@@ -126,3 +126,32 @@ def test_the_resume_key_ignores_comments_in_the_base(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text("# a comment\n" + base.read_text(encoding="utf-8"), encoding="utf-8")
     assert {p.key for p in load_sweep(path).points} == before
+
+
+@pytest.mark.parametrize("command", [["run", "{s}", "--trace", "{s}"], ["report", "{s}", "-o", "{s}"],
+                                     ["search", "{s}", "-o", "{s}"]])
+def test_an_output_that_is_the_input_is_refused(tmp_path, command):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO.read_text(encoding="utf-8"), encoding="utf-8")
+    before = scenario.read_text(encoding="utf-8")
+    assert_refused(run_in_process(*[a.replace("{s}", str(scenario)) for a in command]), "input file")
+    assert scenario.read_text(encoding="utf-8") == before
+
+
+def test_a_sweep_output_that_is_its_base_scenario_is_refused(tmp_path):
+    path = _write_sweep(tmp_path, {"failures.rate_scale": [1, 2]})
+    assert_refused(run_in_process("sweep", path, "-o", tmp_path / "base.yaml"), "input file")
+
+
+@pytest.mark.parametrize("command", ["run", "size", "search", "placement", "sweep", "report"])
+def test_a_file_name_the_system_refuses(command):
+    args = [command, "a" * 5000]
+    if command == "size":
+        args += ["--tokens", "1e12", "--deadline-days", "30"]
+    assert_refused(run_in_process(*args))
+
+
+def test_terminal_control_sequences_in_a_file_are_not_echoed(write):
+    res = run_in_process("run", write('model:\n  "\\e[2J\\e[31mred": 1\n'))
+    assert_refused(res, "unknown field")
+    assert "\x1b" not in res.err
