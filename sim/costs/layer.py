@@ -72,18 +72,45 @@ class _Shape:
         self.b = p.micro_batch_size
         self.h, self.d, self.f = m.hidden_size, m.head_dim, m.ffn_hidden_size
         self.a, self.g = m.num_attention_heads, m.num_kv_heads
+        self.mla = m.mla
+        self.rotary_width = (self.a + self.g) * self.d
+        if m.mla is not None:
+            # MLA's up-projections give every head its own K and V: the attention kernel sees a heads of
+            # (d_qk + d_v) / 2 on average (its FLOPs: 2 s^2 a (d_qk + d_v)); rotary covers the query's rope
+            # part and the one shared rotary key.
+            self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) / 2
+            self.rotary_width = (self.a + 1) * m.mla.qk_rope_head_dim
         self.sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
         self.dtype = s.training.precision.value
         self.passes = _elementwise_passes(s)
 
 
+def _attention_gemms(gpu: GpuSpec, dtype: str, x: _Shape) -> float:
+    """Forward time of the attention projections on one TP rank.
+
+    GQA: the fused QKV and the output projection. MLA (Megatron-Core MLASelfAttention, DeepSeek-V2 §2.1): the
+    query and KV down-projections are duplicated on every TP rank (not split), the up-projections and the
+    output projection are split over TP by heads."""
+    if x.mla is None:
+        qkv = kernels.gemm_time(gpu, dtype, x.tokens, (x.a + 2 * x.g) * x.d / x.t, x.h)
+        return qkv + kernels.gemm_time(gpu, dtype, x.tokens, x.h, x.a * x.d / x.t)
+    r = x.mla
+    q_heads = x.a * r.qk_head_dim / x.t
+    if r.q_lora_rank is None:
+        query = kernels.gemm_time(gpu, dtype, x.tokens, q_heads, x.h)
+    else:
+        query = (kernels.gemm_time(gpu, dtype, x.tokens, r.q_lora_rank, x.h)
+                 + kernels.gemm_time(gpu, dtype, x.tokens, q_heads, r.q_lora_rank))
+    kv = (kernels.gemm_time(gpu, dtype, x.tokens, r.kv_lora_rank + r.qk_rope_head_dim, x.h)
+          + kernels.gemm_time(gpu, dtype, x.tokens, x.a * (r.qk_nope_head_dim + r.v_head_dim) / x.t, r.kv_lora_rank))
+    return query + kv + kernels.gemm_time(gpu, dtype, x.tokens, x.h, x.a * r.v_head_dim / x.t)
+
+
 def _gemms(gpu: GpuSpec, dtype: str, x: _Shape, mlp_width: float, gate: bool) -> float:
-    """Forward time of the four projection GEMMs of a layer on one TP rank."""
-    qkv = kernels.gemm_time(gpu, dtype, x.tokens, (x.a + 2 * x.g) * x.d / x.t, x.h)
-    out = kernels.gemm_time(gpu, dtype, x.tokens, x.h, x.a * x.d / x.t)
+    """Forward time of the projection GEMMs of a layer on one TP rank (attention, MLP up/gate and down)."""
     up = kernels.gemm_time(gpu, dtype, x.tokens, (2 if gate else 1) * mlp_width / x.t, x.h)
     down = kernels.gemm_time(gpu, dtype, x.tokens, x.h, mlp_width / x.t)
-    return qkv + out + up + down
+    return _attention_gemms(gpu, dtype, x) + up + down
 
 
 #: Memory passes (2-byte element reads + writes) of the fused elementwise ops of Megatron-Core (TE/Apex
@@ -109,7 +136,7 @@ def _elementwise_bytes(x: _Shape, mlp_width: float, gate: bool) -> float:
     SP), rotary on Q and K, the MLP activation, each at its passes per element (``_elementwise_passes``)."""
     p = x.passes
     hidden_passes = (2 * p["norm"] + 2 * p["residual"]) * x.tokens * x.h / x.sp
-    rotary = p["rotary"] * x.tokens * (x.a + x.g) * x.d / x.t
+    rotary = p["rotary"] * x.tokens * x.rotary_width / x.t
     act = p["activation"] * x.tokens * mlp_width / x.t
     return 2.0 * (hidden_passes + rotary + act)
 
@@ -273,6 +300,20 @@ def embedding_time(s: Scenario, gpu: GpuSpec) -> LayerTime:
 #: (4), subtract max (4 + 4), exp (4 + 4), sum (4), normalise in place (4 + 4) = 38. Backward: scale
 #: the saved softmax by the loss gradient (4 + 4), cast back to bf16 for the LM-head GEMMs (4 + 2) = 14.
 CROSS_ENTROPY_BYTES = (38, 14)
+
+
+def mtp_time(s: Scenario, gpu: GpuSpec, paths: Paths, block: LayerTime) -> LayerTime:
+    """The multi-token-prediction modules (last stage, after the main model as in Megatron-Core's
+    MultiTokenPredictionBlock): per module, the RMSNorms of hidden state and embedding, the ``2h -> h``
+    projection, one transformer ``block`` and another pass through the (shared) LM head and loss."""
+    x = _Shape(s)
+    proj = kernels.gemm_time(gpu, x.dtype, x.tokens, x.h / x.t, 2 * x.h) / fp8.gemm_rate(s)
+    norms = kernels.hbm_time(gpu, 2.0 * 2 * 2 * x.tokens * x.h / x.sp)
+    head = head_time(s, gpu, paths)
+    one = LayerTime(block.forward + head.forward + PhaseTime(compute=proj + norms),
+                    block.backward + head.backward + PhaseTime(compute=2 * proj + 2 * norms))
+    k = s.model.mtp_layers
+    return LayerTime(one.forward.scaled(k), one.backward.scaled(k))
 
 
 def head_time(s: Scenario, gpu: GpuSpec, paths: Paths) -> LayerTime:

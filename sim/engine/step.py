@@ -130,6 +130,9 @@ class Blocks:
         out += [(f"layer{i}", _phase(self.layer(i), phase), i) for i in self.chunks[vs]]
         if vs == self.n_virtual - 1:
             out.append(("lm_head", _phase(layer.head_time(self.s, self.gpu, self.paths), phase), None))
+            if self.s.model.mtp_layers:
+                block = self.layer(self.s.model.num_layers - 1)  # MTP blocks are of the last layer's kind
+                out.append(("mtp", _phase(layer.mtp_time(self.s, self.gpu, self.paths, block), phase), None))
         return out if phase is Phase.FORWARD else out[::-1]
 
 

@@ -1,0 +1,46 @@
+"""MLA attention time and the MTP block on the last stage (sim/costs/layer.py, sim/engine/step.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.costs import kernels, layer
+from sim.engine.step import Blocks
+from sim.parallelism.schedules import Phase
+
+from .conftest import make_scenario
+from .test_layer import paths
+
+MLA = {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128}
+V3_LIKE = {"num_layers": 2, "hidden_size": 7168, "ffn_hidden_size": 18432, "num_attention_heads": 128,
+           "num_kv_heads": 128, "vocab_size": 129280, "seq_len": 4096, "activation": "swiglu", "dropout": False,
+           "attention": "mla", "mla": MLA}
+
+
+def test_mla_projection_gemms_by_hand():
+    """Down-projections whole on each TP rank, up-projections and output split over TP (TP 2)."""
+    s = make_scenario(V3_LIKE, {"tensor": 2})
+    gpu, dt, n = s.gpu, "bf16", 4096
+    expected = (kernels.gemm_time(gpu, dt, n, 1536, 7168) + kernels.gemm_time(gpu, dt, n, 128 * 192 / 2, 1536)
+                + kernels.gemm_time(gpu, dt, n, 512 + 64, 7168) + kernels.gemm_time(gpu, dt, n, 128 * 256 / 2, 512)
+                + kernels.gemm_time(gpu, dt, n, 7168, 128 * 128 / 2))
+    assert layer._attention_gemms(gpu, dt, layer._Shape(s)) == pytest.approx(expected)
+
+
+def test_mla_flash_attention_runs_at_the_mean_of_qk_and_v_head_dims():
+    s = make_scenario(V3_LIKE)
+    x = layer._Shape(s)
+    assert x.d == 160 and x.g == 128
+    t = layer._attention(s, s.gpu, x, paths().cp, backward=False)
+    assert t.compute == pytest.approx(kernels.flash_attention_time(s.gpu, 128, 4096, 4096, 160, True, False))
+
+
+def test_mtp_module_runs_on_the_last_stage_only():
+    s = make_scenario({**V3_LIKE, "mtp_layers": 1}, {"pipeline": 2})
+    blocks = Blocks(s, paths())
+    last = [name for name, _, _ in blocks.pieces(1, Phase.FORWARD)]
+    assert last[-2:] == ["lm_head", "mtp"]
+    assert "mtp" not in [name for name, _, _ in blocks.pieces(0, Phase.FORWARD)]
+    mtp = layer.mtp_time(s, s.gpu, paths(), blocks.layer(1))
+    head = layer.head_time(s, s.gpu, paths())
+    assert mtp.forward.total > blocks.layer(1).forward.total + head.forward.total
