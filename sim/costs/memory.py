@@ -14,6 +14,7 @@ from sim.costs import flops, fp8
 from sim.parallelism.schedules import in_flight_microbatches
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.enums import Activation, AttentionKernel, Framework, GradDtype, Optimizer, Recompute
+from sim.specs.model import ModelSpec
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
@@ -93,8 +94,7 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
     t, b = p.tensor, p.micro_batch_size
     seq = m.seq_len / p.context
     sp = t if (p.sequence_parallel and t > 1) else 1
-    h, d, f = m.hidden_size, m.head_dim, m.ffn_hidden_size
-    a, g = m.num_attention_heads, m.num_kv_heads
+    h, f, a = m.hidden_size, m.ffn_hidden_size, m.num_attention_heads
     sbh = seq * b * h
     recompute = Recompute.NONE if full_layer else p.activation_recompute
     if recompute is Recompute.FULL:
@@ -103,7 +103,7 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
         return op_sac_bytes(s)
     drop = 1 if m.dropout else 0
     attn = (2 * sbh + 2 * sbh) / sp  # norm input, QKV GEMM input
-    attn += 2 * seq * b * (2 * a + 2 * g) * d / t  # Q, K, V and the context (out-proj input)
+    attn += 2 * seq * b * _qkv_context_width(m, t)  # Q, K, V and the context (out-proj input)
     attn += drop * sbh / sp
     if s.training.attention is AttentionKernel.FLASH:
         attn += 4 * seq * b * a / t  # fp32 log-sum-exp
@@ -132,6 +132,18 @@ def op_sac_bytes(s: Scenario) -> float:
     saved = h / sp + (a * d + g * d) / t + a * d / t + f / t + h  # input, wq, wv, SDPA out, w1, w2
     saved += 2 * h / sp if sp > 1 else 0.0  # the two reduce-scatter outputs
     return 2 * tokens * saved + 4 * tokens * a / t
+
+
+def _qkv_context_width(m: ModelSpec, t: int) -> float:
+    """Elements per token of the stored Q, K, V and context on one TP rank. MLA stores every head's K and V
+    (d_qk, d_v) after the up-projections and the latents they came from (query and KV ranks plus the rotary key,
+    duplicated on each TP rank: the up-projections' inputs)."""
+    a, g, d = m.num_attention_heads, m.num_kv_heads, m.head_dim
+    if m.mla is None:
+        return (2 * a + 2 * g) * d / t
+    r = m.mla
+    latents = (r.q_lora_rank or 0) + r.kv_lora_rank + r.qk_rope_head_dim
+    return a * (2 * r.qk_head_dim + 2 * r.v_head_dim) / t + latents
 
 
 def recompute_working_bytes(s: Scenario) -> float:

@@ -44,3 +44,13 @@ def test_mtp_module_runs_on_the_last_stage_only():
     mtp = layer.mtp_time(s, s.gpu, paths(), blocks.layer(1))
     head = layer.head_time(s, s.gpu, paths())
     assert mtp.forward.total > blocks.layer(1).forward.total + head.forward.total
+
+
+def test_mla_activations_store_every_heads_k_and_v_and_the_latents():
+    from sim.costs import memory
+
+    s = make_scenario(V3_LIKE, {"tensor": 2})
+    gqa_like = make_scenario({**V3_LIKE, "attention": "gqa", "mla": None}, {"tensor": 2})
+    # Q, K (192), V, context (128) per head over TP 2, plus the 1536 + 512 + 64 latents, 2 bytes each
+    extra = 2 * 4096 * ((128 * (2 * 192 + 2 * 128) / 2 + 1536 + 512 + 64) - (4 * 128 * 56) / 2)
+    assert memory.layer_activation_bytes(s) - memory.layer_activation_bytes(gqa_like) == pytest.approx(extra)
