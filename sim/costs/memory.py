@@ -103,7 +103,7 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
         return op_sac_bytes(s)
     drop = 1 if m.dropout else 0
     attn = (2 * sbh + 2 * sbh) / sp  # norm input, QKV GEMM input
-    attn += 2 * seq * b * _qkv_context_width(m, t)  # Q, K, V and the context (out-proj input)
+    attn += 2 * seq * b * _qkv_context_width(m, t, recompute)  # Q, K, V and the context (out-proj input)
     attn += drop * sbh / sp
     if s.training.attention is AttentionKernel.FLASH:
         attn += 4 * seq * b * a / t  # fp32 log-sum-exp
@@ -134,16 +134,19 @@ def op_sac_bytes(s: Scenario) -> float:
     return 2 * tokens * saved + 4 * tokens * a / t
 
 
-def _qkv_context_width(m: ModelSpec, t: int) -> float:
-    """Elements per token of the stored Q, K, V and context on one TP rank. MLA stores every head's K and V
-    (d_qk, d_v) after the up-projections and the latents they came from (query and KV ranks plus the rotary key,
-    duplicated on each TP rank: the up-projections' inputs)."""
+def _qkv_context_width(m: ModelSpec, t: int, recompute: Recompute) -> float:
+    """Elements per token of the stored Q, K, V and context on one TP rank. MLA stores the latents the
+    up-projections read (query and KV ranks plus the rotary key, duplicated on each TP rank), the context, and
+    every head's Q, K (d_qk) and V (d_v) -- except under selective recompute, which for MLA recomputes the
+    up-projections in backward instead (DeepSeek-V3 report sec 3.2.3; Megatron-Core ``--recompute-modules
+    mla_up_proj``)."""
     a, g, d = m.num_attention_heads, m.num_kv_heads, m.head_dim
     if m.mla is None:
         return (2 * a + 2 * g) * d / t
     r = m.mla
     latents = (r.q_lora_rank or 0) + r.kv_lora_rank + r.qk_rope_head_dim
-    return a * (2 * r.qk_head_dim + 2 * r.v_head_dim) / t + latents
+    heads = r.v_head_dim if recompute is Recompute.SELECTIVE else 2 * r.qk_head_dim + 2 * r.v_head_dim
+    return a * heads / t + latents
 
 
 def recompute_working_bytes(s: Scenario) -> float:
