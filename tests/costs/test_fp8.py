@@ -152,3 +152,33 @@ def test_async_tp_hides_its_fitted_share_on_copy_engines():
     assert hidden.contention == 0.0
     mcore = forward({}, {}, True)  # hides what the layer's GEMMs cover (here less than all of it)
     assert mcore.overlapped_comm > hidden.overlapped_comm and mcore.contention == 0.15
+
+
+def test_compile_fuses_torchtitan_elementwise_passes():
+    # frameworks.yaml compile: eager RMSNorm 9 passes, residual 3, rotary 10, SwiGLU 5; compiled 2 / 3 / 2 / 3.
+    # Forward elementwise bytes of one layer = 2 B x (norms 2 + residuals 2 over h, rotary over q+k, activation
+    # over the MLP width); TP 1, 2048 tokens, h 1024, 8 + 8 heads of 128, SwiGLU width 4096.
+    from sim.costs.layer import _elementwise_bytes, _Shape
+
+    def nbytes(compile_: bool) -> float:
+        s = make_scenario(model=MODEL, parallelism={"framework": "torchtitan", "zero_stage": 3},
+                          training={"compile": compile_})
+        return _elementwise_bytes(_Shape(s), 4096, gate=True)
+
+    def by_hand(norm, residual, rotary, act):
+        return 2.0 * TOKENS * ((2 * norm + 2 * residual) * 1024 + rotary * 16 * 128 + act * 4096)
+
+    assert nbytes(False) == by_hand(9, 3, 10, 5)
+    assert nbytes(True) == by_hand(2, 3, 2, 3)
+    # Megatron-Core's fused kernels: the compiled counts
+    mcore = make_scenario(model=MODEL)
+    assert _elementwise_bytes(_Shape(mcore), 4096, gate=True) == by_hand(2, 3, 2, 3)
+
+
+def test_op_sac_saves_only_the_mm_and_sdpa_outputs():
+    # torchtitan op-level SAC, TP 1: per token the block input h, wq a*d, wv g*d, SDPA out a*d, w1 f, w2 h
+    # (bf16) and the fp32 log-sum-exp per head
+    s = make_scenario(model=MODEL, parallelism={"framework": "torchtitan", "zero_stage": 3,
+                                                "activation_recompute": "selective"})
+    per_token = 2 * (1024 + 1024 + 1024 + 1024 + 4096 + 1024) + 4 * 8
+    assert memory.layer_activation_bytes(s) == TOKENS * per_token
