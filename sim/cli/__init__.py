@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -154,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _terminate_as_interrupt(), budget.allowing(args.allow_large):
-            return args.func(args)
+            rc = args.func(args)
+            sys.stdout.flush()  # a full disk or a closed pipe is reported here, not as an exit-time traceback
+            return rc
     except ScenarioError as err:
         head = f"{err.source}: " if err.source else ""
         _print_error(f"{head}invalid scenario ({len(err.issues)} problem(s))", [str(i) for i in err.issues])
@@ -169,5 +172,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ntrainsim: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `trainsim ... | head`: the reader has all it wanted
+        _detach_stdout()
         return 0
+    except OSError as err:  # writing the output failed (/dev/full, a disk that filled up)
+        _detach_stdout()
+        _print_error(f"I/O error: {err.strerror or err}{f' ({err.filename})' if err.filename else ''}")
+        return 2
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what could not be written does not
+    print a traceback at exit (the Python documentation's advice for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (captured in tests, embedded)
+        pass

@@ -57,7 +57,7 @@ def _check(gpus: list[int], ops: list[Collective]) -> None:
     from sim.specs import budget
 
     for n in gpus:
-        budget.check("--gpus", n, budget.LIMITS.gpus)
+        budget.check("--gpus", n, budget.LIMITS.collective_gpus)
 
     big = [n for n in gpus if n > MAX_ALL_TO_ALL_GPUS]
     if Collective.ALL_TO_ALL in ops and big:

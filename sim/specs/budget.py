@@ -33,6 +33,9 @@ class Limits:
 
     #: GPUs in one job, in a collectives test or a size count (the largest published runs: ~100k).
     gpus: int = 262_144
+    #: GPUs in one ``collectives`` test: every message size re-solves the flows of every GPU (~8 s of CPU for
+    #: 16,384 GPUs on dgx-h100-superpod, growing at least linearly).
+    collective_gpus: int = 65_536
     #: Pipeline work items of one step: micro-batches x pipeline stages x model chunks per stage.
     pipeline_items: int = 131_072
     #: Monte Carlo replicas of the run level (simulation.monte_carlo, --replicas).

@@ -14,7 +14,7 @@ from typing import Any
 from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
-from sim.specs._schema import Spec, build, spec_field
+from sim.specs._schema import Spec, build, short_repr, spec_field
 from sim.specs.enums import Fidelity, Framework, Precision, Schedule
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
@@ -270,7 +270,7 @@ def _merge_preset(model: Any, issues: list[Issue]) -> Any:
 
         close = difflib.get_close_matches(str(name), list(presets), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        issues.append(Issue("model.preset", f"{name!r} is not a packaged preset; {hint}"
+        issues.append(Issue("model.preset", f"{short_repr(name)} is not a packaged preset; {hint}"
                             f"known: {', '.join(presets)}"))
         return None
     base = {k: v for k, v in presets[name].items() if k not in ("name", "source", "note")}

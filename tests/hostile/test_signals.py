@@ -90,3 +90,25 @@ def test_sigterm_exits_130_keeps_partial_results_and_kills_workers(tmp_path):
     assert _wait_gone(workers) == set(), "workers outlived a terminated parent"
     rows = out.read_text().splitlines()
     assert len(rows) >= 2  # the header and at least one finished point, kept for the resume
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["presets"], ["gpus"], ["run", "scenarios/llama3-70b-1k-h100.yaml", "--json"]])
+def test_a_full_disk_on_stdout_is_a_clean_error(command):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "sim.cli", *command], stdout=full, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+                              check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "No space left" in done.stderr
+
+
+def test_a_closed_pipe_on_stdout_is_not_an_error():
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", "scenarios/llama3-70b-1k-h100.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # `trainsim run ... | head -1`
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
