@@ -23,8 +23,10 @@ Rules for what a row leaves open or writes as text, the same for every row:
   where the row says A2A_OVERLAP=1 or 1F1B overlap;
 - precision: fp8 with the row's recipe (blockwise, mxfp8); "fp8 (inferred ...)" rows (no precision column) run
   per-tensor current scaling (``tensorwise``), as the row's inferred note assumes;
-- distributed optimizer = ZeRO-1, "Megatron FSDP" = ZeRO-3; recompute as the row says (selective for any
-  selective list), an unstated one is chosen like the other sources' (none if it fits, else selective, else full);
+- distributed optimizer = ZeRO-1, "Megatron FSDP" = ZeRO-3; recompute: full as stated; a selective list runs as
+  ``selective`` only if it names core attention (trainsim's selective), else as none (:func:`_recompute`); an
+  unstated one is chosen like the other sources' (none if it fits, else selective, else full);
+- expert tensor parallelism: the row's ``etp``, 1 where not stated (Megatron-Bridge's MoE recipes);
 - cluster: DGX H100 rows on dgx-h100-superpod, GB200 rows on gb200-nvl72.
 
 Rows are tagged ``fit`` (a constant was set from them; see FIT_ROWS) or ``check``.
@@ -81,12 +83,16 @@ def parse_pipeline_layout(text: str) -> list[int]:
 
 
 def _recompute(text: str | None) -> str | None:
+    """trainsim's selective recompute is Megatron's core-attention recompute; the rows' selective lists name
+    other modules (norms, activations, MLA up-projections, the MoE or MLP block), which it cannot express:
+    those rows run without recompute (norm and activation recompute are memory-bound passes of a few percent;
+    a recomputed MoE/MLP block is not costed)."""
     if text is None:
         return None
     text = text.lower()
-    if text.startswith("none"):
-        return "none"
-    return "full" if text.startswith("full") else "selective"
+    if text.startswith("full"):
+        return "full"
+    return "selective" if "core_attn" in text or "core attention" in text else "none"
 
 
 def _precision(text: str) -> dict[str, Any]:
@@ -132,8 +138,9 @@ def _layout(r: dict[str, Any], layers: int) -> dict[str, Any]:
         "sequence_parallel": tp > 1, "micro_batch_size": par["micro_batch_size"],
         "zero_stage": 3 if "fsdp on" in (par["fsdp_zero"] or "").lower() else 1,
     }
-    if par["etp"] is not None:
-        layout["expert_tensor"] = par["etp"]
+    # Expert TP not stated: 1, as the Megatron-Bridge MoE recipes set it (and the only degree the stated
+    # EP x TP 2 fits on the Qwen3-235B token-drop row's 32-GPU stages).
+    layout["expert_tensor"] = par["etp"] or 1
     dispatcher = _dispatcher(par["moe_dispatcher"])
     if dispatcher is not None:
         layout["moe_dispatcher"] = dispatcher

@@ -61,10 +61,14 @@ def embedding_params_per_gpu(s: Scenario) -> float:
 
 
 def head_params_per_gpu(s: Scenario) -> float:
-    """Final norm plus the LM head (last virtual stage); a tied head on the embedding's own stage is free."""
-    p = s.parallelism
-    tied_alone = s.model.tied_embeddings and p.pipeline * p.virtual_pipeline == 1
-    return s.model.hidden_size + (0.0 if tied_alone else embedding_params_per_gpu(s))
+    """Final norm plus the LM head (last virtual stage); a tied head on the embedding's own stage is free. The
+    MTP modules live there too: per module a block of the last layer's kind, the ``2h -> h`` projection (split
+    over TP) and three norms; they share the embedding and the head."""
+    p, m = s.parallelism, s.model
+    tied_alone = m.tied_embeddings and p.pipeline * p.virtual_pipeline == 1
+    mtp = m.mtp_layers * (layer_params_per_gpu(s, m.num_layers - 1) + 2 * m.hidden_size**2 / p.tensor
+                          + 3 * m.hidden_size)
+    return m.hidden_size + (0.0 if tied_alone else embedding_params_per_gpu(s)) + mtp
 
 
 def chunk_params_per_gpu(s: Scenario, vs: int) -> float:

@@ -54,3 +54,13 @@ def test_mla_activations_store_every_heads_k_and_v_and_the_latents():
     # Q, K (192), V, context (128) per head over TP 2, plus the 1536 + 512 + 64 latents, 2 bytes each
     extra = 2 * 4096 * ((128 * (2 * 192 + 2 * 128) / 2 + 1536 + 512 + 64) - (4 * 128 * 56) / 2)
     assert memory.layer_activation_bytes(s) - memory.layer_activation_bytes(gqa_like) == pytest.approx(extra)
+
+
+def test_mtp_weights_sit_on_the_last_stage():
+    from sim.costs import memory
+
+    s = make_scenario({**V3_LIKE, "mtp_layers": 1}, {"pipeline": 2})
+    base = make_scenario(V3_LIKE, {"pipeline": 2})
+    extra = memory.layer_params_per_gpu(s, 1) + 2 * 7168**2 + 3 * 7168
+    assert memory.stage_params_per_gpu(s, 1) - memory.stage_params_per_gpu(base, 1) == pytest.approx(extra)
+    assert memory.stage_params_per_gpu(s, 0) == memory.stage_params_per_gpu(base, 0)

@@ -60,3 +60,12 @@ def test_row_mapping_rules():
     assert by_id["modelzoo-mixtral-8x22b-h100-128gpu-bf16-forcebalance"].mapping["model"]["moe"]["routing"] == \
         "balanced"
     assert all(r.how.endswith(("[fit]", "[check]")) for r in by_id.values())
+
+
+def test_recompute_and_expert_tensor_rules():
+    by_id = {r.id: r.mapping["parallelism"] for r in validation_moe.rows()}
+    assert by_id["modelzoo-qwen3-235b-h100-256gpu-bf16-ep32-pp8"]["activation_recompute"] == "none"  # norm, act
+    assert by_id["modelzoo-qwen3-235b-h100-256gpu-bf16-ep8-fsdp"]["activation_recompute"] == "full"
+    assert "activation_recompute" not in by_id["mbridge-25.09-qwen3-30b-a3b-h100-16gpu-tokendrop"]  # unstated
+    assert by_id["mbridge-25.09-qwen3-235b-a22b-h100-256gpu-tokendrop"]["expert_tensor"] == 1  # etp not stated
+    assert by_id["modelzoo-qwen3-235b-h100-256gpu-bf16-ep8-fsdp"]["zero_stage"] == 3
