@@ -155,6 +155,10 @@ def published_rows() -> list[Row]:
             "account_for_embedding_in_pipeline_split": r["id"].startswith("bloom"),
             "account_for_loss_in_pipeline_split": r["id"].startswith("bloom"),
         }
+        if "deepspeed" in (par["framework"] or "").lower() and layout["zero_stage"] == 3:
+            # DeepSpeed ZeRO-3 reduces gradients in the model's 16-bit dtype (communication_data_type
+            # defaults to it: deepspeed/runtime/engine.py communication_data_type).
+            layout |= {"framework": "deepspeed", "grad_reduce_dtype": "bf16"}
         if par["micro_batch_size"]:
             layout["micro_batch_size"] = par["micro_batch_size"]
         if _recompute(par["activation_recompute"]):

@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sim import catalog
-from sim.costs import flops, fp8
+from sim.costs import flops, fp8, zero
 from sim.parallelism.schedules import in_flight_microbatches
 from sim.parallelism.sharding import chunk_layers
-from sim.specs.enums import Activation, AttentionKernel, Framework, GradDtype, Optimizer, Recompute
+from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
 from sim.specs.model import ModelSpec
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
 #: Bytes of optimizer state per parameter: fp32 master + moments (Rajbhandari et al. 2020 §3: K=12).
 OPTIMIZER_BYTES = {Optimizer.ADAMW: 12, Optimizer.ADAMW_8BIT: 6, Optimizer.SGD_MOMENTUM: 8}
-WEIGHT_BYTES = 2  # bf16/fp16 working weights (fp8 training keeps them too)
+WEIGHT_BYTES = zero.PARAM_BYTES  # bf16/fp16 working weights (fp8 training keeps them too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,34 +179,39 @@ def _activations(s: Scenario, rank: int) -> float:
     return total
 
 
-def _buffers(s: Scenario) -> float:
+def largest_layer_params(s: Scenario) -> float:
+    """Parameters per GPU of the largest transformer layer (one ZeRO-3 gather unit)."""
+    return max(layer_params_per_gpu(s, i) for i in range(s.model.num_layers))
+
+
+def dp_plan(s: Scenario) -> zero.DataParallelPlan:
+    """The scenario's data-parallel plan (sim.costs.zero), shared by memory and the step engine."""
+    return zero.plan(s, largest_layer_params(s))
+
+
+def _buffers(s: Scenario, dp: zero.DataParallelPlan) -> float:
     m, p = s.model, s.parallelism
-    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
-    bucket = p.grad_bucket_mparams * 1e6 * grad_bytes
+    bucket = zero.reduce_bucket_params(s) * dp.grad_bytes
     tokens = m.seq_len / p.context * p.micro_batch_size
     gathered = 2 * tokens * m.hidden_size if p.tensor > 1 else 0.0
-    if p.zero_stage == 3:
-        largest = max(layer_params_per_gpu(s, i) for i in range(m.num_layers))
-        gathered += 2 * largest * WEIGHT_BYTES  # current + prefetched layer
+    if p.zero_stage == 3 and not dp.full_weights_resident:
+        gathered += zero.gathered_layer_params(s, dp, largest_layer_params(s)) * WEIGHT_BYTES
     return bucket + gathered
 
 
 def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
     """Memory of pipeline rank ``rank`` per GPU."""
-    p = s.parallelism
+    dp = dp_plan(s)
     params = stage_params_per_gpu(s, rank)
-    shard = p.data * p.context  # parameters are replicated over DP x CP
-    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
-    weights = params * WEIGHT_BYTES / (shard if p.zero_stage >= 3 else 1)
-    weights += fp8.weight_copy_bytes(s, params) if p.zero_stage < 3 else 0.0  # cached fp8 weights (TE)
-    grads = params * grad_bytes / (shard if p.zero_stage >= 2 else 1)
-    optim = params * OPTIMIZER_BYTES[s.training.optimizer] / (shard if p.zero_stage >= 1 else 1)
+    state = zero.state_bytes(dp, params, OPTIMIZER_BYTES[s.training.optimizer])
+    fp8_weights = fp8.weight_copy_bytes(s, params) if s.parallelism.zero_stage < 3 else 0.0  # cached fp8 (TE)
     acts = _activations(s, rank)
-    buffers = _buffers(s)
+    buffers = _buffers(s, dp)
     consts = catalog.efficiency_table()["memory"]
-    counted = weights + grads + optim + acts + buffers
+    weights = state.weights + fp8_weights
+    counted = weights + state.gradients + state.optimizer + acts + buffers
     reserve = consts["runtime_reserve_gib"]["value"] * GIB + consts["fragmentation_fraction"]["value"] * counted
-    return MemoryBreakdown(weights, grads, optim, acts, buffers, reserve, rank)
+    return MemoryBreakdown(weights, state.gradients, state.optimizer, acts, buffers, reserve, rank)
 
 
 def peak_memory(s: Scenario) -> MemoryBreakdown:

@@ -176,7 +176,9 @@ class FullIO(RankIO):
 
         self.env.process(self.pp[kind].run(name, work, done, bytes=nbytes))
 
-    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective) -> simpy.Event:
+    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
+                path: GroupPath | None = None) -> simpy.Event:
+        """``path`` is ignored: full fidelity reduces over its DP communicator (HSDP is symmetric only)."""
         ch = self.dp[channel]
         group = self.fs.comms[ch.name, (self.stage, self.replica[2])]
         count = self.issued[f"{ch.name}.{name}"]

@@ -18,12 +18,13 @@ from typing import Any
 
 import simpy
 
-from sim.costs import flops, layer
+from sim.costs import flops, kernels, layer, zero
 from sim.costs.collectives import Collective, GroupPath, collective_bandwidth_time, collective_latency, collective_time
 from sim.costs.layer import LayerTime, Paths, PhaseTime
 from sim.costs.memory import (
     MemoryBreakdown,
     chunk_params_per_gpu,
+    dp_plan,
     embedding_params_per_gpu,
     head_params_per_gpu,
     layer_params_per_gpu,
@@ -31,10 +32,9 @@ from sim.costs.memory import (
     stage_params_per_gpu,
 )
 from sim.engine.streams import DpLink, DpTransfer, FifoChannel, Mailbox, Timeline
-from sim.network.paths import scenario_paths
+from sim.network.paths import hsdp_paths, scenario_paths
 from sim.parallelism.schedules import Phase, PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
-from sim.specs.enums import GradDtype
 from sim.specs.scenario import Scenario
 
 CATEGORIES = ("compute", "tp_comm", "cp_comm", "pp_comm", "dp_comm", "contention", "optimizer", "bubble")
@@ -153,6 +153,10 @@ class StepSimulation:
         self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep)
         self.dp_path: GroupPath = paths.dp
         self.pp_path: GroupPath = paths.pp
+        self.dp = dp_plan(s)
+        # ZeRO collectives run over the shard group; with HSDP, gradient shards are all-reduced across replicas
+        self.shard_path, self.replica_path = (hsdp_paths(s.cluster.topology, self.gpu, s.parallelism)
+                                              if self.dp.replicas > 1 else (paths.dp, paths.dp))
         self.blocks = Blocks(s, self.paths)
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
@@ -304,8 +308,10 @@ class SymmetricIO(RankIO):
         self.t = max(start, value[1])
         self._book_wait(start, self.t, value, category)
 
-    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective) -> DpTransfer:
-        path = self.sim.dp_path
+    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
+                path: GroupPath | None = None) -> DpTransfer:
+        """Submit a DP collective on ``path`` (default: the whole DP x CP group; HSDP passes its groups)."""
+        path = path or self.sim.dp_path
         return self.dp.submit(self.t, channel, name, collective_latency(op, nbytes, path),
                               collective_bandwidth_time(op, nbytes, path), bytes=nbytes)
 
@@ -338,17 +344,32 @@ class PipelineRank:
         self.pending: list[Any] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
-        self.grad_bytes = 4 if self.layout.grad_reduce_dtype is GradDtype.FP32 else 2
+        self.dp = sim.dp
+        self.gathered_chunks: set[int] = set()  # ZeRO-3 chunks whose parameters were gathered this step
 
     # ---- DP -----------------------------------------------------------------------------
     def _param_bytes(self, params: float) -> float:
-        return params * 2.0
+        return params * zero.PARAM_BYTES
+
+    def _gather(self, name: str, params: float) -> Any:
+        """All-gather ``params`` parameters per GPU over the shard group."""
+        return self.io.send_dp(GATHER, name, self._param_bytes(params), Collective.ALL_GATHER, self.sim.shard_path)
 
     def _reduce_grads(self, name: str, params: float) -> None:
+        """Reduce the gradients of ``params`` parameters: all-reduce (ZeRO-0) or reduce-scatter over the shard
+        group, then (HSDP) the all-reduce of the shard across replicas, queued behind it on the channel."""
         if self.dp_n <= 1:
             return
-        op = Collective.ALL_REDUCE if self.zero == 0 else Collective.REDUCE_SCATTER
-        self.pending.append(self.io.send_dp(REDUCE, name, params * self.grad_bytes, op))
+        nbytes = params * self.dp.grad_bytes
+        self.pending.append(self.io.send_dp(REDUCE, name, nbytes, self.dp.reduce_op, self.sim.shard_path))
+        if self.dp.replicas > 1:
+            self.pending.append(self.io.send_dp(REDUCE, f"{name}.replicas", nbytes / self.dp.shard,
+                                                Collective.ALL_REDUCE, self.sim.replica_path))
+
+    def _copy_time(self, params: float, passes: int) -> PhaseTime:
+        """Memory-bound copies around a collective (FSDP2 copy-out, chunk_cat): one read and one write of the
+        full-size bytes per pass, on the compute stream."""
+        return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, passes * 2 * self._param_bytes(params)))
 
     def _buckets(self, params: float) -> int:
         return max(1, math.ceil(params / (self.layout.grad_bucket_mparams * 1e6)))
@@ -374,7 +395,7 @@ class PipelineRank:
             else:
                 if vs < sim.n_virtual - 1:
                     yield from io.recv_pp("grad", (vs, op.microbatch), "pp_comm")
-                yield from self._run_block(vs, op, reduce=(i == last_b[op.chunk]))
+                yield from self._run_block(vs, op, last=(i == last_b[op.chunk]))
                 if vs > 0:
                     self._pp_send("grad", vs - 1, op)
         yield from self._finish()
@@ -389,12 +410,15 @@ class PipelineRank:
         vs = op.chunk * self.sim.p + self.r
         self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", nbytes)
 
-    def _run_block(self, vs: int, op: PipeOp, reduce: bool = False):
+    def _run_block(self, vs: int, op: PipeOp, last: bool = False):
+        """Run one pass of virtual stage ``vs``; a backward reduces its gradients when the plan says so
+        (every micro-batch with sharded gradients, else the chunk's ``last`` backward)."""
         label = f"{op.phase}{op.microbatch}.vs{vs}"
         if self.zero == 3 and self.dp_n > 1:
-            yield from self._run_sharded(self.blocks.pieces(vs, op.phase), label, op)
+            yield from self._run_sharded(self.blocks.pieces(vs, op.phase), label, op, vs, last)
             return
         total = self.blocks.block_time(vs, op.phase)
+        reduce = op.phase is Phase.BACKWARD and self.dp.reduces_after(last)
         if not (reduce and self.dp_n > 1):
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
@@ -410,15 +434,32 @@ class PipelineRank:
             yield from self.io.compute(f"{label}.bucket{k}", piece, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}.bucket{k}", params / n)
 
-    def _run_sharded(self, pieces, label: str, op: PipeOp):
-        """ZeRO-3/FSDP: gather each layer's parameters before use; reduce-scatter its gradients."""
+    def _run_sharded(self, pieces, label: str, op: PipeOp, vs: int, last: bool):
+        """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again
+        before backward and before a recompute unless held), ``prefetch_layers`` blocks ahead of the one
+        computing; reduce-scatter its gradients after every backward, or the chunk's last only."""
+        forward = op.phase is Phase.FORWARD
+        count = self.dp.gathers(forward, first_forward=vs not in self.gathered_chunks)
+        if forward:
+            self.gathered_chunks.add(vs)
+        reduce = not forward and self.dp.reduces_after(last)
         params = [self._piece_params(name, index) for name, _t, index in pieces]
-        gathered = [self.io.send_dp(GATHER, f"gather.{name}", self._param_bytes(n), Collective.ALL_GATHER)
-                    for (name, _t, _i), n in zip(pieces, params, strict=True)]
-        for (name, t, _index), event, n in zip(pieces, gathered, params, strict=True):
-            yield from self.io.wait_dp(event, "dp_comm")
+        gathers: list[list[Any]] = []
+
+        def issue_through(k: int) -> None:
+            while len(gathers) <= min(k, len(pieces) - 1):
+                j = len(gathers)
+                gathers.append([self._gather(f"gather{g}.{pieces[j][0]}", params[j]) for g in range(count)])
+
+        for j, ((name, t, _index), n) in enumerate(zip(pieces, params, strict=True)):
+            issue_through(j + self.dp.prefetch_layers)
+            for event in gathers[j]:
+                yield from self.io.wait_dp(event, "dp_comm")
+            copies = count * self.dp.gather_copy_passes + (self.dp.reduce_copy_passes if reduce else 0)
+            if copies:
+                t = t + self._copy_time(n, copies)
             yield from self.io.compute(f"{label}.{name}", t, microbatch=op.microbatch)
-            if op.phase is Phase.BACKWARD:
+            if reduce:
                 self._reduce_grads(f"grads.{name}", n)
 
     def _piece_params(self, name: str, index: int | None) -> float:
@@ -433,24 +474,20 @@ class PipelineRank:
         of that chunk's first forward (Megatron's overlap_param_gather)."""
         if self.zero not in (1, 2) or self.dp_n <= 1 or not self.layout.overlap_param_gather:
             return {}
-        out = {}
-        for j in range(self.sim.v):
-            params = self._chunk_params(j * self.sim.p + self.r)
-            out[j] = self.io.send_dp(GATHER, f"params.chunk{j}", self._param_bytes(params), Collective.ALL_GATHER)
-        return out
+        return {j: self._gather(f"params.chunk{j}", self._chunk_params(j * self.sim.p + self.r))
+                for j in range(self.sim.v)}
 
     def _finish(self):
         io = self.io
         for event in self.pending:
             yield from io.wait_dp(event, "dp_comm")
-        shard = self.dp_n if self.zero >= 1 else 1
+        shard = self.dp.shard if self.zero >= 1 and self.dp_n > 1 else 1
         start = io.now
         yield from io.hold(layer.optimizer_time(self.sim.s, self.sim.gpu, self.local_params / shard))
         io.spent["optimizer"] += io.now - start
         self.sim.timeline.add(io.slot, "compute", "optimizer", start, io.now)
         if self.zero in (1, 2) and self.dp_n > 1 and not self.layout.overlap_param_gather:
-            done = io.send_dp(GATHER, "params", self._param_bytes(self.local_params), Collective.ALL_GATHER)
-            yield from io.wait_dp(done, "dp_comm")
+            yield from io.wait_dp(self._gather("params", self.local_params), "dp_comm")
         self.sim.end[io.slot] = io.now
 
 

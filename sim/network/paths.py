@@ -212,3 +212,23 @@ def _scenario_paths(topo: TopologySpec, arch: str, key: tuple) -> ScenarioPaths:
         ep=members_path(fabric, arch, expert_members(mesh, expert)),
         dp=members_path(fabric, arch, group_members(mesh, Axis.CP, Axis.DP)),
         pp=pp)
+
+
+def hsdp_paths(topo: TopologySpec, gpu: GpuSpec, layout: ParallelismSpec) -> tuple[GroupPath, GroupPath]:
+    """HSDP: the paths of the shard groups (``shard_group_size`` consecutive members of each CP x DP group)
+    and of the replica groups (the members at the same place in every shard group), all at once."""
+    mesh = ParallelMesh.from_layout(layout)
+    key = (tuple(mesh.sizes[a] for a in Axis), mesh.order, layout.shard_size)
+    return _hsdp_paths(topo, gpu.arch, key)
+
+
+@functools.lru_cache(maxsize=64)
+def _hsdp_paths(topo: TopologySpec, arch: str, key: tuple) -> tuple[GroupPath, GroupPath]:
+    sizes, order, shard = key
+    mesh = ParallelMesh(dict(zip(Axis, sizes, strict=True)), order)
+    fabric = build_fabric(topo, mesh.num_ranks)
+    members = group_members(mesh, Axis.CP, Axis.DP)
+    replicas = members.shape[1] // shard
+    shards = members.reshape(-1, shard)
+    across = members.reshape(-1, replicas, shard).transpose(0, 2, 1).reshape(-1, replicas)
+    return members_path(fabric, arch, shards), members_path(fabric, arch, across)

@@ -48,9 +48,10 @@ class ParallelismSpec(Spec):
         "tp,cp,dp,pp", doc="mesh axes laid onto consecutive GPUs, innermost first (Megatron: tp,cp,dp,pp)")
     framework: Framework = spec_field(
         Framework.MEGATRON_CORE, doc="megatron-core | torchtitan | deepspeed: whose code paths are costed")
-    reshard_after_forward: bool = spec_field(
-        True, doc="ZeRO-3/FSDP: free gathered parameters after forward and gather them again in backward "
-        "(false: keep them gathered from forward to backward, as FSDP SHARD_GRAD_OP)")
+    reshard_after_forward: bool | None = spec_field(
+        None, doc="ZeRO-3/FSDP: free gathered parameters after forward and gather them again in backward "
+        "(false: keep them gathered from forward to backward, as FSDP SHARD_GRAD_OP); default: true, "
+        "false for torchtitan with pipeline parallelism (its default policy)")
     grad_sync: GradSync | None = spec_field(
         None, doc="ZeRO-2/3 under gradient accumulation: every-microbatch (sharded gradients, a reduce-scatter "
         "per micro-batch) | last-microbatch (unsharded accumulation, one reduce-scatter); default: the framework's")
@@ -97,10 +98,10 @@ class ParallelismSpec(Spec):
         """ZeRO/FSDP options that do not exist at this stage or in this framework."""
         issues = []
         z, fw = self.zero_stage, self.framework
-        if not self.reshard_after_forward and z != 3:
+        if self.reshard_after_forward is False and z != 3:
             issues.append(Issue("reshard_after_forward", f"false applies to zero_stage 3 (FSDP) only, not "
                                 f"zero_stage {z}, whose parameters are never sharded"))
-        elif not self.reshard_after_forward and fw is Framework.DEEPSPEED:
+        elif self.reshard_after_forward is False and fw is Framework.DEEPSPEED:
             issues.append(Issue("reshard_after_forward", "false is an FSDP option (torchtitan, megatron-core); "
                                 "DeepSpeed ZeRO-3 releases every gathered parameter after use"))
         if fw is Framework.TORCHTITAN and z in (1, 2):

@@ -201,6 +201,9 @@ def _layout_issues(s: Scenario) -> list[Issue]:
     if m.moe is not None and m.moe.num_experts % p.expert:
         issues.append(Issue("parallelism.expert", f"{p.expert} does not divide model.moe.num_experts "
                             f"({m.moe.num_experts})"))
+    if p.shard_size != p.data * p.context and s.simulation.fidelity is Fidelity.FULL:
+        issues.append(Issue("parallelism.shard_group_size", "HSDP is simulated at fidelity symmetric only "
+                            "(full fidelity reduces over the whole DP x CP group)"))
     return issues
 
 

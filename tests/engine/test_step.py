@@ -62,17 +62,36 @@ LAYOUTS = [(2, False), (1, False), (1, True), (2, True)]  # (pipeline, tied_embe
 
 @pytest.mark.parametrize("zero", [0, 1, 2])
 @pytest.mark.parametrize(("p", "tied"), LAYOUTS)
-def test_dp_reduces_every_local_gradient_once_per_step(zero, p, tied):
-    """ZeRO 0-2: the gradients of every parameter a GPU holds are reduced once per step (fp32: 4 B)."""
+def test_dp_reduces_every_local_gradient_as_often_as_memory_says(zero, p, tied):
+    """ZeRO 0-1: the gradients of every parameter a GPU holds are reduced once per step (fp32: 4 B); ZeRO-2
+    keeps them sharded in memory, so it reduce-scatters after each of the 4 micro-batches."""
     s = make({"pipeline": p, "data": 8, "zero_stage": zero}, gbs=8 * 4, tied=tied)
     r = simulate_step(s, record=True)
+    reductions = 4 if zero == 2 else 1
     for rank in range(p):
         params = stage_params_per_gpu(s, rank)
-        assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
+        assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(reductions * 4 * params, rel=1e-4)
         if zero in (1, 2):  # and the updated bf16 parameters are all-gathered once
             assert stream_bytes(r, rank, "dp_gather") == pytest.approx(2 * params, rel=1e-4)
         else:
             assert stream_bytes(r, rank, "dp_gather") == 0.0
+
+
+@pytest.mark.parametrize("microbatches", [1, 2, 8])
+def test_zero2_consistency_between_gradient_memory_and_dp_bytes(microbatches):
+    """Issue 11's free lunch is gone: sharded ZeRO-2 gradients cost one reduce-scatter per micro-batch (bytes
+    grow with the micro-batches); unsharded accumulation reduces once but holds the ZeRO-1 gradient memory."""
+    sharded = make({"data": 8, "zero_stage": 2}, gbs=8 * microbatches)
+    unsharded = make({"data": 8, "zero_stage": 2, "grad_sync": "last-microbatch"}, gbs=8 * microbatches)
+    zero1 = make({"data": 8, "zero_stage": 1}, gbs=8 * microbatches)
+    params = stage_params_per_gpu(sharded, 0)
+    r_sharded, r_unsharded, r_zero1 = (simulate_step(x, record=True) for x in (sharded, unsharded, zero1))
+    assert stream_bytes(r_sharded, 0, "dp_reduce") == pytest.approx(microbatches * 4 * params, rel=1e-4)
+    assert r_sharded.memory.gradients == pytest.approx(4 * params / 8)
+    assert stream_bytes(r_unsharded, 0, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
+    assert r_unsharded.memory.gradients == pytest.approx(4 * params) == r_zero1.memory.gradients
+    assert r_unsharded.step_time_s == pytest.approx(r_zero1.step_time_s, rel=1e-9)
+    assert r_sharded.step_time_s >= r_zero1.step_time_s * (1 - 1e-9)
 
 
 @pytest.mark.parametrize(("p", "tied"), LAYOUTS)

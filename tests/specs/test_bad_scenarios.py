@@ -197,6 +197,9 @@ CASES: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
      _all(_set("parallelism.framework", "torchtitan"), _set("parallelism.zero_stage", 3),
           _set("parallelism.tp_comm_overlap", True)),
      "parallelism.tp_comm_overlap", ("requires training.compile",)),
+    ("shard-group-at-full-fidelity",
+     _all(_set("parallelism.shard_group_size", 2), _set("simulation.fidelity", "full")),
+     "parallelism.shard_group_size", ("symmetric",)),
     ("zero-num-layers", _set("model.num_layers", 0), "model.num_layers", (">= 1",)),
     # layout rules
     ("degrees-product-not-num-gpus", _set("cluster.num_gpus", 32), "parallelism",

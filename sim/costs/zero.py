@@ -1,0 +1,204 @@
+"""Data parallelism per ZeRO stage and framework: what is sharded in memory and what crosses the DP group.
+
+The memory model (``sim.costs.memory``) and the step engine (``sim.engine.step``) read one plan, so memory
+and time cannot disagree: a stage that keeps gradients sharded reduce-scatters them after every
+micro-batch's backward; one that reduces once per step holds the unsharded gradients until then
+(MODELLING.md, "under gradient accumulation memory and traffic go together"). What each framework does by
+default is data (``catalog/frameworks.yaml``, with sources).
+
+* ZeRO-0: all-reduce of the gradients once per step.
+* ZeRO-1 (Megatron's distributed optimizer): full gradient buffer, one reduce-scatter per step, the
+  updated parameters all-gathered after the optimizer.
+* ZeRO-2: gradients reduce-scattered every micro-batch into a sharded buffer (``every-microbatch``), or
+  accumulated unsharded and reduced once (``last-microbatch``: ZeRO-1's traffic at ZeRO-1's gradient memory).
+* ZeRO-3 / FSDP: per layer, an all-gather before forward and again before backward unless
+  ``reshard_after_forward`` is false (then the gathered parameters are held from forward to backward:
+  full-weight memory); one more before the recompute where the framework frees parameters in between
+  (DeepSpeed past ``stage3_max_reuse_distance``). Under ``last-microbatch`` without resharding, the
+  parameters are gathered once per step and held (torch.distributed.pipelining's no-sync path).
+* HSDP (``shard_group_size``): shards span a group; gathers and reduce-scatters run inside it and each
+  gradient shard is then all-reduced across the replica groups.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from sim import catalog
+from sim.costs.collectives import Collective
+from sim.specs.enums import Framework, GradDtype, GradSync, Recompute
+from sim.specs.layout import ParallelismSpec
+from sim.specs.scenario import Scenario
+
+#: bf16/fp16 working parameters, the bytes every parameter all-gather moves.
+PARAM_BYTES = 2
+
+
+def grad_bytes(dtype: GradDtype) -> int:
+    """Bytes per gradient element accumulated and reduced (fp32 main grads or bf16)."""
+    return 4 if dtype is GradDtype.FP32 else 2
+
+
+@functools.cache
+def framework_dp(framework: Framework) -> dict[str, Any]:
+    """The data-parallel entry of ``framework`` in catalog/frameworks.yaml."""
+    return catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value]
+
+
+@dataclass(frozen=True, slots=True)
+class DataParallelPlan:
+    """How one pipeline rank's data parallelism runs in one optimizer step."""
+
+    stage: int
+    shard: int  # GPUs one shard of optimizer state (and gradients, parameters) spans
+    replicas: int  # shard groups the DP x CP group holds (HSDP > 1)
+    grad_sync: GradSync  # when gradients are reduced (stages 0 and 1: last-microbatch)
+    reshard_after_forward: bool  # ZeRO-3: gather again before backward
+    regather_for_recompute: bool  # ZeRO-3: gather again before the recompute of a layer
+    prefetch_layers: int  # ZeRO-3: layer all-gathers issued ahead of the layer being computed
+    gather_copy_passes: int  # full-size memory-bound copies per parameter all-gather (FSDP2 copy-out)
+    reduce_copy_passes: int  # full-size memory-bound copies per gradient reduce-scatter (FSDP2 chunk_cat)
+    grad_bytes: int
+
+    @property
+    def grads_sharded(self) -> bool:
+        """Gradient memory is sharded (each micro-batch's gradients reduce-scattered into the shard)."""
+        return self.stage >= 2 and self.grad_sync is GradSync.EVERY_MICROBATCH
+
+    @property
+    def params_held(self) -> bool:
+        """ZeRO-3 parameters stay gathered through the step (no reshard and no gradient sync before the
+        last backward), so they are gathered once, before the first forward of each model chunk."""
+        return self.stage == 3 and not self.reshard_after_forward and self.grad_sync is GradSync.LAST_MICROBATCH
+
+    @property
+    def full_weights_resident(self) -> bool:
+        """ZeRO-3 without resharding after forward: the chunk's whole unsharded weights are in memory at the
+        peak (held from forward to backward while micro-batches are in flight)."""
+        return self.stage == 3 and not self.reshard_after_forward
+
+    @property
+    def reduce_op(self) -> Collective:
+        return Collective.ALL_REDUCE if self.stage == 0 else Collective.REDUCE_SCATTER
+
+    def reduces_after(self, last_backward: bool) -> bool:
+        """Whether a backward reduces its gradients (every micro-batch, or only the chunk's last)."""
+        return last_backward or self.grads_sharded
+
+    def gathers(self, phase_forward: bool, first_forward: bool) -> int:
+        """ZeRO-3 all-gathers of a layer's parameters before one forward or backward pass."""
+        if self.stage != 3:
+            return 0
+        if self.params_held:
+            return 1 if phase_forward and first_forward else 0
+        if phase_forward:
+            return 1
+        return int(self.reshard_after_forward) + int(self.regather_for_recompute)
+
+
+def _default(p: ParallelismSpec, key: str) -> Any:
+    entry = framework_dp(p.framework)
+    return entry[f"{key}_with_pipeline"] if p.pipeline > 1 else entry[key]
+
+
+def resolved_grad_sync(p: ParallelismSpec) -> GradSync:
+    if p.zero_stage < 2:
+        return GradSync.LAST_MICROBATCH
+    if p.grad_sync is not None:
+        return p.grad_sync
+    return GradSync(_default(p, "grad_sync"))
+
+
+def resolved_reshard_after_forward(p: ParallelismSpec) -> bool:
+    if p.reshard_after_forward is not None:
+        return p.reshard_after_forward
+    return bool(framework_dp(p.framework)["reshard_after_forward_with_pipeline"]) if p.pipeline > 1 else True
+
+
+def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
+    """The data-parallel plan of ``s``; ``largest_layer_params`` (per GPU) decides DeepSpeed's re-gather
+    for recompute (a layer larger than ``stage3_max_reuse_distance`` is freed between the two uses)."""
+    p = s.parallelism
+    entry = framework_dp(p.framework)
+    regather = bool(entry["regather_for_recompute"]) and p.activation_recompute is Recompute.FULL
+    if regather and "max_reuse_distance_params" in entry:
+        regather = largest_layer_params > float(entry["max_reuse_distance_params"])
+    return DataParallelPlan(
+        stage=p.zero_stage, shard=p.shard_size, replicas=p.data * p.context // p.shard_size,
+        grad_sync=resolved_grad_sync(p), reshard_after_forward=resolved_reshard_after_forward(p),
+        regather_for_recompute=regather, prefetch_layers=int(entry["prefetch_layers"]),
+        gather_copy_passes=int(entry["gather_copy_passes"]), reduce_copy_passes=int(entry["reduce_copy_passes"]),
+        grad_bytes=grad_bytes(p.grad_reduce_dtype))
+
+
+@dataclass(frozen=True, slots=True)
+class StateBytes:
+    """Bytes per GPU of weights, gradients and optimizer state for ``params`` parameters."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+
+
+def state_bytes(dp: DataParallelPlan, params: float, optimizer_bytes: float) -> StateBytes:
+    """Model state of ``params`` parameters (one pipeline rank's, per GPU) under ``dp``: ZeRO-1 shards the
+    optimizer, ZeRO-2 the gradients too when they are reduce-scattered every micro-batch, ZeRO-3 the
+    parameters, whose whole unsharded copy is resident as well when they are not resharded after forward."""
+    shard = dp.shard
+    weights = params * PARAM_BYTES / (shard if dp.stage >= 3 else 1)
+    if dp.full_weights_resident:
+        weights += params * PARAM_BYTES
+    grads = params * dp.grad_bytes / (shard if dp.grads_sharded else 1)
+    optim = params * optimizer_bytes / (shard if dp.stage >= 1 else 1)
+    return StateBytes(weights, grads, optim)
+
+
+def gathered_layer_params(s: Scenario, dp: DataParallelPlan, largest_layer_params: float) -> float:
+    """ZeRO-3 (resharding) parameters gathered at once: the layer computing plus those prefetched, capped by
+    DeepSpeed's ``stage3_max_live_parameters`` (never below one layer, which must be whole to run)."""
+    live = (1 + dp.prefetch_layers) * largest_layer_params
+    cap = framework_dp(s.parallelism.framework).get("max_live_params")
+    if cap is not None:
+        live = max(largest_layer_params, min(live, float(cap)))
+    return live
+
+
+def reduce_bucket_params(s: Scenario) -> float:
+    """Gradient elements reduced at once: Megatron's bucket (``grad_bucket_mparams``), DeepSpeed's
+    ``reduce_bucket_size``."""
+    entry = framework_dp(s.parallelism.framework)
+    if "reduce_bucket_params" in entry:
+        return float(entry["reduce_bucket_params"])
+    return s.parallelism.grad_bucket_mparams * 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """DP collectives one GPU takes part in during one step: message bytes summed over the step, and counts
+    (per block of parameters: a layer under ZeRO-3, the rank's whole stage otherwise)."""
+
+    all_gather_bytes: float = 0.0
+    reduce_scatter_bytes: float = 0.0
+    all_reduce_bytes: float = 0.0  # ZeRO-0, and the HSDP all-reduce across replicas
+    all_gathers: int = 0
+    reduce_scatters: int = 0
+
+
+def step_traffic(dp: DataParallelPlan, params: float, microbatches: int, layers: int = 1) -> Traffic:
+    """DP traffic of one step for ``params`` parameters per GPU split in ``layers`` equal blocks, with
+    ``microbatches`` micro-batches (the same counting the engine does)."""
+    reductions = microbatches if dp.grads_sharded else 1
+    grad = params * dp.grad_bytes
+    if dp.stage == 0:
+        return Traffic(all_reduce_bytes=reductions * grad)
+    if dp.stage == 3:
+        per_mb = dp.gathers(True, False) + dp.gathers(False, False)
+        gathers = 1 if dp.params_held else microbatches * per_mb
+    else:
+        gathers = 1  # the updated parameters, after the optimizer
+    blocks = layers if dp.stage == 3 else 1
+    replica_ar = reductions * grad / dp.shard if dp.replicas > 1 else 0.0
+    return Traffic(all_gather_bytes=gathers * params * PARAM_BYTES, reduce_scatter_bytes=reductions * grad,
+                   all_reduce_bytes=replica_ar, all_gathers=gathers * blocks, reduce_scatters=reductions * blocks)
