@@ -129,14 +129,24 @@ def _published_step(r: dict[str, Any]) -> tuple[float, str] | None:
     return flops / rate, "Narayanan eq. 3 FLOPs (with recompute) / published TFLOP/s"
 
 
+#: Layouts the source leaves out, assumed as stated (the row is simulated with them; the note says why).
+ASSUMED_LAYOUTS: dict[str, dict[str, Any]] = {
+    # OPT-175B (Zhang et al. 2022 §2.3: FSDP + Megatron TP 8 on 992 A100 80GB, no pipeline parallelism;
+    # 2M-token batches): DP = 992 / 8 = 124; 2M tokens of 2,048 is 1,024 sequences, not a multiple of 124,
+    # so 992 (8 per replica, 2.03M tokens) is assumed; metaseq trained with activation checkpointing.
+    "opt-175b-992gpu": {"pp": 1, "dp": 124, "global_batch_size": 992, "activation_recompute": "full",
+                        "sequence_parallel": False},
+}
+
+
 def published_rows() -> list[Row]:
-    """Rows of published_runs.yaml that have a layout and a measured throughput."""
+    """Rows of published_runs.yaml that have a layout (or an assumed one) and a measured throughput."""
     rows = []
     for r in catalog.read_yaml("validation/published_runs.yaml"):
-        par, hw = r["parallel"], r["hardware"]
+        par, hw = {**r["parallel"], **ASSUMED_LAYOUTS.get(r["id"], {})}, r["hardware"]
         if any(par[k] is None for k in ("tp", "pp", "dp", "global_batch_size")):
             continue  # no layout to simulate (LLaMA-1, OPT)
-        step = _published_step(r)
+        step = _published_step({**r, "parallel": par})
         if step is None:
             continue
         mcore = r["id"].startswith("mcore")
@@ -155,6 +165,10 @@ def published_rows() -> list[Row]:
             "account_for_embedding_in_pipeline_split": r["id"].startswith("bloom"),
             "account_for_loss_in_pipeline_split": r["id"].startswith("bloom"),
         }
+        if r["id"].startswith("opt"):
+            # metaseq's FSDP (FairScale: flat parameters, gathered into one buffer; fp16 reduce-scatter,
+            # fp32_reduce_scatter off by default), resharded after forward: Megatron-FSDP's semantics.
+            layout |= {"grad_reduce_dtype": "bf16", "overlap_grad_reduce": True}
         if "deepspeed" in (par["framework"] or "").lower() and layout["zero_stage"] == 3:
             # DeepSpeed ZeRO-3 reduces gradients in the model's 16-bit dtype (communication_data_type
             # defaults to it: deepspeed/runtime/engine.py communication_data_type).

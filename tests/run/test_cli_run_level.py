@@ -45,7 +45,8 @@ def test_other_seed_changes_the_run_level_never_the_step_level(tmp_path):
     path = str(_small(tmp_path))
     a, b = json.loads(_json([path, "--seed", "1"])), json.loads(_json([path, "--seed", "2"]))
     assert a["step"] == b["step"] and a["memory"] == b["memory"]
-    assert a["run"]["days_p50"] != b["run"]["days_p50"]
+    # the whole run block (P50 days alone can coincide at 2 decimals over 5 replicas)
+    assert a["run"] != b["run"]
 
 
 def test_run_block_contract_and_consistency(tmp_path, capsys):
