@@ -20,6 +20,7 @@ from sim.costs.reliability import (
     checkpoint_times,
     daly_interval,
     failure_classes,
+    repair_lognormal,
     restart_stages,
 )
 from sim.engine.run import LOSSES, ReplicaResult, RunParams, simulate_run
@@ -90,14 +91,14 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     restart_s = stages = None
     spares, shrink = None, False
     weibull = None
-    repair = table["repair"]
+    repair_mu, repair_sigma = repair_lognormal(fail.repair_hours if fail else None)
     inject: tuple[float, ...] = ()
     realism: dict[str, float] = {}
     if fail is not None:
         if fail.restart_minutes is not None:
             restart_s = fail.restart_minutes * 60
         else:
-            stages = restart_stages(s.cluster.num_gpus, ck.load_s if ck else 0.0)
+            stages = restart_stages(s.cluster.num_gpus, ck.load_s if ck else 0.0, fail.restart)
         spares, shrink = fail.hot_spares, fail.on_spares_exhausted is SparesExhausted.SHRINK
         if fail.distribution is FailureDistribution.WEIBULL:
             weibull = fail.weibull_shape or table["weibull_shape_default"]["value"]
@@ -120,8 +121,8 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
         stall_s=ck.stall_s if ck else 0.0, persist_s=ck.persist_s if ck else 0.0,
         failures=classes, weibull_shape=weibull, inject_s=inject, restart_s=restart_s, stages=stages,
         nodes=nodes, spares=spares,
-        repair_mu_ln_s=repair["lognormal_mu_ln_days"] + math.log(DAY),
-        repair_sigma_ln=repair["lognormal_sigma_ln_days"], shrink=shrink,
+        repair_mu_ln_s=repair_mu, repair_sigma_ln=repair_sigma, shrink=shrink,
+        memory_replicas=ck.memory_replicas if ck else 0, memory_load_s=ck.memory_load_s if ck else 0.0,
         dp_replicas=s.parallelism.data, nodes_per_replica=replica_gpus / gpn,
         straggler_fraction=st.fraction_of_nodes if st else 0.0, straggler_slowdown=st.slowdown if st else 0.0,
         **realism)
@@ -138,13 +139,35 @@ def check_run_budget(params: RunParams, replicas: int, record: bool) -> None:
     budget.check_run(replicas, params.work_s / DAY, events)
 
 
-def energy_mwh(costs: CostsSpec, gpu_power_w: float, gpu_hours: float, idle_gpu_hours: float = 0.0) -> float:
-    """GPU-hours x GPU W x PUE (the LLaMA papers' formula) plus the host share; ``idle_gpu_hours`` of them
-    draw ``costs.idle_gpu_power_w`` when one is given."""
+def host_power_w(costs: CostsSpec, gpu: str) -> float:
+    """Host power per GPU: the scenario's, else the catalog's for the GPU's node (sim/catalog/reliability.yaml)."""
+    if costs.host_power_w_per_gpu is not None:
+        return costs.host_power_w_per_gpu
+    table = catalog.reliability_table()["host_power_w_per_gpu"]
+    return float(table["by_gpu"].get(gpu, table["default"]))
+
+
+def energy_mwh(costs: CostsSpec, gpu_power_w: float, host_w: float, gpu_hours: float,
+               idle_gpu_hours: float = 0.0) -> float:
+    """GPU-hours x (GPU W + host W per GPU) x PUE (the LLaMA papers' formula plus the hosts); ``idle_gpu_hours``
+    of them draw ``costs.idle_gpu_power_w`` when one is given."""
     idle_w = costs.idle_gpu_power_w if costs.idle_gpu_power_w is not None else gpu_power_w
-    watt_hours = ((gpu_hours - idle_gpu_hours) * gpu_power_w + idle_gpu_hours * idle_w
-                  + gpu_hours * costs.host_power_w_per_gpu)
+    watt_hours = (gpu_hours - idle_gpu_hours) * gpu_power_w + idle_gpu_hours * idle_w + gpu_hours * host_w
     return watt_hours * costs.pue / 1e6
+
+
+def nodes_down_histogram(repairs: Sequence[tuple[float, float]], wall_s: float) -> np.ndarray:
+    """Seconds of ``[0, wall_s]`` with exactly k nodes out of service, by k (repairs as (start, end))."""
+    if not repairs or wall_s <= 0:
+        return np.array([max(wall_s, 0.0)])
+    spans = np.clip(np.asarray(repairs, dtype=float), 0.0, wall_s)
+    times = np.concatenate([spans[:, 0], spans[:, 1], [0.0, wall_s]])
+    steps = np.concatenate([np.ones(len(spans)), -np.ones(len(spans)), [0.0, 0.0]])
+    order = np.lexsort((-steps, times))  # ties make zero-length intervals, which carry no time
+    times, steps = times[order], steps[order]
+    level = np.cumsum(steps).astype(int)
+    durations = np.diff(times)
+    return np.bincount(level[:-1], weights=durations, minlength=int(level.max()) + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +180,25 @@ class RunSummary:
     costs: CostsSpec
     gpu_power_w: float
     costs_assumed: bool  # the scenario had no costs block: defaults used
+    host_power_w: float = 0.0  # per GPU
+    failures_modelled: bool = True  # the scenario has a failures block
+
+    @property
+    def replica_days(self) -> np.ndarray:
+        """Days per replica; for one cut at the wall-time or failure cap, a lower bound: its wall time plus
+        the work it had left at failure-free speed."""
+        work = self.plan.params.work_s
+        return np.array([(r.wall_s + (0.0 if r.finished else max(0.0, work - r.work_s))) / DAY
+                         for r in self.replicas])
 
     @property
     def days(self) -> np.ndarray:
-        return np.array([r.wall_s / DAY for r in self.replicas])
+        return self.replica_days
+
+    @property
+    def days_are_lower_bounds(self) -> bool:
+        """Some replica hit the cap: every figure from days (P50, P90, mean, cost, energy) is a lower bound."""
+        return self.unfinished > 0
 
     @property
     def days_mean(self) -> float:
@@ -185,6 +223,57 @@ class RunSummary:
     @property
     def interruptions_mean(self) -> float:
         return float(np.mean([r.interruption_count for r in self.replicas]))
+
+    @property
+    def mtbi_hours_simulated(self) -> float | None:
+        """Wall hours per interruption over every replica (None without interruptions)."""
+        count = sum(r.interruption_count for r in self.replicas)
+        return sum(r.wall_s for r in self.replicas) / count / 3600 if count else None
+
+    def nodes_down_seconds(self) -> np.ndarray:
+        """Seconds with exactly k nodes out of service, summed over replicas, by k."""
+        hists = [nodes_down_histogram(r.repairs, r.wall_s) for r in self.replicas]
+        out = np.zeros(max(len(h) for h in hists))
+        for h in hists:
+            out[:len(h)] += h
+        return out
+
+    @property
+    def nodes_down_mean(self) -> float:
+        hist = self.nodes_down_seconds()
+        return float(np.dot(np.arange(len(hist)), hist) / hist.sum()) if hist.sum() > 0 else 0.0
+
+    @property
+    def nodes_down_max(self) -> int:
+        hist = self.nodes_down_seconds()
+        return int(np.flatnonzero(hist > 0).max()) if (hist > 0).any() else 0
+
+    def share_nodes_down_at_least(self) -> dict[int, float]:
+        """Share of wall time with >= k nodes out of service, for k = 1 .. max."""
+        hist = self.nodes_down_seconds()
+        total = hist.sum()
+        if total <= 0:
+            return {}
+        tail = np.cumsum(hist[::-1])[::-1] / total
+        return {k: float(tail[k]) for k in range(1, len(hist))}
+
+    @property
+    def suggested_spares(self) -> int:
+        """Spare nodes that cover the nodes in repair 95 % of the time (the 95th percentile of nodes down)."""
+        shares = self.share_nodes_down_at_least()
+        return next((k - 1 for k, share in shares.items() if share <= 0.05), len(shares))
+
+    @property
+    def spare_wait_days(self) -> float:
+        return self.loss_days()["spare_wait"]
+
+    @property
+    def recoveries_from_memory(self) -> float:
+        return float(np.mean([r.memory_recoveries for r in self.replicas]))
+
+    @property
+    def storage_fallbacks(self) -> float:
+        return float(np.mean([r.storage_fallbacks for r in self.replicas]))
 
     @property
     def unfinished(self) -> int:
@@ -219,7 +308,8 @@ class RunSummary:
         """Hours spent restarting or waiting for nodes draw the idle GPU power (see :func:`energy_mwh`)."""
         n = len(self.replicas)
         idle_h = sum(r.losses_s["restart"] + r.losses_s["spare_wait"] for r in self.replicas) / n / 3600
-        return energy_mwh(self.costs, self.gpu_power_w, self.gpu_hours, min(idle_h * self.num_gpus, self.gpu_hours))
+        return energy_mwh(self.costs, self.gpu_power_w, self.host_power_w, self.gpu_hours,
+                          min(idle_h * self.num_gpus, self.gpu_hours))
 
     @property
     def co2_tonnes(self) -> float:
@@ -243,7 +333,8 @@ def simulate_run_level(s: Scenario, step_time_s: float, replicas: int | None = N
             progress(i + 1, n)
     costs = s.costs or CostsSpec()
     power = costs.gpu_power_w if costs.gpu_power_w is not None else s.gpu.tdp_w
-    return RunSummary(plan, tuple(results), s.cluster.num_gpus, costs, power, s.costs is None)
+    return RunSummary(plan, tuple(results), s.cluster.num_gpus, costs, power, s.costs is None,
+                      host_power_w(costs, s.gpu.name), s.failures is not None)
 
 
 @dataclass(frozen=True, slots=True)

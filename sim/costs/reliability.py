@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sim import catalog
 from sim.costs import flops
-from sim.costs.memory import OPTIMIZER_BYTES, WEIGHT_BYTES
-from sim.specs.reliability import CheckpointSpec, FailureSpec
+from sim.costs.memory import OPTIMIZER_BYTES, WEIGHT_BYTES, stage_memory
+from sim.specs.reliability import CheckpointSpec, FailureSpec, RepairSpec, RestartSpec
 from sim.specs.scenario import Scenario
 from sim.units import GB, HOUR
 
@@ -32,28 +32,11 @@ class FailureClass:
 
 
 def failure_classes(spec: FailureSpec, num_gpus: int, gpus_per_node: int) -> tuple[FailureClass, ...]:
-    """The job's failure populations: the packaged rate set (unless ``custom``) plus ``rates``, scaled."""
-    table = catalog.reliability_table()
-    nodes = max(1, num_gpus // gpus_per_node)
-    population = {"gpu": num_gpus, "node": nodes, "job": 1}
-    out: list[FailureClass] = []
-
-    def add(name: str, rate_per_h: float, entry: dict) -> None:
-        rate = rate_per_h * population[entry["per"]] * spec.rate_scale / HOUR
-        if rate > 0:
-            out.append(FailureClass(name, entry["category"], rate, entry["blast"], entry["detect"] == "hang",
-                                    silent=entry.get("silent", False)))
-
-    planned = 0.0
-    if spec.model != "custom":
-        rate_set = table["rate_sets"][spec.model]
-        for name, entry in rate_set["components"].items():
-            add(name, entry["count"] / rate_set["exposure_component_hours"], entry)
-        planned = rate_set["planned_per_day"]
-    for name, rate in (spec.rates or {}).items():
-        add(name, rate, table["custom_components"][name])
-    if spec.planned_per_day is not None:
-        planned = spec.planned_per_day
+    """The job's failure populations (sim/specs/reliability.py) as classes, planned stops last."""
+    out = [FailureClass(p.name, p.entry["category"], p.rate_per_h / HOUR, p.entry["blast"],
+                        p.entry["detect"] == "hang", silent=p.entry.get("silent", False))
+           for p in spec.populations(num_gpus, gpus_per_node)]
+    planned = spec.planned_rate_per_day()
     if planned > 0:
         out.append(FailureClass("planned_maintenance", "planned", planned / (24 * HOUR), 0, False, planned=True))
     return tuple(out)
@@ -74,22 +57,51 @@ class CheckpointTimes:
     size_bytes: float
     stall_s: float
     persist_s: float  # after the stall; 0 = durable when the stall ends (synchronous)
-    load_s: float
+    load_s: float  # from storage
+    shard_bytes: float = 0.0  # the largest state one GPU holds (what its snapshot copies)
+    host_copy_gbyte_s: float = 0.0
+    memory_replicas: int = 0  # in-memory tier: nodes holding each snapshot (0: none)
+    memory_load_s: float = 0.0  # restart load from a peer's host memory
+
+
+def snapshot_bytes_per_gpu(s: Scenario) -> float:
+    """The training state of the most loaded GPU: its working weights and its optimizer shard."""
+    return max(mb.parameters + mb.optimizer for mb in (stage_memory(s, r) for r in range(s.parallelism.pipeline)))
+
+
+def host_copy_gbyte_s(s: Scenario, spec: CheckpointSpec) -> float:
+    """Device-to-host copy bandwidth per GPU: the scenario's, else the catalog's for the GPU."""
+    if spec.host_copy_gbyte_s is not None:
+        return spec.host_copy_gbyte_s
+    table = catalog.reliability_table()["checkpoint"]["host_copy_gbyte_s"]
+    return float(table["by_gpu"].get(s.gpu.name, table["default"]))
 
 
 def checkpoint_times(s: Scenario, spec: CheckpointSpec) -> CheckpointTimes:
-    """Synchronous saves block for size / write bandwidth; asynchronous ones block for the snapshot only
-    (GPU -> pinned host memory, MegaScale's 'several seconds') and persist in the background."""
+    """Synchronous saves block for size / write bandwidth; asynchronous and in-memory ones block for the
+    snapshot (the largest per-GPU shard over the device-to-host bandwidth) and persist in the background.
+
+    In-memory (Gemini): a restart reloads from a peer's host memory, the shard over the host copy plus the
+    lost node's state over its NICs, instead of from storage.
+    """
     size = checkpoint_bytes(s)
     write = size / (spec.storage_write_gbyte_s * GB)
     load = size / ((spec.storage_read_gbyte_s or spec.storage_write_gbyte_s) * GB)
+    shard, bw = snapshot_bytes_per_gpu(s), host_copy_gbyte_s(s, spec)
+    snapshot = shard / (bw * GB)
+    memory = spec.memory
+    if memory is not None:
+        node = s.cluster.topology.node
+        nic_per_gpu = node.nics * node.nic_bandwidth_gbit_s / 8 / node.gpus  # GB/s
+        peer = shard / (nic_per_gpu * GB) if nic_per_gpu > 0 else 0.0
+        stall = memory.snapshot_seconds if memory.snapshot_seconds is not None else (
+            spec.stall_seconds if spec.stall_seconds is not None else snapshot)
+        return CheckpointTimes(size, stall, write, load, shard, bw, memory.replicas, snapshot + peer)
     if spec.async_:
-        stall = spec.stall_seconds
-        if stall is None:
-            stall = catalog.reliability_table()["checkpoint"]["async_stall_s"]["value"]
-        return CheckpointTimes(size, stall, write, load)
+        stall = spec.stall_seconds if spec.stall_seconds is not None else snapshot
+        return CheckpointTimes(size, stall, write, load, shard, bw)
     stall = spec.stall_seconds if spec.stall_seconds is not None else write
-    return CheckpointTimes(size, stall, 0.0, load)
+    return CheckpointTimes(size, stall, 0.0, load, shard, bw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +128,27 @@ def collective_init_s(num_gpus: int) -> float:
     return c * num_gpus * math.log2(max(2, num_gpus))
 
 
-def restart_stages(num_gpus: int, load_s: float) -> RestartStages:
-    """The packaged stage times for a job of ``num_gpus`` loading a checkpoint in ``load_s``."""
+def restart_stages(num_gpus: int, load_s: float, given: RestartSpec | None = None) -> RestartStages:
+    """The stage times for a job of ``num_gpus`` loading a checkpoint in ``load_s``: the scenario's
+    (``failures.restart``) where given, else the catalog's."""
     st = catalog.reliability_table()["restart_stages"]
-    return RestartStages(st["detect_explicit_s"]["value"], st["detect_hang_s"]["value"], st["diagnose_s"]["value"],
-                         st["reschedule_s"]["value"], collective_init_s(num_gpus), load_s, st["warmup_s"]["value"])
+    g = given or RestartSpec()
+
+    def pick(value: float | None, key: str) -> float:
+        return float(st[key]["value"]) if value is None else value
+
+    return RestartStages(pick(g.detect_s, "detect_explicit_s"), pick(g.hang_detect_s, "detect_hang_s"),
+                         pick(g.diagnose_s, "diagnose_s"), pick(g.reschedule_s, "reschedule_s"),
+                         collective_init_s(num_gpus), load_s, pick(g.warmup_s, "warmup_s"))
+
+
+def repair_lognormal(given: RepairSpec | None) -> tuple[float, float]:
+    """(mu, sigma) of the lognormal repair time in ln seconds: from the scenario's median and mean
+    (mean = median x exp(sigma^2 / 2)), else the catalog's StepFun fit."""
+    if given is None:
+        table = catalog.reliability_table()["repair"]
+        return table["lognormal_mu_ln_days"] + math.log(24 * HOUR), table["lognormal_sigma_ln_days"]
+    return math.log(given.median * HOUR), math.sqrt(2 * math.log(given.mean / given.median))
 
 
 def young_interval(delta: float, mtbi: float) -> float:

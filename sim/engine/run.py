@@ -71,15 +71,19 @@ class RunParams:
     episode_mu_ln_s: float = 0.0  # lognormal episode length (ln seconds)
     episode_sigma_ln: float = 0.0
     episode_slowdown: float = 0.0  # the job runs 1 / (1 + this) as fast while an episode lasts
+    memory_replicas: int = 0  # in-memory checkpoints held by this many nodes each (0: storage only)
+    memory_load_s: float = 0.0  # checkpoint load from peers' host memory (replaces the stages' load_s)
     horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
     max_wall_factor: float = 20.0  # give up (unfinished) past this many times ``work_s``
     max_failures: int = 1_000_000  # give up (unfinished) past this many failures (a runaway rate)
 
-    def restart_time(self, cls: FailureClass) -> float:
+    def restart_time(self, cls: FailureClass, from_memory: bool = False) -> float:
+        """Detection to resumed; from memory the stages' storage load is the peers' load."""
         if self.restart_s is not None:
             return self.restart_s
         assert self.stages is not None, "RunParams needs restart_s or stages"
-        return self.stages.total(cls.hang, cls.planned)
+        total = self.stages.total(cls.hang, cls.planned)
+        return total - self.stages.load_s + self.memory_load_s if from_memory else total
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,9 @@ class ReplicaResult:
     losses_s: dict[str, float]  # LOSSES -> wall seconds
     checkpoints: int
     events: tuple[RunEvent, ...] = ()
+    repairs: tuple[tuple[float, float], ...] = ()  # (start, end) wall seconds of every node out of service
+    memory_recoveries: int = 0  # recoveries from peers' host memory (in-memory checkpoints)
+    storage_fallbacks: int = 0  # recoveries from storage because every holder of a lost shard had failed
 
     @property
     def goodput(self) -> float:
@@ -222,6 +229,14 @@ class _Run:
         self.lemons = int(rng.binomial(params.nodes, params.lemon_fraction)) if params.lemon_fraction > 0 else 0
         self.arrivals = _Arrivals(params, rng, self._lemon_scale())
         self.episodes = _Episodes(params, rng.spawn(1)[0]) if params.episode_rate_per_s > 0 else None
+        # fleet draws (repairs without a spare pool, which shards a burst takes) come from a generator of their
+        # own, so turning them on leaves the failure draws alone (common random numbers across recoveries)
+        self.fleet_rng = rng.spawn(1)[0]
+        self.repairs: list[tuple[float, float]] = []
+        self.memory = params.memory_replicas > 0
+        self.memory_work = 0.0  # work held by the last in-memory snapshot
+        self.lost_nodes = 0  # nodes evicted since the last completed recovery (their snapshots are gone)
+        self.memory_recoveries = self.storage_fallbacks = 0
         self.corrupt: dict[int, float] = {}  # undetected corruptions: detection key -> work when it happened
         self.sdc_work: float | None = None  # a found corruption: roll back to a checkpoint at or before this work
         self.anchors = [0.0]  # work levels where the current line of checkpoints restarted its cadence
@@ -358,17 +373,69 @@ class _Run:
             blast = self._blast(cls)
             if blast and self.p.lemon_fraction > 0:
                 self._swap_lemons(blast, t)
+            self.lost_nodes += blast
             if blast and self.pool is not None:
                 self.missing += blast
                 for _ in range(blast):
                     self.env.process(self.repair())
+            elif blast:  # replacements are always there; the fleet still has the node in repair
+                p = self.p
+                self.repairs += [(t, t + float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)))
+                                 for _ in range(blast)]
             self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=blast)
             job.interrupt(cls)
 
     def repair(self):
         assert self.pool is not None
-        yield self.env.timeout(float(self.rng.lognormal(self.p.repair_mu_ln_s, self.p.repair_sigma_ln)))
+        duration = float(self.rng.lognormal(self.p.repair_mu_ln_s, self.p.repair_sigma_ln))
+        self.repairs.append((self.env.now, self.env.now + duration))
+        yield self.env.timeout(duration)
         self.pool.put(1)
+
+    def _memory_survives(self) -> bool:
+        """Whether every lost node's snapshot is still held by a peer: nodes hold each other's snapshots in
+        groups of ``memory_replicas``; the nodes lost since the last recovery are a uniform draw of the job's."""
+        r, lost, n = self.p.memory_replicas, self.lost_nodes, self.p.nodes
+        if lost < r:
+            return True
+        if lost >= n:
+            return False
+        group = self.fleet_rng.choice(n, size=lost, replace=False) // r
+        counts = np.bincount(group, minlength=(n + r - 1) // r)
+        sizes = np.full(counts.size, r)
+        sizes[-1] = n - r * (counts.size - 1)
+        return not bool((counts >= sizes).any())
+
+    def _save_done(self, now: float, work: float) -> None:
+        """A save's stall ended at ``now`` holding ``work``: in memory at once; on storage after the persist
+        (with an in-memory tier the persist takes the newest snapshot whenever storage is free)."""
+        p = self.p
+        self.memory_work = work
+        if p.persist_s <= 0:
+            self.durable = work
+        elif not self.pending:
+            self.pending.append((now + p.persist_s, work))
+
+    def _quiet_persists(self, start: float, first: float, cycle: float, k: int, work0: float) -> None:
+        """The storage ledger after ``k`` quiet cycles with an in-memory tier: saves never wait; persist j
+        starts at the first save at or after the previous one's end (arithmetic, no event per save)."""
+        p = self.p
+        self.memory_work = work0 + k * p.interval_s
+        if p.persist_s <= 0:
+            self.durable = self.memory_work
+            return
+        t1 = start + first
+        busy = max((t for t, _ in self.pending), default=-math.inf)
+        j1 = 1 + max(0, math.ceil((busy - t1) / cycle)) if busy > t1 else 1
+        if j1 > k:
+            return
+        step = max(1, math.ceil(p.persist_s / cycle))
+        starts = 1 + (k - j1) // step
+        last = j1 + (starts - 1) * step
+        self.durable = max([self.durable, *(w for _, w in self.pending)])  # the one in flight ended by save j1
+        if starts >= 2:
+            self.durable = max(self.durable, work0 + (last - step) * p.interval_s)
+        self.pending = [(t1 + (last - 1) * cycle + p.persist_s, work0 + last * p.interval_s)]
 
     def job(self):
         p, env = self.p, self.env
@@ -379,13 +446,16 @@ class _Run:
             factor, change = self._pace()
             quiet = self._quiet_cycles(factor, change) if aligned else None
             if quiet is not None:
-                k, duration, waits = quiet
+                k, duration, waits, *quiet_shape = quiet
                 yield env.timeout(duration)  # ends before the next failure or pace change: never interrupted
                 self.progress += k * p.interval_s
                 self.checkpoints += k
                 self.losses["checkpoint"] += k * p.stall_s + waits
                 self._slow_losses(k * p.interval_s / (self.speed * factor), factor)
-                if p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
+                if self.memory:
+                    first, cycle = quiet_shape
+                    self._quiet_persists(env.now - duration, first, cycle, k, self.progress - k * p.interval_s)
+                elif p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
                     self.durable = self.progress - p.interval_s
                     self.pending = [(env.now + p.persist_s, self.progress)]
                 else:
@@ -401,7 +471,7 @@ class _Run:
                 target = start_work + compute * pace
             saves = target < p.work_s and not cut
             wait_persist = 0.0
-            if saves and self.pending:
+            if saves and self.pending and not self.memory:
                 # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
                 wait_persist = max(0.0, max(t for t, _ in self.pending) - (env.now + compute))
             stall = p.stall_s + wait_persist if saves else 0.0
@@ -433,15 +503,18 @@ class _Run:
             self.losses["checkpoint"] += stall
             self._log("checkpoint", env.now - stall, env.now, work_s=target)
             self.checkpoints += 1
-            if p.persist_s > 0:
+            if self.memory:
+                self._durable_at(env.now)
+                self._save_done(env.now, target)
+            elif p.persist_s > 0:
                 self.pending.append((env.now + p.persist_s, target))
             else:
                 self.durable = target
             next_ckpt = target + p.interval_s
 
-    def _quiet_cycles(self, factor: float, change: float) -> tuple[int, float, float] | None:
+    def _quiet_cycles(self, factor: float, change: float) -> tuple[int, float, float, float, float] | None:
         """Whole checkpoint cycles that end before the next failure (or pace change at ``change``): (count,
-        wall seconds, persist waits).
+        wall seconds, persist waits, first cycle, later cycles).
 
         Nothing random happens between failures, so k cycles of (compute, wait for the previous persist,
         stall) can be one timeout; events then grow with failures, not with checkpoints.
@@ -457,16 +530,19 @@ class _Run:
         pending_end = max((t for t, _ in self.pending), default=-math.inf)
         first_wait = max(0.0, pending_end - (env.now + compute))
         wait = max(0.0, p.persist_s - compute) if p.persist_s > 0 else 0.0
+        if self.memory:  # snapshots never wait for storage
+            first_wait = wait = 0.0
         first, cycle = compute + first_wait + p.stall_s, compute + wait + p.stall_s
         budget = min(self.next_failure, self.limit, change) - env.now - first
         if budget < cycle:
             return None
         k = min(cycles_left, 1 + int(budget // cycle))
-        return k, first + (k - 1) * cycle, first_wait + (k - 1) * wait
+        return k, first + (k - 1) * cycle, first_wait + (k - 1) * wait, first, cycle
 
     def _recover(self, cause):
         """Roll back to the durable checkpoint, restart (again if interrupted), wait for nodes."""
         p, env = self.p, self.env
+        from_memory = False
         while True:
             phase, start = "restart", env.now
             try:
@@ -475,19 +551,29 @@ class _Run:
                     phase = "checkpoint"
                     yield env.timeout(p.stall_s + p.persist_s)
                     self.durable, self.pending = self.progress, []
+                    self.memory_work = self.progress
                     self._log("checkpoint", start, env.now, work_s=self.progress, forced=True)
                     self.losses["checkpoint"] += env.now - start
                     phase, start = "restart", env.now
                 else:
                     # in-flight persists die with the job: only finished ones count
                     before = self.progress
-                    self.losses["lost_work"] += self.progress - self._durable_at(env.now)
-                    self.progress, self.pending = self.durable, []
+                    storage = self._durable_at(env.now)
+                    # a corruption found late needs a checkpoint older than the newest snapshot: storage
+                    from_memory = (self.memory and not cause.planned and self.sdc_work is None
+                                   and self._memory_survives())
+                    level = self.memory_work if from_memory else storage
+                    if self.memory and not cause.planned:
+                        self.memory_recoveries += from_memory
+                        self.storage_fallbacks += not from_memory
+                    self.losses["lost_work"] += self.progress - level
+                    self.progress, self.pending = level, []
+                    self.memory_work = level  # every node holds the state it resumes from
                     if self.sdc_work is not None:
                         # a found corruption: back to the last checkpoint taken before it happened
                         clean = self._clean_checkpoint(min(self.sdc_work, self.durable))
                         self.losses["silent_corruption"] += self.durable - clean
-                        self.progress = self.durable = clean
+                        self.progress = self.durable = self.memory_work = clean
                         self.sdc_work = None
                     if self.corrupt:  # reloading a checkpoint from before a corruption erases it
                         self.corrupt = {k: w for k, w in self.corrupt.items() if w < self.progress}
@@ -501,9 +587,10 @@ class _Run:
                 self.losses["spare_wait"] += env.now - start
                 self._log("spare_wait", start, env.now, missing=self.missing)
                 phase, start = "restart", env.now
-                yield env.timeout(p.restart_time(cause))
+                yield env.timeout(p.restart_time(cause, from_memory))
                 self.losses["restart"] += env.now - start
-                self._log("restart", start, env.now, cause=cause.name)
+                self._log("restart", start, env.now, cause=cause.name, from_memory=from_memory)
+                self.lost_nodes = 0  # the snapshots are whole again
                 self._draw_speed()
                 return
             except simpy.Interrupt as again:
@@ -545,7 +632,8 @@ class _Run:
         wall = self.env.now
         work = p.work_s if self.done else self._work_at(wall)  # a stop at the horizon may fall inside a segment
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
-                             self.checkpoints, tuple(self.events))
+                             self.checkpoints, tuple(self.events), tuple(self.repairs), self.memory_recoveries,
+                             self.storage_fallbacks)
 
 
 def simulate_run(params: RunParams, rng: np.random.Generator, record: bool = False) -> ReplicaResult:

@@ -216,9 +216,10 @@ def goodput_curve(events: Iterable[_RunEvent]) -> tuple[list[float], list[float]
     return days, goodput
 
 
-def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: str = "") -> bytes:
+def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: str = "",
+                      unfinished: bool = False) -> bytes:
     """Goodput (useful fraction of wall-clock time so far) against days since the start, with its final
-    value marked."""
+    value marked; ``unfinished``: the replica stopped at the cap, marked where the curve ends."""
     _require(days, "days")
     if len(days) != len(goodput):
         raise ValueError(f"days ({len(days)}) and goodput ({len(goodput)}) differ in length")
@@ -230,6 +231,8 @@ def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: st
     low = min(goodput)
     ax.set_ylim(max(0.0, low - 0.1 * (1 - low) - 0.005), 1.0 + 0.05 * (1 - low) + 0.001)
     ax.set_xlim(0, max(days))
+    if unfinished:
+        ax.axvline(days[-1], color="red", linewidth=1.5, label="stopped at the cap: the run did not finish")
     ax.set_xlabel("days since start")
     ax.set_ylabel("goodput")
     ax.grid(alpha=0.3)
@@ -238,8 +241,9 @@ def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: st
     return _png(fig)
 
 
-def days_distribution(samples: Sequence[float], title: str = "") -> bytes:
-    """Histogram of wall-clock days over Monte Carlo replicas, with P50 and P90 marked."""
+def days_distribution(samples: Sequence[float], title: str = "", unfinished: int = 0) -> bytes:
+    """Histogram of wall-clock days over Monte Carlo replicas, with P50 and P90 marked; ``unfinished``
+    replicas (at the cap) make the days lower bounds, said in the title and legend."""
     import numpy as np
 
     _require(samples, "samples")
@@ -247,9 +251,13 @@ def days_distribution(samples: Sequence[float], title: str = "") -> bytes:
     fig = _figure(8, 3.5)
     ax = fig.subplots()
     ax.hist(values, bins=min(30, max(5, len(values) // 2)), color=COLORS["compute"], edgecolor="white")
+    at_least = "\u2265 " if unfinished else ""
     for q, style in ((50, "-"), (90, "--")):
         v = float(np.percentile(values, q))
-        ax.axvline(v, color="black", linestyle=style, linewidth=1, label=f"P{q} {v:.1f} days")
+        ax.axvline(v, color="black", linestyle=style, linewidth=1,
+                   label=f"P{q} {at_least}{v:.1f} days")
+    if unfinished:
+        ax.plot([], [], " ", label=f"{unfinished} replica(s) cut at the cap: lower bounds")
     ax.set_xlabel("wall-clock days")
     ax.set_ylabel("replicas")
     ax.legend(fontsize=8, frameon=False)
@@ -310,10 +318,13 @@ def run_plots(run: RunSummary, name: str = "") -> dict[str, bytes]:
     events = run.replicas[0].events
     if events:
         days, goodput = goodput_curve(events)
+        cut = not run.replicas[0].finished
         out["goodput_over_time.png"] = goodput_over_time(
-            days, goodput, f"{head}goodput over time (replica 0 of {len(run.replicas)})")
+            days, goodput, f"{head}goodput over time (replica 0 of {len(run.replicas)}"
+                           f"{', unfinished at the cap' if cut else ''})", unfinished=cut)
     out["days_distribution.png"] = days_distribution(
-        run.days, f"{head}days to train ({len(run.replicas)} replicas)")
+        run.days, f"{head}days to train ({len(run.replicas)} replicas"
+                  f"{f', {run.unfinished} unfinished: lower bounds' if run.unfinished else ''})", run.unfinished)
     return out
 
 

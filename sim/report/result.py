@@ -29,15 +29,27 @@ def run_block(run: RunSummary) -> dict[str, Any]:
         "interruptions_mean": _round(run.interruptions_mean), "goodput": _round(run.goodput),
         "days_mean": _round(run.days_mean), "failure_free_days": _round(run.failure_free_days),
         "steps": plan.steps, "replicas": len(run.replicas), "unfinished_replicas": run.unfinished,
+        "days_are_lower_bounds": run.days_are_lower_bounds,
+        "failures_modelled": run.failures_modelled,
         "interruptions_by_category": {k: _round(v) for k, v in run.interruptions_by_category().items()},
         "loss_days": {k: _round(v) for k, v in run.loss_days().items()},
         "dominant_loss": run.dominant_loss,
-        "mtbi_hours": _round(plan.mtbi_s / 3600) if plan.mtbi_s != float("inf") else None,
+        "mtbi_hours": _round(run.mtbi_hours_simulated),
+        "mtbi_hours_expected": _round(plan.mtbi_s / 3600) if plan.mtbi_s != float("inf") else None,
+        "nodes_down_mean": _round(run.nodes_down_mean), "nodes_down_max": run.nodes_down_max,
+        "share_time_nodes_down_at_least": {str(k): _round(v) for k, v in run.share_nodes_down_at_least().items()},
+        "suggested_spare_nodes": run.suggested_spares, "spare_wait_days": _round(run.spare_wait_days),
+        "recoveries_from_memory_mean": _round(run.recoveries_from_memory) if ck and ck.memory_replicas else None,
+        "storage_fallbacks_mean": _round(run.storage_fallbacks) if ck and ck.memory_replicas else None,
         "checkpoint": None if ck is None else {
             "size_tb": _round(ck.size_bytes / 1e12), "interval_rule": plan.interval_rule,
             "interval_minutes": _round(params.interval_s / 60) if params.interval_s != float("inf") else None,
-            "stall_s": _round(params.stall_s), "persist_s": _round(params.persist_s), "load_s": _round(ck.load_s)},
-        "gpu_power_w": run.gpu_power_w, "costs_assumed": run.costs_assumed, "notes": list(plan.notes),
+            "stall_s": _round(params.stall_s), "persist_s": _round(params.persist_s), "load_s": _round(ck.load_s),
+            "shard_gb_per_gpu": _round(ck.shard_bytes / 1e9), "host_copy_gbyte_s": _round(ck.host_copy_gbyte_s),
+            "in_memory_replicas": ck.memory_replicas,
+            "memory_load_s": _round(ck.memory_load_s) if ck.memory_replicas else None},
+        "gpu_power_w": run.gpu_power_w, "host_power_w_per_gpu": run.host_power_w,
+        "costs_assumed": run.costs_assumed, "notes": list(plan.notes),
     }
 
 
@@ -46,7 +58,7 @@ def _naive_block(ev: Evaluation, run: RunSummary | None) -> dict[str, Any]:
     block: dict[str, Any] = {"days_at_assumed_mfu": _round(days), "assumed_mfu": ASSUMED_MFU}
     if days is not None and run is not None:
         gpu_hours = days * 24 * ev.scenario.cluster.num_gpus
-        energy = energy_mwh(run.costs, run.gpu_power_w, gpu_hours)
+        energy = energy_mwh(run.costs, run.gpu_power_w, run.host_power_w, gpu_hours)
         block.update({"gpu_hours": _round(gpu_hours), "cost_usd": _round(gpu_hours * run.costs.usd_per_gpu_hour),
                       "energy_mwh": _round(energy), "co2_tonnes": _round(energy * run.costs.grid_kgco2_per_kwh)})
     return block
@@ -151,17 +163,28 @@ def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
     if ck is not None:
         interval = plan.params.interval_s
         every = f"every {interval / 60:.1f} min ({plan.interval_rule})" if interval != float("inf") else "never"
-        lines.append(f"        checkpoint {ck.size_bytes / 1e12:.2f} TB {every}: stall {plan.params.stall_s:.1f} s, "
+        lines.append(f"        checkpoint {ck.size_bytes / 1e12:.2f} TB {every}: stall {plan.params.stall_s:.2f} s, "
                      f"persist {plan.params.persist_s:.1f} s, load {ck.load_s:.1f} s")
-    if plan.mtbi_s != float("inf"):
-        lines.append(f"        one interruption every {plan.mtbi_s / 3600:.2f} h expected")
-    rows = [("days", f"{run.days_p50:.1f} P50 / {run.days_p90:.1f} P90", f"{naive['days_at_assumed_mfu']:.1f}"),
+        if ck.memory_replicas:
+            lines.append(f"        in memory: each snapshot on {ck.memory_replicas} nodes, reload from a peer "
+                         f"{ck.memory_load_s:.2f} s; {run.recoveries_from_memory:.0f} recoveries from memory, "
+                         f"{run.storage_fallbacks:.1f} from storage (every holder of a shard lost)")
+    if not run.failures_modelled:
+        lines.append("        no failures modelled (no failures block): the run is failure-free; add "
+                     "`failures: {model: llama3}` for interruptions")
+    elif plan.mtbi_s != float("inf"):
+        simulated = run.mtbi_hours_simulated
+        lines.append(f"        one interruption every {plan.mtbi_s / 3600:.2f} h expected"
+                     + (f", {simulated:.2f} h simulated" if simulated is not None else ""))
+    at_least = "\u2265 " if run.days_are_lower_bounds else ""
+    rows = [("days", f"{at_least}{run.days_p50:.1f} P50 / {at_least}{run.days_p90:.1f} P90",
+             f"{naive['days_at_assumed_mfu']:.1f}"),
             ("goodput (ETTR)", f"{run.goodput:.1%}", "100% (assumed)"),
             ("interruptions", f"{run.interruptions_mean:.0f}", "0"),
-            ("GPU-hours", f"{run.gpu_hours / 1e6:.2f} M", f"{naive['gpu_hours'] / 1e6:.2f} M"),
-            ("cost", f"${run.cost_usd / 1e6:.1f} M", f"${naive['cost_usd'] / 1e6:.1f} M"),
-            ("energy", f"{run.energy_mwh:,.0f} MWh", f"{naive['energy_mwh']:,.0f} MWh"),
-            ("CO2", f"{run.co2_tonnes:,.0f} tCO2e", f"{naive['co2_tonnes']:,.0f} tCO2e")]
+            ("GPU-hours", f"{at_least}{run.gpu_hours / 1e6:.2f} M", f"{naive['gpu_hours'] / 1e6:.2f} M"),
+            ("cost", f"{at_least}${run.cost_usd / 1e6:.1f} M", f"${naive['cost_usd'] / 1e6:.1f} M"),
+            ("energy", f"{at_least}{run.energy_mwh:,.0f} MWh", f"{naive['energy_mwh']:,.0f} MWh"),
+            ("CO2", f"{at_least}{run.co2_tonnes:,.0f} tCO2e", f"{naive['co2_tonnes']:,.0f} tCO2e")]
     lines.append(f"        {'':<16} {'simulated':>20} {f'6ND at {ASSUMED_MFU:.0%} MFU':>18}")
     lines += [f"        {name:<16} {sim:>20} {est:>18}" for name, sim, est in rows]
     lines.append(f"        failure-free steps alone: {run.failure_free_days:.1f} days")
@@ -178,9 +201,16 @@ def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
     cats = run.interruptions_by_category()
     if cats:
         lines.append("        interruptions by cause: " + ", ".join(f"{k} {v:.0f}" for k, v in cats.items()))
+    if run.nodes_down_max:
+        spares = plan.params.spares
+        lines.append(f"        fleet: on average {run.nodes_down_mean:.1f} nodes in repair, at most "
+                     f"{run.nodes_down_max}; {run.suggested_spares} spares cover 95 % of the time "
+                     f"(spares {'unlimited' if spares is None else spares}; waiting for nodes "
+                     f"{run.spare_wait_days:.2f} d)")
     if run.unfinished:
-        lines.append(f"        WARNING: {run.unfinished} replica(s) did not finish within "
-                     f"{plan.params.max_wall_factor:g}x the failure-free time")
+        lines.append(f"        WARNING: {run.unfinished} of {len(run.replicas)} replica(s) did not finish within "
+                     f"{plan.params.max_wall_factor:g}x the failure-free time (or hit the failure cap): days, "
+                     "GPU-hours, cost and energy are lower bounds (\u2265)")
     if run.costs_assumed:
         lines.append(f"        no costs block: ${run.costs.usd_per_gpu_hour:g}/GPU-h, PUE {run.costs.pue:g}, "
                      f"{run.costs.grid_kgco2_per_kwh:g} kgCO2e/kWh assumed")

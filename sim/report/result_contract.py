@@ -63,12 +63,28 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("run.steps", "integer", "optimizer steps: ceil(tokens / tokens_per_step)"),
     Out("run.replicas", "integer", "Monte Carlo replicas simulated"),
     Out("run.unfinished_replicas", "integer", "replicas cut at the wall-time cap (a multiple of the "
-        "failure-free time); their days are lower bounds"),
+        "failure-free time) or the failure cap; their days are lower bounds"),
+    Out("run.days_are_lower_bounds", "boolean", "true when a replica was cut at a cap: its days are its wall "
+        "time plus the work it had left, so days, GPU-hours, cost, energy and CO2 are lower bounds"),
+    Out("run.failures_modelled", "boolean", "false: the scenario has no `failures` block (a failure-free run)"),
     Out("run.interruptions_by_category", "map", "mean interruptions per run by failure category (the rate "
         "set's categories: planned, gpu, network, host...)"),
     Out("run.loss_days", "map", "mean days lost per run by cause (table below)"),
     Out("run.dominant_loss", "string | null", "the loss_days key that lost most; null when nothing was lost"),
-    Out("run.mtbi_hours", "number | null", "expected hours between interruptions; null without failures"),
+    Out("run.mtbi_hours", "number | null", "simulated hours between interruptions (wall hours / interruptions "
+        "over every replica); null without interruptions"),
+    Out("run.mtbi_hours_expected", "number | null", "hours between interruptions the rates imply; null without "
+        "failures"),
+    Out("run.nodes_down_mean", "number", "nodes out of service (evicted, in repair), time average over replicas"),
+    Out("run.nodes_down_max", "integer", "most nodes out of service at once, over replicas"),
+    Out("run.share_time_nodes_down_at_least", "map", "share of wall time with at least k nodes out of "
+        "service, by k (\"1\", \"2\", ...)"),
+    Out("run.suggested_spare_nodes", "integer", "spare nodes covering the nodes in repair 95 % of the time"),
+    Out("run.spare_wait_days", "number", "mean days waiting for a replacement node (loss_days.spare_wait)"),
+    Out("run.recoveries_from_memory_mean", "number | null", "recoveries from peers' host memory per run; null "
+        "without `checkpoint.in_memory`"),
+    Out("run.storage_fallbacks_mean", "number | null", "recoveries from storage per run with an in-memory tier "
+        "(every holder of a lost snapshot failed, or a late silent corruption); null without it"),
     Out("run.checkpoint", "object | null", "the checkpoint plan; null without a `checkpoint` block"),
     Out("run.checkpoint.size_tb", "number", "bytes written per checkpoint (weights + optimizer), TB"),
     Out("run.checkpoint.interval_rule", "string", "fixed | young-daly | none"),
@@ -76,12 +92,17 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("run.checkpoint.stall_s", "number", "training blocked per checkpoint, s"),
     Out("run.checkpoint.persist_s", "number", "until the checkpoint is durable, s"),
     Out("run.checkpoint.load_s", "number", "loading it after a failure, s"),
+    Out("run.checkpoint.shard_gb_per_gpu", "number", "the heaviest GPU's state (weights + optimizer shard), GB: "
+        "what its snapshot copies to host memory"),
+    Out("run.checkpoint.host_copy_gbyte_s", "number", "device-to-host bandwidth per GPU used for the snapshot, "
+        "GB/s"),
+    Out("run.checkpoint.in_memory_replicas", "integer", "nodes holding each in-memory snapshot (0: storage only)"),
+    Out("run.checkpoint.memory_load_s", "number | null", "reloading from a peer's host memory, s; null without "
+        "an in-memory tier"),
     Out("run.gpu_power_w", "number", "the average GPU draw used for energy, W"),
+    Out("run.host_power_w_per_gpu", "number", "the host share per GPU used for energy, W"),
     Out("run.costs_assumed", "boolean", "true: the scenario has no `costs` block and the defaults were used"),
     Out("run.notes", "list of strings", "caveats of the run model for this scenario"),
-    Out("run.nodes_down_mean", "number", "nodes out of service (failed, in repair), time average", planned=True),
-    Out("run.nodes_down_max", "integer", "most nodes out of service at once", planned=True),
-    Out("run.spare_wait_days", "number", "mean days waiting for a replacement node", planned=True),
     Out("estimate_6nd", "object", "the naive estimate beside the simulation"),
     Out("estimate_6nd.days_at_assumed_mfu", "number | null",
         "6 N D / (num_gpus x peak x assumed_mfu), days; null without `training.tokens`"),

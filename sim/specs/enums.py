@@ -96,3 +96,8 @@ class Attention(StrEnum):
 class Routing(StrEnum):
     BALANCED = "balanced"  # every expert receives the mean load (forced balance, as benchmarks run)
     NATURAL = "natural"  # the router's own, uneven load
+
+
+class RatesMode(StrEnum):
+    ADD = "add"
+    REPLACE = "replace"

@@ -7,7 +7,46 @@ from dataclasses import dataclass
 from sim import catalog
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import FailureDistribution, SparesExhausted
+from sim.specs.enums import FailureDistribution, RatesMode, SparesExhausted
+
+#: Above this many interruptions per minute of wall time a rate is almost surely a unit mistake.
+MAX_INTERRUPTIONS_PER_MINUTE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """One failure population of a job: what fails, how often (whole job, per hour) and its catalog entry."""
+
+    name: str
+    rate_per_h: float
+    entry: dict
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairSpec(Spec):
+    """Time until an evicted node is back in the spare pool (lognormal by its median and mean)."""
+
+    median: float = spec_field(doc="median repair or replacement time, hours", gt=0)
+    mean: float = spec_field(doc="mean repair or replacement time, hours (>= median; = median: always the median)",
+                             gt=0)
+
+    def _issues(self) -> list[Issue]:
+        if self.mean < self.median:
+            return [Issue("mean", f"{self.mean:g} must be >= median {self.median:g} (a lognormal's mean is at "
+                                  "least its median)")]
+        return []
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartSpec(Spec):
+    """Restart stages, seconds (absent ones: the catalog's); NCCL init and checkpoint load are computed."""
+
+    detect_s: float | None = spec_field(None, doc="an explicit error found (default 30 s, ByteRobust)", ge=0)
+    hang_detect_s: float | None = spec_field(None, doc="a hang found by the collective watchdog (default 600 s)",
+                                             ge=0)
+    diagnose_s: float | None = spec_field(None, doc="diagnosis and localisation (default 300 s, MegaScale)", ge=0)
+    reschedule_s: float | None = spec_field(None, doc="rescheduling, containers (default 120 s, assumed)", ge=0)
+    warmup_s: float | None = spec_field(None, doc="first steps, compilation (default 60 s, assumed)", ge=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,7 +56,23 @@ class FailureSpec(Spec):
     model: str = spec_field("llama3", doc="packaged rate set (llama3 | meta-rsc) or 'custom' (only `rates`)")
     rates: dict[str, float] | None = spec_field(
         None, doc="failures per component-hour by component (gpu, hbm, node, host, nic, switch, software, nccl, "
-                  "storage, job); added to the packaged set, or alone with model: custom")
+                  "storage, job); added to the packaged set (rates_mode: add) or instead of its unplanned "
+                  "populations (rates_mode: replace), or alone with model: custom")
+    rates_mode: RatesMode = spec_field(
+        RatesMode.ADD, doc="add: `rates` join the packaged set; replace: only `rates` (and "
+                           "node_failures_per_1000_node_days) fail, the set's planned stops stay")
+    node_failures_per_1000_node_days: float | None = spec_field(
+        None, doc="failures per 1,000 node-days for every node (Kokolis: 6.50 on RSC-1), instead of the packaged "
+                  "set's unplanned populations (its planned stops stay; planned_per_day: 0 removes them)", ge=0)
+    allow_extreme_rates: bool = spec_field(
+        False, doc="accept rates implying more than one interruption per minute of wall time (a unit mistake "
+                   "otherwise: rates are per component-hour)")
+    repair_hours: RepairSpec | None = spec_field(
+        None, doc="time to repair or replace an evicted node, {median, mean} hours (default: StepFun trace, "
+                  "20.4 h median, 132 h mean); a cloud replacement in hours: {median: 2, mean: 3}")
+    restart: RestartSpec | None = spec_field(
+        None, doc="restart stage times {detect_s, hang_detect_s, diagnose_s, reschedule_s, warmup_s} (absent: "
+                  "the catalog's); not with restart_minutes")
     rate_scale: float = spec_field(1.0, doc="multiplier on every unplanned rate (what if failures double?)", ge=0)
     planned_per_day: float | None = spec_field(None, doc="planned interruptions per day (default: the rate set's)",
                                                ge=0)
@@ -57,6 +112,10 @@ class FailureSpec(Spec):
                 issues.append(Issue(f"rates.{name}", f"unknown component; known: {', '.join(known)}"))
             elif value < 0:
                 issues.append(Issue(f"rates.{name}", f"{value} must be >= 0"))
+        if self.restart is not None and self.restart_minutes is not None:
+            issues.append(Issue("restart", "give either restart_minutes (fixed) or restart stages, not both"))
+        if self.model == "custom" and self.rates_mode is RatesMode.REPLACE:
+            issues.append(Issue("rates_mode", "replace needs a packaged model (custom has nothing to replace)"))
         if self.weibull_shape is not None and self.distribution is not FailureDistribution.WEIBULL:
             issues.append(Issue("weibull_shape", "only meaningful with distribution: weibull"))
         issues += [Issue("inject_hours", f"{h} must be >= 0") for h in self.inject_hours if h < 0]
@@ -75,12 +134,62 @@ class FailureSpec(Spec):
                                 "population; add one with rates: {sdc: ...} or use model: llama3"))
         return issues
 
+    @property
+    def packaged_unplanned(self) -> bool:
+        """Whether the packaged set's unplanned populations fail (not custom, not replaced)."""
+        return (self.model != "custom" and self.rates_mode is RatesMode.ADD
+                and self.node_failures_per_1000_node_days is None)
+
     def _has_silent_population(self) -> bool:
         table = catalog.reliability_table()
         sets = table["rate_sets"]
-        packaged = sets[self.model]["components"].values() if self.model in sets else ()
+        packaged = sets[self.model]["components"].values() if self.model in sets and self.packaged_unplanned else ()
         custom = (table["custom_components"].get(name, {}) for name in (self.rates or {}))
         return any(entry.get("silent", False) for entry in (*packaged, *custom))
+
+    def populations(self, num_gpus: int, gpus_per_node: int) -> list[Population]:
+        """The job's unplanned failure populations with their whole-job rates (``rate_scale`` applied)."""
+        table = catalog.reliability_table()
+        count = {"gpu": num_gpus, "node": max(1, num_gpus // gpus_per_node), "job": 1}
+        out: list[Population] = []
+
+        def add(name: str, rate_per_h: float, entry: dict) -> None:
+            rate = rate_per_h * count[entry["per"]] * self.rate_scale
+            if rate > 0:
+                out.append(Population(name, rate, entry))
+
+        if self.packaged_unplanned and self.model in table["rate_sets"]:
+            rate_set = table["rate_sets"][self.model]
+            for name, entry in rate_set["components"].items():
+                add(name, entry["count"] / rate_set["exposure_component_hours"], entry)
+        if self.node_failures_per_1000_node_days is not None:
+            add("node", self.node_failures_per_1000_node_days / 24_000, table["custom_components"]["node"])
+        for name, rate in (self.rates or {}).items():
+            if name in table["custom_components"]:
+                add(name, rate, table["custom_components"][name])
+        return out
+
+    def planned_rate_per_day(self) -> float:
+        """Planned stops per day: ``planned_per_day``, else the packaged set's (none for custom)."""
+        if self.planned_per_day is not None:
+            return self.planned_per_day
+        sets = catalog.reliability_table()["rate_sets"]
+        return float(sets[self.model]["planned_per_day"]) if self.model in sets else 0.0
+
+    def job_issues(self, num_gpus: int, gpus_per_node: int) -> list[Issue]:
+        """Rules that need the job's size: a rate implying more than one interruption a minute."""
+        if self.allow_extreme_rates:
+            return []
+        per_h = sum(p.rate_per_h for p in self.populations(num_gpus, gpus_per_node)) + self.planned_rate_per_day() / 24
+        if per_h / 60 <= MAX_INTERRUPTIONS_PER_MINUTE:
+            return []
+        top = max(self.populations(num_gpus, gpus_per_node), key=lambda p: p.rate_per_h)
+        where = f"rates.{top.name}" if top.name in (self.rates or {}) else (
+            "node_failures_per_1000_node_days" if top.name == "node" and self.node_failures_per_1000_node_days
+            else "rate_scale")
+        return [Issue(where, f"{per_h / 60:.3g} interruptions per minute of wall time for this {num_gpus:,}-GPU "
+                      "job: rates are failures per component-hour (per 1,000 node-days: "
+                      "node_failures_per_1000_node_days); set allow_extreme_rates: true if meant")]
 
 
 def _lemon_multiplier_default() -> float:
@@ -113,6 +222,16 @@ class StragglerSpec(Spec):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InMemorySpec(Spec):
+    """In-memory checkpoints: every node's snapshot held in the host memory of ``replicas`` nodes of its group."""
+
+    replicas: int = spec_field(2, doc="nodes holding each snapshot (its own included; Gemini: 2)", ge=1)
+    snapshot_seconds: float | None = spec_field(
+        None, doc="blocking part of an in-memory snapshot, s (default: the per-GPU shard over host_copy_gbyte_s)",
+        ge=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointSpec(Spec):
     """Checkpoint cadence and storage."""
 
@@ -123,7 +242,20 @@ class CheckpointSpec(Spec):
                                                     gt=0)
     async_: bool = spec_field(True, doc="asynchronous (background) persist", key="async")
     stall_seconds: float | None = spec_field(
-        None, doc="blocking part of a save, s (default: async snapshot figure, or size / write bandwidth)", ge=0)
+        None, doc="blocking part of a save, s (default: async: the largest per-GPU shard / host_copy_gbyte_s; "
+                  "sync: size / write bandwidth)", ge=0)
+    host_copy_gbyte_s: float | None = spec_field(
+        None, doc="device-to-host copy bandwidth per GPU, GB/s (default: the catalog's, PCIe x 0.8)", gt=0)
+    in_memory: bool | InMemorySpec = spec_field(
+        False, doc="false, true or {replicas, snapshot_seconds}: snapshots in peers' host memory (Gemini); recovery "
+                   "from them unless every holder of a lost node's shard failed, then from storage")
+
+    @property
+    def memory(self) -> InMemorySpec | None:
+        """The in-memory tier (``in_memory: true`` = its defaults), or None."""
+        if self.in_memory is True:
+            return InMemorySpec()
+        return self.in_memory or None
 
     def _issues(self) -> list[Issue]:
         iv = self.interval_minutes

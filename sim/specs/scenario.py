@@ -79,7 +79,7 @@ class Scenario(Spec):
         return self.training.global_batch_size * self.model.seq_len
 
     def _issues(self) -> list[Issue]:
-        return _layout_issues(self) + _hardware_issues(self) + _fp8_framework_issues(self)
+        return _layout_issues(self) + _hardware_issues(self) + _fp8_framework_issues(self) + _failure_issues(self)
 
 
 def _divisors(n: int) -> str:
@@ -205,6 +205,14 @@ def _layout_issues(s: Scenario) -> list[Issue]:
         issues.append(Issue("parallelism.shard_group_size", "HSDP is simulated at fidelity symmetric only "
                             "(full fidelity reduces over the whole DP x CP group)"))
     return issues
+
+
+def _failure_issues(s: Scenario) -> list[Issue]:
+    """Failure-rate rules that need the job's size (sim/specs/reliability.py)."""
+    if s.failures is None:
+        return []
+    issues = s.failures.job_issues(s.cluster.num_gpus, s.cluster.topology.node.gpus)
+    return [Issue(f"failures.{i.path}", i.message) for i in issues]
 
 
 def _hardware_issues(s: Scenario) -> list[Issue]:

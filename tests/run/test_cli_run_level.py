@@ -60,8 +60,9 @@ def test_run_block_contract_and_consistency(tmp_path, capsys):
     assert run["days_p90"] >= run["days_p50"] >= run["failure_free_days"]
     assert 0 < run["goodput"] < 1
     assert run["gpu_hours"] == pytest.approx(run["days_mean"] * 24 * 1024, rel=1e-5)
-    # energy = GPU-hours x 700 W x PUE 1.1; CO2 = MWh x 0.385 (the scenario's costs block)
-    assert run["energy_mwh"] == pytest.approx(run["gpu_hours"] * 700 * 1.1 / 1e6, rel=1e-5)
+    # energy = GPU-hours x (700 W + the DGX H100 host's 575 W per GPU) x PUE 1.1; CO2 = MWh x 0.385
+    assert run["host_power_w_per_gpu"] == 575
+    assert run["energy_mwh"] == pytest.approx(run["gpu_hours"] * (700 + 575) * 1.1 / 1e6, rel=1e-5)
     assert run["co2_tonnes"] == pytest.approx(run["energy_mwh"] * 0.385, rel=1e-5)
     assert run["cost_usd"] == pytest.approx(run["gpu_hours"] * 2.0, rel=1e-5)
     lost = sum(run["loss_days"].values())
@@ -86,6 +87,9 @@ def test_no_failures_block_runs_failure_free(tmp_path, capsys):
     assert main(["run", str(path), "--json", "-q"]) == 0
     run = json.loads(capsys.readouterr().out)["run"]
     assert run["interruptions_mean"] == 0 and run["days_p50"] == run["days_p90"]
+    assert run["failures_modelled"] is False
+    assert main(["run", str(path), "-q"]) == 0
+    assert "no failures modelled" in capsys.readouterr().out
 
 
 def test_doubling_the_failure_rate_costs_days(tmp_path, capsys):

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from sim.costs import reliability as rel
-from sim.specs.reliability import CheckpointSpec, FailureSpec
+from sim.costs.memory import stage_params_per_gpu
+from sim.specs.reliability import CheckpointSpec, FailureSpec, InMemorySpec, RepairSpec
 from sim.specs.scenario import load_scenario
 
 BUNDLED = "scenarios/llama3-405b-16k-h100-tp8-pp16-dp128.yaml"
@@ -69,8 +70,34 @@ def test_checkpoint_times_sync_and_async():
     sync = rel.checkpoint_times(s, CheckpointSpec(storage_write_gbyte_s=2000, async_=False))
     assert sync.stall_s == pytest.approx(size / 2e12) and sync.persist_s == 0
     asyn = rel.checkpoint_times(s, CheckpointSpec(storage_write_gbyte_s=2000, storage_read_gbyte_s=500))
-    assert asyn.stall_s == 5.0 and asyn.persist_s == pytest.approx(size / 2e12)
+    # the stall is the heaviest GPU's snapshot over PCIe Gen5 (64 GB/s x 0.8): bf16 weights of its stage (TP 8)
+    # plus its 1/128 (ZeRO over DP 128) of the 12 B/param optimizer state
+    heaviest = max(stage_params_per_gpu(s, r) for r in range(16))
+    assert asyn.shard_bytes == pytest.approx(heaviest * (2 + 12 / 128))
+    assert asyn.stall_s == pytest.approx(asyn.shard_bytes / 51.2e9) and 0.05 < asyn.stall_s < 0.5
+    assert asyn.persist_s == pytest.approx(size / 2e12)
     assert asyn.load_s == pytest.approx(size / 5e11)
+    given = rel.checkpoint_times(s, CheckpointSpec(stall_seconds=5.0, host_copy_gbyte_s=10))
+    assert given.stall_s == 5.0 and given.host_copy_gbyte_s == 10
+
+
+def test_in_memory_checkpoint_times():
+    s = load_scenario(BUNDLED)
+    mem = rel.checkpoint_times(s, CheckpointSpec(in_memory=InMemorySpec(replicas=3)))
+    # reload from a peer: the shard over the host copy plus over the GPU's NIC (8 x 400 Gb/s / 8 GPUs = 50 GB/s)
+    assert mem.memory_replicas == 3 and mem.stall_s == pytest.approx(mem.shard_bytes / 51.2e9)
+    assert mem.memory_load_s == pytest.approx(mem.shard_bytes / 51.2e9 + mem.shard_bytes / 50e9)
+    fixed = rel.checkpoint_times(s, CheckpointSpec(in_memory=InMemorySpec(snapshot_seconds=1)))
+    assert fixed.stall_s == 1 and fixed.memory_replicas == 2
+    assert rel.checkpoint_times(s, CheckpointSpec(in_memory=True)).memory_replicas == 2
+    assert rel.checkpoint_times(s, CheckpointSpec(in_memory=False)).memory_replicas == 0
+
+
+def test_repair_law_from_median_and_mean():
+    mu, sigma = rel.repair_lognormal(RepairSpec(median=20.4, mean=132))
+    assert math.exp(mu) == pytest.approx(20.4 * 3600)
+    assert math.exp(mu + sigma**2 / 2) == pytest.approx(132 * 3600)  # the lognormal's mean
+    assert rel.repair_lognormal(RepairSpec(median=2, mean=2)) == (pytest.approx(math.log(7200)), 0.0)
 
 
 def test_collective_init_matches_the_published_point_and_grows_superlinearly():

@@ -17,13 +17,15 @@ from sim.units import GIB
 
 @dataclass(frozen=True, slots=True)
 class RunFigures:
-    """Mean and P90 wall-clock days to train ``training.tokens``, goodput, GPU-hours and their price."""
+    """Mean and P90 wall-clock days to train ``training.tokens``, goodput, GPU-hours and their price;
+    ``unfinished`` replicas hit the wall-time or failure cap (the figures are then lower bounds)."""
 
     days: float
     days_p90: float
     goodput: float
     gpu_hours: float
     cost_usd: float
+    unfinished: int = 0
 
 
 def run_figures(s: Scenario, step_time_s: float | None, replicas: int | None = None) -> RunFigures | None:
@@ -37,13 +39,13 @@ def run_figures(s: Scenario, step_time_s: float | None, replicas: int | None = N
         return None
     run = simulate_run_level(s, step_time_s, replicas=replicas)
     return RunFigures(days=run.days_mean, days_p90=run.days_p90, goodput=run.goodput,
-                      gpu_hours=run.gpu_hours, cost_usd=run.cost_usd)
+                      gpu_hours=run.gpu_hours, cost_usd=run.cost_usd, unfinished=run.unfinished)
 
 
 #: Columns of :func:`step_row` and :func:`run_row`, in order.
 STEP_COLUMNS = ("fits", "memory_gib", "step_time_s", "mfu", "tokens_per_s_per_gpu", "bubble_fraction",
                 "exposed_comm_fraction")
-RUN_COLUMNS = ("days", "days_p90", "goodput", "gpu_hours", "cost_usd")
+RUN_COLUMNS = ("days", "days_p90", "goodput", "gpu_hours", "cost_usd", "unfinished")
 FIGURE_COLUMNS = STEP_COLUMNS + RUN_COLUMNS
 
 
@@ -64,4 +66,9 @@ def run_row(figures: RunFigures | None) -> dict[str, float | None]:
     if figures is None:
         return dict.fromkeys(RUN_COLUMNS)
     return {"days": figures.days, "days_p90": figures.days_p90, "goodput": figures.goodput,
-            "gpu_hours": figures.gpu_hours, "cost_usd": figures.cost_usd}
+            "gpu_hours": figures.gpu_hours, "cost_usd": figures.cost_usd, "unfinished": figures.unfinished}
+
+
+def run_capped(row: dict) -> bool:
+    """A row whose run figures are lower bounds (a replica hit the cap): never ranked, chosen or ok."""
+    return bool(row.get("unfinished"))

@@ -27,7 +27,7 @@ import numpy as np
 from sim.analysis.coverage import uncovered
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore import pool
-from sim.analysis.explore.objective import run_figures, run_row, step_row
+from sim.analysis.explore.objective import run_capped, run_figures, run_row, step_row
 from sim.analysis.explore.prescreen import Estimate, prescreen
 from sim.analysis.explore.space import Enumeration, Layout, SearchSpace, enumerate_space
 from sim.errors import TrainsimError
@@ -116,8 +116,9 @@ class SearchResult:
         return [(self.layout(i), self.rows[i]) for i in self._order()]
 
     def _order(self) -> list[int]:
+        """Ranked layouts; one whose run hit the cap (figures only lower bounds) is never ranked."""
         key = OBJECTIVES[self.objective]
-        simulated = [(i, r) for i, r in self.rows.items() if r["step_time_s"] is not None
+        simulated = [(i, r) for i, r in self.rows.items() if r["step_time_s"] is not None and not run_capped(r)
                      and not (self.validated_only and r["unvalidated"])]
         return [i for *_, i in sorted((r[key] is None, r["step_time_s"] if r[key] is None else r[key],
                                        r["step_time_s"], i) for i, r in simulated)]
@@ -129,7 +130,9 @@ class SearchResult:
         blank = dict.fromkeys(next(iter(self.rows.values()), {}))
         for i in range(len(valid)):
             row = self.rows.get(i)
-            if row is not None:
+            if row is not None and run_capped(row):
+                status = "unfinished (run hit the cap: lower bounds)"
+            elif row is not None:
                 status = "simulated" if row["step_time_s"] is not None else "out of memory"
             elif not est.plausible[i]:
                 status = "out of memory (pre-screen)"

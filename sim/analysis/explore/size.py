@@ -66,7 +66,7 @@ class SizePoint:
         return None if self.figures is None else self.figures["cost_usd"]
 
     def meets(self, deadline_days: float | None, budget_usd: float | None) -> bool:
-        if self.days is None or self.cost_usd is None:
+        if self.days is None or self.cost_usd is None or (self.figures and self.figures.get("unfinished")):
             return False
         return ((deadline_days is None or self.days <= deadline_days)
                 and (budget_usd is None or self.cost_usd <= budget_usd))

@@ -17,7 +17,7 @@ from typing import Any
 
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore import pool
-from sim.analysis.explore.objective import FIGURE_COLUMNS, run_figures, run_row, step_row
+from sim.analysis.explore.objective import FIGURE_COLUMNS, run_capped, run_figures, run_row, step_row
 from sim.errors import ScenarioError, TrainsimError
 from sim.report.tables import ResultsFile
 from sim.specs.scenario import Scenario
@@ -45,7 +45,11 @@ def evaluate_point(base: Scenario, assignments: dict[str, Any]) -> dict[str, Any
     except TrainsimError as err:
         return {"status": "infeasible", "reason": str(err)}
     status = "ok" if ev.step is not None else "out of memory"
-    return {"status": status, "reason": "", **step_row(ev), **run_row(run)}
+    row = {**step_row(ev), **run_row(run)}
+    if run_capped(row):
+        return {"status": "unfinished", "reason": f"{row['unfinished']} replica(s) hit the wall-time or failure cap: "
+                "run figures are lower bounds", **row}
+    return {"status": status, "reason": "", **row}
 
 
 def _evaluate_shared(point: Point) -> dict[str, Any]:
