@@ -1,9 +1,9 @@
-"""Every notebook in notebooks/ runs top to bottom without error, in under a minute, and is stored
-without outputs (so diffs show code, not images)."""
+"""Every notebook in notebooks/ runs top to bottom without error and is stored without outputs (so diffs
+show code, not images). The per-cell timeout bounds a hang; it is no speed target (a loaded CI machine
+must not fail a correct notebook)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-BUDGET_S = 60.0
+CELL_TIMEOUT_S = 300
 
 
 def test_there_are_notebooks():
@@ -29,12 +29,9 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path):
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=int(BUDGET_S), kernel_name="python3",
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    start = time.perf_counter()
     client.execute()  # raises CellExecutionError on the first failing cell
-    elapsed = time.perf_counter() - start
-    assert elapsed < BUDGET_S, f"{path.name} took {elapsed:.0f} s"
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
