@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -49,9 +49,8 @@ class YamlError(TrainsimError):
 
 
 class _Resolver(BaseResolver):
-    """The implicit types of YAML 1.1 minus its surprises, which resolve to a tag the loader refuses."""
-
-    yaml_implicit_resolvers: ClassVar[dict] = {}
+    """The implicit types of YAML 1.1 minus its surprises, which resolve to a tag the loader refuses (the table
+    starts empty: ``add_implicit_resolver`` copies BaseResolver's, which has none)."""
 
 
 for _tag, _pattern, _first in [

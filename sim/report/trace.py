@@ -54,7 +54,12 @@ def _forward_flops_per_token(s: Scenario, layers: Iterable[int], head: bool) -> 
     """Model forward FLOPs per token of a block (sim.costs.flops convention: embedding lookup excluded)."""
     m = s.model
     total = sum(2.0 * flops.layer_matmul_params(m, i) + flops.attention_score_flops_per_token(m) for i in layers)
-    return total + (2.0 * m.vocab_size * m.hidden_size if head else 0.0)
+    if not head:
+        return total
+    # The last block also runs the MTP modules (sim.engine.step puts them after the LM head).
+    mtp = m.mtp_layers * (2.0 * (flops.mtp_matmul_params(m) + m.vocab_size * m.hidden_size)
+                          + flops.attention_score_flops_per_token(m))
+    return total + 2.0 * m.vocab_size * m.hidden_size + mtp
 
 
 class _FlopCounter:

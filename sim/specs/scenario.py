@@ -254,11 +254,17 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
     if s.training.compile and framework is Framework.MEGATRON_CORE:
         issues.append(Issue("training.compile", "megatron-core runs its own fused kernels (TE/Apex), not "
                             "torch.compile; use parallelism.framework torchtitan or deepspeed"))
-    overlap = table["tp_overlap"][framework.value]
-    if s.parallelism.tp_comm_overlap and overlap.get("needs_compile") and not s.training.compile:
+    if s.parallelism.tp_comm_overlap and not tp_overlap_allowed(s):
         issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
                             "training.compile: true"))
     return issues
+
+
+def tp_overlap_allowed(s: Scenario) -> bool:
+    """Whether the framework can overlap TP communication in this job (torchtitan's async TP needs
+    torch.compile; catalog/frameworks.yaml ``tp_overlap``)."""
+    overlap = catalog.frameworks_table()["tp_overlap"][s.parallelism.framework.value]
+    return s.training.compile or not overlap.get("needs_compile", False)
 
 
 @functools.cache

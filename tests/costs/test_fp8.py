@@ -182,3 +182,15 @@ def test_op_sac_saves_only_the_mm_and_sdpa_outputs():
                                                 "activation_recompute": "selective"})
     per_token = 2 * (1024 + 1024 + 1024 + 1024 + 4096 + 1024) + 4 * 8
     assert memory.layer_activation_bytes(s) == TOKENS * per_token
+
+
+def test_search_does_not_vary_async_tp_without_compile():
+    # torchtitan's async TP needs torch.compile (an invalid-scenario rule), so the search keeps the base's
+    # tp_comm_overlap instead of proposing layouts the spec rejects; with compile it varies it
+    from sim.analysis.explore.space import SearchSpace, enumerate_space
+
+    par = {"tensor": 2, "data": 2, "framework": "torchtitan", "zero_stage": 3}
+    for compile_, expected in ((False, {0}), (True, {0, 1})):
+        base = make_scenario(parallelism=par, training={"compile": compile_})
+        found = enumerate_space(base, SearchSpace()).valid["tp_comm_overlap"]
+        assert set(found.tolist()) == expected

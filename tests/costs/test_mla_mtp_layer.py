@@ -64,3 +64,14 @@ def test_mtp_weights_sit_on_the_last_stage():
     extra = memory.layer_params_per_gpu(s, 1) + 2 * 7168**2 + 3 * 7168
     assert memory.stage_params_per_gpu(s, 1) - memory.stage_params_per_gpu(base, 1) == pytest.approx(extra)
     assert memory.stage_params_per_gpu(s, 0) == memory.stage_params_per_gpu(base, 0)
+
+
+def test_trace_block_flops_add_up_to_the_model_flops_with_mtp():
+    from sim.costs import flops
+    from sim.parallelism.sharding import chunk_layers
+    from sim.report.trace import _forward_flops_per_token
+
+    s = make_scenario({**V3_LIKE, "num_layers": 4, "mtp_layers": 1}, {"pipeline": 2})
+    chunks = chunk_layers(s)
+    blocks = sum(_forward_flops_per_token(s, c, i == len(chunks) - 1) for i, c in enumerate(chunks))
+    assert blocks == pytest.approx(flops.forward_flops_per_token(s.model))

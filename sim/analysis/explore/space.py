@@ -22,7 +22,7 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.specs.enums import Recompute, Schedule
-from sim.specs.scenario import ClusterSpec, Scenario
+from sim.specs.scenario import ClusterSpec, Scenario, tp_overlap_allowed
 
 SCHEDULES: tuple[Schedule, ...] = tuple(Schedule)
 RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
@@ -230,7 +230,8 @@ def reason_key(message: str) -> str:
 def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
     """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
     cluster = cluster or base.cluster
-    if space.tp_comm_overlaps is None:
+    if space.tp_comm_overlaps is None or not tp_overlap_allowed(base):
+        # TP overlap is a free axis only where the framework can run it (torchtitan's async TP needs compile)
         space = dataclasses.replace(space, tp_comm_overlaps=(base.parallelism.tp_comm_overlap,))
     ok: list[tuple[int, ...]] = []
     rejected: dict[str, Rejected] = {}
