@@ -20,9 +20,12 @@ REFUSED = {
     "kv-heads-zero": ({"model.num_kv_heads": 0}, "num_kv_heads"),
     "hidden-zero": ({"model.hidden_size": 0}, "hidden_size"),
     "layers-negative": ({"model.num_layers": -1}, "num_layers"),
-    "gpus-2^40": ({"cluster.num_gpus": 2**40, "parallelism.data": 2**38, "training.global_batch_size": 2**38},
+    # no failure model at huge GPU counts: its rates alone imply interruptions every few seconds, refused first
+    "gpus-2^40": ({"cluster.num_gpus": 2**40, "parallelism.data": 2**38, "training.global_batch_size": 2**38,
+                   "failures": None},
                   "cluster.num_gpus"),
-    "gpus-16M": ({"cluster.num_gpus": 2**24, "parallelism.data": 2**22, "training.global_batch_size": 2**22},
+    "gpus-16M": ({"cluster.num_gpus": 2**24, "parallelism.data": 2**22, "training.global_batch_size": 2**22,
+                  "failures": None},
                  "--allow-large"),
     "gpus-2^64": ({"cluster.num_gpus": 2**64}, "too large"),
     "global-batch-1e6": ({"training.global_batch_size": 1_000_000}, "micro-batches"),
@@ -31,8 +34,8 @@ REFUSED = {
     "tokens-1e16": ({"training.tokens": 1e16}, "training.tokens"),
     "tokens-inf": ({"training.tokens": ".inf"}, "training.tokens"),
     "tokens-nan": ({"training.tokens": float("nan")}, "training.tokens"),
-    "rate-scale-1e6": ({"failures.rate_scale": 1e6, "training.tokens": 1e12}, "run-level events"),
-    "custom-rate-1e300": ({"failures.model": "custom", "failures.rates": {"gpu": 1e300}}, "run-level events"),
+    "rate-scale-1e6": ({"failures.rate_scale": 1e6, "training.tokens": 1e12}, "failures.rate_scale"),
+    "custom-rate-1e300": ({"failures.model": "custom", "failures.rates": {"gpu": 1e300}}, "failures.rates.gpu"),
     "monte-carlo-1e7": ({"simulation.monte_carlo": 10**7}, "simulation.monte_carlo"),
     "episodes-1e9": ({"stragglers.episodes_per_day": 1e9}, "run-level events"),
     "inject-20k": ({"failures.inject_hours": [1.0] * 20_000, "simulation.monte_carlo": 20}, "run-level events"),
@@ -85,8 +88,9 @@ def test_the_misplaced_field_names_its_block_not_a_lookalike(write):
                                      ["checkpoint-interval"], ["search", "--workers", "1", "-q"],
                                      ["size", "--tokens", "1e12", "--deadline-days", "30", "--workers", "1", "-q"]])
 def test_every_scenario_command_applies_the_budget(write, tmp_path, command):
+    # no failure model: at 16M GPUs its rates alone imply several interruptions a minute, refused first
     path = write(base_mapping(**{"cluster.num_gpus": 2**24, "parallelism.data": 2**22,
-                                 "training.global_batch_size": 2**22}))
+                                 "training.global_batch_size": 2**22, "failures": None}))
     args = [command[0], path, *(a.replace("{tmp}", str(tmp_path)) for a in command[1:])]
     assert_refused(run_in_process(*args), "cluster.num_gpus", "--allow-large")
 
