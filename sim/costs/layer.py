@@ -78,7 +78,7 @@ class _Shape:
             # MLA's up-projections give every head its own K and V: the attention kernel sees a heads of
             # (d_qk + d_v) / 2 on average (its FLOPs: 2 s^2 a (d_qk + d_v)); rotary covers the query's rope
             # part and the one shared rotary key.
-            self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) / 2
+            self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) // 2
             self.rotary_width = (self.a + 1) * m.mla.qk_rope_head_dim
         self.sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
         self.dtype = s.training.precision.value
