@@ -96,3 +96,11 @@ class Attention(StrEnum):
 class Routing(StrEnum):
     BALANCED = "balanced"  # every expert receives the mean load (forced balance, as benchmarks run)
     NATURAL = "natural"  # the router's own, uneven load
+
+
+class MoEDispatcher(StrEnum):
+    """How routed tokens reach their experts (Megatron-Core ``--moe-token-dispatcher-type``)."""
+
+    ALLTOALL = "alltoall"
+    ALLGATHER = "allgather"
+    DEEPEP = "deepep"  # Megatron's flex dispatcher with DeepEP's NVLink + RDMA kernels
