@@ -159,3 +159,12 @@ def test_a2a_paths_across_two_nodes():
     assert path.a2a_out_bw == pytest.approx(50e9 * 0.97 * 16 / 8, rel=1e-9)
     assert path.a2a_up_bw == pytest.approx(450e9 * 0.88 * 16 / 7, rel=1e-9)
     assert path.domain_peers == 8 and path.nodes == 2
+
+
+def test_natural_routing_imbalance_shrinks_with_local_experts_and_is_capped_by_capacity():
+    excess = catalog.moe_table()["routing"]["natural_max_over_mean"]["value"] - 1
+    natural = {**MOE, "routing": "natural"}
+    s = make_scenario(model={"moe": natural}, parallelism={"data": 4, "expert": 4})  # 4 local experts
+    assert moe.routing_imbalance(s) == pytest.approx(1 + excess / 2)
+    capped = make_scenario(model={"moe": {**natural, "capacity_factor": 1.05}}, parallelism={"data": 4, "expert": 4})
+    assert moe.routing_imbalance(capped) == pytest.approx(min(1.05, 1 + excess / 2))
