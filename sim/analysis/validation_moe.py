@@ -27,7 +27,8 @@ Rules for what a row leaves open or writes as text, the same for every row:
   ``selective`` only if it names core attention (trainsim's selective), else as none (:func:`_recompute`); an
   unstated one is chosen like the other sources' (none if it fits, else selective, else full);
 - expert tensor parallelism: the row's ``etp``, 1 where not stated (Megatron-Bridge's MoE recipes);
-- cluster: DGX H100 rows on dgx-h100-superpod, GB200 rows on gb200-nvl72.
+- cluster: DGX H100 rows on dgx-h100-superpod, GB200 rows on gb200-nvl72 with 64 GPUs used per rack (each 32-GPU
+  EP group inside one NVLink domain, as the rows' reproduce guide places them: NVL72_GPUS_USED).
 
 Rows are tagged ``fit`` (a constant was set from them; see FIT_ROWS) or ``check``.
 """
@@ -52,6 +53,20 @@ PRESETS = {"Qwen3-30B-A3B": "qwen3-30b-a3b", "Qwen3-235B-A22B": "qwen3-235b-a22b
 
 #: Row GPU types -> (catalog GPU, bundled topology).
 CLUSTERS = {"H100-SXM5-80GB": ("H100-SXM-80GB", "dgx-h100-superpod"), "GB200": ("GB200", "gb200-nvl72")}
+
+#: GPUs a GB200 job uses per NVL72 rack: the DeepSeek-V3 GB200 rows keep every 32-GPU EP group inside one NVLink
+#: domain (moe_runs.yaml, inferred: "EP32 = one 32-GPU segment of an NVL72 rack (reproduce guide: every 32 GPUs /
+#: 8 nodes in the same NVL domain)"), i.e. 64 of a rack's 72 GPUs in two segments.
+NVL72_GPUS_USED = 64
+
+
+def _topology(name: str) -> str | dict[str, Any]:
+    if name != "gb200-nvl72":
+        return name
+    topo = catalog.topology_mapping(name)
+    topo["name"] = f"gb200-nvl72-{NVL72_GPUS_USED}-per-rack"
+    topo["node"]["scale_up"]["domain_gpus"] = NVL72_GPUS_USED
+    return topo
 
 #: Rows a calibration constant was set from (each constant's `source:` names its row); all others are checks.
 FIT_ROWS: frozenset[str] = frozenset()
@@ -183,7 +198,7 @@ def _row(r: dict[str, Any]) -> Row | None:
     gpu, topology = CLUSTERS[hw["gpu_type"]]
     mapping = {
         "name": r["id"], "model": model,
-        "cluster": {"gpu": gpu, "num_gpus": hw["num_gpus"], "topology": topology},
+        "cluster": {"gpu": gpu, "num_gpus": hw["num_gpus"], "topology": _topology(topology)},
         "parallelism": _layout(r, _layers(model)),
         "training": {"global_batch_size": par["global_batch_size"], "attention": "flash",
                      **_precision(par["precision"])},

@@ -81,6 +81,12 @@ def frameworks_table() -> dict[str, Any]:
 
 
 @functools.cache
+def moe_table() -> dict[str, Any]:
+    """Mixture-of-experts constants (grouped GEMM, routing imbalance, router)."""
+    return read_yaml("moe.yaml")
+
+
+@functools.cache
 def reliability_table() -> dict[str, Any]:
     """Failure-rate sets, repair, restart stages, checkpoint and straggler figures (run level)."""
     return read_yaml("reliability.yaml")

@@ -43,6 +43,14 @@ class GroupPath:
     nodes: int
     scale_out: bool
     sm_contention: float
+    # All-to-all figures (EP groups; 0 = not computed: the ring bus bandwidth stands in). Each is a rate in
+    # bytes of the all-to-all BUFFER per second (the buffer spread evenly over the n members): the part sent
+    # to peers inside the member's scale-up domain and the part sent outside it move at once, so an
+    # all-to-all of S bytes takes max(S / a2a_up_bw, S / a2a_out_bw) (+ latency) on the slowest member.
+    # ``domain_peers``: the fewest members of one group sharing a scale-up domain.
+    a2a_up_bw: float = 0.0
+    a2a_out_bw: float = 0.0
+    domain_peers: int = 0
 
 
 def bus_factor(op: Collective, n: int) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sim import catalog
 from sim.costs import fp8, kernels
+from sim.costs import moe as moe_costs
 from sim.costs.collectives import Collective, GroupPath, collective_time
 from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
 from sim.specs.hardware import GpuSpec
@@ -24,24 +25,26 @@ class PhaseTime:
     """Seconds of one forward or backward pass of a block, split by what the GPU waits on."""
 
     compute: float = 0.0
-    tp_comm: float = 0.0  # exposed TP (and EP) communication
+    tp_comm: float = 0.0  # exposed TP communication
     cp_comm: float = 0.0  # exposed CP ring communication
     overlapped_comm: float = 0.0  # communication hidden under compute (slows it by contention)
     contention: float = 0.0  # the SM-contention factor of that hidden communication
+    ep_comm: float = 0.0  # exposed EP token dispatch / combine (and expert-TP gather / scatter)
 
     @property
     def total(self) -> float:
-        return self.compute + self.tp_comm + self.cp_comm + self.overlapped_comm * self.contention
+        return self.compute + self.tp_comm + self.cp_comm + self.ep_comm + self.overlapped_comm * self.contention
 
     def __add__(self, other: PhaseTime) -> PhaseTime:
         hidden = self.overlapped_comm + other.overlapped_comm
         weight = (self.overlapped_comm * self.contention + other.overlapped_comm * other.contention)
         return PhaseTime(self.compute + other.compute, self.tp_comm + other.tp_comm,
-                         self.cp_comm + other.cp_comm, hidden, weight / hidden if hidden else 0.0)
+                         self.cp_comm + other.cp_comm, hidden, weight / hidden if hidden else 0.0,
+                         self.ep_comm + other.ep_comm)
 
     def scaled(self, k: float) -> PhaseTime:
         return PhaseTime(self.compute * k, self.tp_comm * k, self.cp_comm * k, self.overlapped_comm * k,
-                         self.contention)
+                         self.contention, self.ep_comm * k)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Paths:
     tp: GroupPath
     cp: GroupPath
     ep: GroupPath
+    etp: GroupPath | None = None  # expert TP (None: the TP path, as when ETP = TP)
 
 
 class _Shape:
@@ -78,7 +82,7 @@ class _Shape:
             # MLA's up-projections give every head its own K and V: the attention kernel sees a heads of
             # (d_qk + d_v) / 2 on average (its FLOPs: 2 s^2 a (d_qk + d_v)); rotary covers the query's rope
             # part and the one shared rotary key.
-            self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) / 2
+            self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) // 2
             self.rotary_width = (self.a + 1) * m.mla.qk_rope_head_dim
         self.sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
         self.dtype = s.training.precision.value
@@ -184,13 +188,22 @@ def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float, backward: 
     return PhaseTime(tp_comm=comm)
 
 
-def _moe_dispatch(s: Scenario, x: _Shape, ep: GroupPath) -> PhaseTime:
-    """All-to-all dispatch and combine of routed tokens over the EP group (one pass)."""
-    m = s.model
-    if m.moe is None or s.parallelism.expert == 1:
-        return PhaseTime()
-    size = 2.0 * x.tokens / x.sp * x.h * m.moe.top_k
-    return PhaseTime(tp_comm=2 * collective_time(Collective.ALL_TO_ALL, size, ep))
+def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[PhaseTime, PhaseTime, int]:
+    """Forward and backward of an MoE block's expert side (``sim.costs.moe``) and its extra kernels; with
+    ``moe_a2a_overlap`` the steady-1F1B share of each pass's EP communication hides under the other pass's
+    expert-side compute (a forward pairs with a backward of another micro-batch)."""
+    t = moe_costs.moe_block_times(s, gpu, x.tokens, x.sp, paths.ep, paths.etp or paths.tp)
+    c = paths.ep.sm_contention
+    comm_f, hidden_f, comm_b, hidden_b = t.comm_fwd, t.hidden_fwd, t.comm_bwd, t.hidden_bwd
+    p = s.parallelism
+    if p.moe_a2a_overlap:
+        share = moe_costs.a2a_overlap_fraction(p.schedule, p.pipeline, p.virtual_pipeline, s.num_microbatches)
+        comm_f, more_f = moe_costs.overlap_split(comm_f, t.compute_bwd, share)
+        comm_b, more_b = moe_costs.overlap_split(comm_b, t.compute_fwd, share)
+        hidden_f, hidden_b = hidden_f + more_f, hidden_b + more_b
+    forward = PhaseTime(compute=t.compute_fwd, ep_comm=comm_f, overlapped_comm=hidden_f, contention=c)
+    backward = PhaseTime(compute=t.compute_bwd, ep_comm=comm_b, overlapped_comm=hidden_b, contention=c)
+    return forward, backward, t.launches
 
 
 #: Kernels one layer's forward launches in Megatron's eager implementation: 2 norms, 4 projection
@@ -261,9 +274,8 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     m = s.model
     x = _Shape(s)
     gate = m.activation is Activation.SWIGLU
-    width = m.ffn_hidden_size
-    if moe and m.moe is not None:
-        width = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
+    is_moe = moe and m.moe is not None
+    width = 0 if is_moe else m.ffn_hidden_size  # an MoE block's MLP side is costed by sim.costs.moe
     gemm = _gemms(gpu, x.dtype, x, width, gate) / fp8.gemm_rate(s)
     elementwise = kernels.hbm_time(gpu, _elementwise_bytes(x, width, gate))
     linears = fp8.layer_linears(s, x.tokens, width, gate)
@@ -272,11 +284,11 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     fwd_attn = _attention(s, gpu, x, paths.cp, backward=False)
     fwd_tp = _tp_comm(s, x, paths.tp, gemm)
     bwd_tp = _tp_comm(s, x, paths.tp, gemm, backward=True)
-    ep = _moe_dispatch(s, x, paths.ep) if moe else PhaseTime()
-    forward = PhaseTime(compute=gemm + elementwise + quant_fwd) + fwd_attn + fwd_tp + ep
+    moe_f, moe_b, moe_kernels = _moe_block(s, gpu, x, paths) if is_moe else (PhaseTime(), PhaseTime(), 0)
+    forward = PhaseTime(compute=gemm + elementwise + quant_fwd) + fwd_attn + fwd_tp + moe_f
     backward = (PhaseTime(compute=2 * gemm + 2 * elementwise + quant_bwd)
-                + _attention(s, gpu, x, paths.cp, backward=True) + bwd_tp + ep)
-    n_fwd = _forward_kernels(s, x)
+                + _attention(s, gpu, x, paths.cp, backward=True) + bwd_tp + moe_b)
+    n_fwd = _forward_kernels(s, x) + moe_kernels
     forward = _host_bound(forward, n_fwd)
     backward = _host_bound(backward, 2 * n_fwd)
     recompute = s.parallelism.activation_recompute

@@ -39,7 +39,7 @@ from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_la
 from sim.network.graph import Fabric, build_fabric
 from sim.network.paths import group_paths
 from sim.parallelism.mesh import Axis, ParallelMesh
-from sim.parallelism.placement import expert_members, gpu_grid, group_members
+from sim.parallelism.placement import expert_tensor_members, gpu_grid, group_members
 from sim.specs.scenario import Scenario
 
 #: Largest job full fidelity accepts (a few hundred GPUs is its purpose; symmetric covers the rest).
@@ -207,17 +207,18 @@ class FullStepSimulation(StepSimulation):
         self.rank_blocks = self._blocks_per_gpu()
 
     def _blocks_per_gpu(self) -> dict[int, Blocks]:
-        """Each GPU's block durations, from the paths of its own TP, CP and EP groups."""
+        """Each GPU's block durations, from the paths of its own TP, CP and expert-TP groups."""
         mesh, arch, par = self.mesh, self.gpu.arch, self.s.parallelism
         per_gpu: dict[str, dict[int, GroupPath]] = {}
         for kind, groups in (("tp", group_members(mesh, Axis.TP)), ("cp", group_members(mesh, Axis.CP)),
-                             ("ep", expert_members(mesh, par.expert))):
+                             ("etp", expert_tensor_members(mesh, par.expert, par.expert_tensor_degree))):
             paths = group_paths(self.fabric, arch, groups)
             per_gpu[kind] = {int(g): path for row, path in zip(groups, paths, strict=True) for g in row}
         cache: dict[Paths, Blocks] = {}
         out = {}
         for gpu in range(mesh.num_ranks):
-            paths = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=per_gpu["ep"][gpu])
+            # EP all-to-all: the symmetric path's figures (all groups' flows at once) for every group
+            paths = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=self.paths.ep, etp=per_gpu["etp"][gpu])
             out[gpu] = cache.setdefault(paths, Blocks(self.s, paths))
         return out
 

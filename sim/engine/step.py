@@ -37,7 +37,8 @@ from sim.parallelism.schedules import Phase, PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.scenario import Scenario
 
-CATEGORIES = ("compute", "tp_comm", "cp_comm", "pp_comm", "dp_comm", "contention", "optimizer", "bubble")
+CATEGORIES = (
+    "compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "dp_comm", "contention", "optimizer", "bubble")
 
 
 @dataclass
@@ -88,7 +89,7 @@ class StepResult:
 
     @property
     def exposed_comm_fraction(self) -> float:
-        comm = sum(self.breakdown_s[k] for k in ("tp_comm", "cp_comm", "pp_comm", "dp_comm"))
+        comm = sum(self.breakdown_s[k] for k in ("tp_comm", "cp_comm", "ep_comm", "pp_comm", "dp_comm"))
         return comm / self.step_time_s
 
 
@@ -150,7 +151,7 @@ class StepSimulation:
         self.m = s.num_microbatches
         self.n_virtual = self.p * self.v
         paths = scenario_paths(s.cluster.topology, self.gpu, s.parallelism)
-        self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep)
+        self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep, etp=paths.etp)
         self.dp_path: GroupPath = paths.dp
         self.pp_path: GroupPath = paths.pp
         self.dp = dp_plan(s)
@@ -234,12 +235,12 @@ class RankIO:
     def _book_compute(self, name: str, t: PhaseTime, start: float, end: float, extra: float,
                       args: dict[str, Any]) -> None:
         for key, value in (("compute", t.compute), ("tp_comm", t.tp_comm), ("cp_comm", t.cp_comm),
-                           ("contention", t.overlapped_comm * t.contention + extra)):
+                           ("ep_comm", t.ep_comm), ("contention", t.overlapped_comm * t.contention + extra)):
             self.spent[key] += value
         self.sim.compute_busy[self.slot] += end - start
         if self.sim.timeline.enabled:
             self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=t.compute,
-                                  tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, **args)
+                                  tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, ep_comm_s=t.ep_comm, **args)
 
     def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
         """Time waited from ``start`` to ``now`` for a transfer of (start, end) ``value``: its part after

@@ -10,7 +10,13 @@ from sim.costs.collectives import GroupPath
 from sim.network.graph import Fabric, build_fabric
 from sim.network.paths import scenario_paths
 from sim.parallelism.mesh import Axis, ParallelMesh
-from sim.parallelism.placement import expert_members, group_members, stage_pairs
+from sim.parallelism.placement import (
+    expert_data_members,
+    expert_members,
+    expert_tensor_members,
+    group_members,
+    stage_pairs,
+)
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.topology import TopologySpec
@@ -42,13 +48,20 @@ def _domains(fabric: Fabric, groups: np.ndarray) -> int:
 
 
 def crossings(topo: TopologySpec, gpu: GpuSpec, layout: ParallelismSpec) -> list[GroupCrossing]:
-    """TP, CP, EP, DP (CP x DP) and PP groups of ``layout`` on ``topo``, innermost first."""
+    """TP, CP, EP (with ETP and EDP for a folded expert mesh), DP (CP x DP) and PP groups of ``layout`` on
+    ``topo``, innermost first."""
     mesh = ParallelMesh.from_layout(layout)
     fabric = build_fabric(topo, mesh.num_ranks)
     paths = scenario_paths(topo, gpu, layout)
     kinds = [("tp", group_members(mesh, Axis.TP), paths.tp), ("cp", group_members(mesh, Axis.CP), paths.cp),
-             ("ep", expert_members(mesh, layout.expert), paths.ep),
              ("dp", group_members(mesh, Axis.CP, Axis.DP), paths.dp)]
+    if layout.expert > 1 or layout.expert_tensor_degree != layout.tensor:  # the folded expert mesh
+        etp = layout.expert_tensor_degree
+        kinds[2:2] = [("etp", expert_tensor_members(mesh, layout.expert, etp), paths.etp),
+                      ("ep", expert_members(mesh, layout.expert, etp), paths.ep),
+                      ("edp", expert_data_members(mesh, layout.expert, etp), paths.edp)]
+    else:
+        kinds.insert(2, ("ep", expert_members(mesh, layout.expert), paths.ep))
     out = []
     for kind, groups, path in kinds:
         ring = np.sort(groups, axis=1)

@@ -20,6 +20,7 @@ passes over ``num_gpus x channels`` flows, never a networkx graph.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -32,7 +33,14 @@ from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_la
 from sim.network.graph import Fabric, build_fabric
 from sim.network.sharing import max_min_rates
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
-from sim.parallelism.placement import expert_members, group_members, stage_pairs, tiled_members
+from sim.parallelism.placement import (
+    expert_data_members,
+    expert_members,
+    expert_tensor_members,
+    group_members,
+    stage_pairs,
+    tiled_members,
+)
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.topology import TopologySpec
@@ -44,9 +52,11 @@ class ScenarioPaths:
 
     tp: GroupPath
     cp: GroupPath
-    ep: GroupPath
+    ep: GroupPath  # with all-to-all figures (``a2a_paths``)
     dp: GroupPath  # CP x DP: gradients are reduced over both
     pp: GroupPath  # stage s to s + 1
+    etp: GroupPath  # expert TP: all-gather / reduce-scatter of dispatched tokens
+    edp: GroupPath  # expert DP: expert gradients are reduced over it
 
 
 def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,6 +188,38 @@ def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool =
         sm_contention=max(p.sm_contention for p in paths))
 
 
+def a2a_paths(fabric: Fabric, arch: str, groups: np.ndarray) -> GroupPath:
+    """The EP groups' path (``members_path``) with all-to-all figures: every member sends 1/n of its buffer
+    to every member, all groups at once. Flows inside a scale-up domain use only the two GPUs' ports (each
+    shared by the member's domain flows); flows that leave it share NICs and tier uplinks max-min fairly.
+    A member's rate to each side is the sum of its flows' rates times the point-to-point efficiency, over
+    the share of the buffer that goes there; the path keeps the slowest member's (the collective ends
+    when the last flow does), in buffer bytes per second (GroupPath)."""
+    groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
+    path = members_path(fabric, arch, groups)
+    n = groups.shape[1]
+    if n == 1:
+        return dataclasses.replace(path, domain_peers=1)
+    eff = Efficiency.of(fabric, arch)
+    dom = fabric.domain(groups)
+    local = (dom[:, :, None] == dom[:, None, :]).sum(axis=2).ravel()  # members in each member's domain
+    up = out = math.inf
+    if (local > 1).any():  # a member's domain flows share its port: the port's rate for (local - 1)/n of S
+        up = fabric.scale_up_byte_s * eff.up_p2p * n / float((local - 1).max())
+    if (local < n).any():
+        src = np.repeat(groups, n, axis=1).ravel()
+        dst = np.tile(groups, (1, n)).ravel()
+        keep = fabric.domain(src) != fabric.domain(dst)
+        src, dst = src[keep], dst[keep]
+        rates = max_min_rates(fabric.path_links(src, dst), fabric.capacity) * eff.out_p2p
+        sent = np.bincount(src, weights=rates, minlength=fabric.num_gpus)
+        members = groups.ravel()
+        remote = n - local
+        has = remote > 0
+        out = float((sent[members[has]] * n / remote[has]).min())
+    return dataclasses.replace(path, a2a_up_bw=up, a2a_out_bw=out, domain_peers=int(local.min()))
+
+
 def group_path(topo: TopologySpec, gpu: GpuSpec, group: Group, num_gpus: int | None = None) -> GroupPath:
     """The GroupPath of ``group`` (``size`` ranks ``stride`` GPUs apart) with every group of that shape
     tiling ``num_gpus`` GPUs at once (default: the fewest whole nodes that hold such a tiling)."""
@@ -195,23 +237,27 @@ def _tiled_path(topo: TopologySpec, arch: str, group: Group, num_gpus: int) -> G
 def scenario_paths(topo: TopologySpec, gpu: GpuSpec, layout: ParallelismSpec) -> ScenarioPaths:
     """TP, CP, EP, DP and PP paths of a layout placed on ``topo`` (cached per topology and layout shape)."""
     mesh = ParallelMesh.from_layout(layout)
-    key = (tuple(mesh.sizes[a] for a in Axis), mesh.order, layout.expert)
+    key = (tuple(mesh.sizes[a] for a in Axis), mesh.order, layout.expert, layout.expert_tensor_degree)
     return _scenario_paths(topo, gpu.arch, key)
 
 
 @functools.lru_cache(maxsize=256)
 def _scenario_paths(topo: TopologySpec, arch: str, key: tuple) -> ScenarioPaths:
-    sizes, order, expert = key
+    sizes, order, expert, etp = key
     mesh = ParallelMesh(dict(zip(Axis, sizes, strict=True)), order)
     fabric = build_fabric(topo, mesh.num_ranks)
     pairs = stage_pairs(mesh)
     pp = members_path(fabric, arch, pairs, directed=True) if len(pairs) else members_path(fabric, arch, [[0]])
-    return ScenarioPaths(
-        tp=members_path(fabric, arch, group_members(mesh, Axis.TP)),
-        cp=members_path(fabric, arch, group_members(mesh, Axis.CP)),
-        ep=members_path(fabric, arch, expert_members(mesh, expert)),
-        dp=members_path(fabric, arch, group_members(mesh, Axis.CP, Axis.DP)),
-        pp=pp)
+    dp = members_path(fabric, arch, group_members(mesh, Axis.CP, Axis.DP))
+    tp = members_path(fabric, arch, group_members(mesh, Axis.TP))
+    if expert == 1 and etp == mesh.sizes[Axis.TP]:  # dense layout: the expert mesh is the attention mesh
+        ep, etp_path, edp = members_path(fabric, arch, [[0]]), tp, dp
+    else:
+        ep = a2a_paths(fabric, arch, expert_members(mesh, expert, etp))
+        etp_path = members_path(fabric, arch, expert_tensor_members(mesh, expert, etp))
+        edp = members_path(fabric, arch, expert_data_members(mesh, expert, etp))
+    return ScenarioPaths(tp=tp, cp=members_path(fabric, arch, group_members(mesh, Axis.CP)), ep=ep, dp=dp, pp=pp,
+                         etp=etp_path, edp=edp)
 
 
 def hsdp_paths(topo: TopologySpec, gpu: GpuSpec, layout: ParallelismSpec) -> tuple[GroupPath, GroupPath]:

@@ -36,9 +36,36 @@ def group_members(mesh: ParallelMesh, *axes: Axis) -> np.ndarray:
     return grid.transpose(rest + positions).reshape(-1, size)
 
 
-def expert_members(mesh: ParallelMesh, expert: int) -> np.ndarray:
-    """GPUs of every EP group: consecutive ``expert`` ranks of each CP x DP group (EP subdivides it)."""
-    return group_members(mesh, Axis.CP, Axis.DP).reshape(-1, expert)
+def stage_members(mesh: ParallelMesh) -> np.ndarray:
+    """GPUs of every pipeline stage in attention-mesh rank order (innermost axis fastest): (pp, gpus / pp)."""
+    order = mesh.order
+    grid = np.arange(mesh.num_ranks).reshape([mesh.sizes[a] for a in reversed(order)])
+    return np.moveaxis(grid, len(order) - 1 - order.index(Axis.PP), 0).reshape(mesh.sizes[Axis.PP], -1)
+
+
+def expert_mesh(mesh: ParallelMesh, expert: int, expert_tensor: int | None = None) -> np.ndarray:
+    """Megatron's MoE parallel folding: each stage's GPUs, in attention rank order, re-read as the expert
+    mesh ETP (innermost) x EP x EDP; shape (pp, edp, ep, etp). ``expert_tensor`` defaults to the TP size,
+    which makes EP groups stride over TP as they did when EP subdivided CP x DP."""
+    etp = mesh.sizes[Axis.TP] if expert_tensor is None else expert_tensor
+    return stage_members(mesh).reshape(mesh.sizes[Axis.PP], -1, expert, etp)
+
+
+def expert_members(mesh: ParallelMesh, expert: int, expert_tensor: int | None = None) -> np.ndarray:
+    """GPUs of every EP group (rows; consecutive members ETP ranks apart)."""
+    return expert_mesh(mesh, expert, expert_tensor).transpose(0, 3, 1, 2).reshape(-1, expert)
+
+
+def expert_tensor_members(mesh: ParallelMesh, expert: int, expert_tensor: int | None = None) -> np.ndarray:
+    """GPUs of every expert-TP group: consecutive ranks of a stage."""
+    grid = expert_mesh(mesh, expert, expert_tensor)
+    return grid.reshape(-1, grid.shape[3])
+
+
+def expert_data_members(mesh: ParallelMesh, expert: int, expert_tensor: int | None = None) -> np.ndarray:
+    """GPUs of every expert-DP group (EDP: ranks holding the same experts, which reduce their gradients)."""
+    grid = expert_mesh(mesh, expert, expert_tensor)
+    return grid.transpose(0, 2, 3, 1).reshape(-1, grid.shape[1])
 
 
 def stage_pairs(mesh: ParallelMesh) -> np.ndarray:

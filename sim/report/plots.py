@@ -24,7 +24,7 @@ DPI = 110
 
 #: Colours per step-breakdown category and per timeline stream (matplotlib's tab10 palette).
 COLORS = {
-    "compute": "#1f77b4", "tp_comm": "#ff7f0e", "cp_comm": "#8c564b", "pp_comm": "#9467bd",
+    "compute": "#1f77b4", "tp_comm": "#ff7f0e", "cp_comm": "#8c564b", "ep_comm": "#bcbd22", "pp_comm": "#9467bd",
     "dp_comm": "#d62728", "contention": "#e377c2", "optimizer": "#2ca02c", "bubble": "#c7c7c7",
     "forward": "#1f77b4", "backward": "#ff7f0e",
     "parameters": "#1f77b4", "gradients": "#ff7f0e", "activations": "#17becf", "buffers": "#9467bd",
@@ -33,7 +33,8 @@ COLORS = {
 _OTHER = "#7f7f7f"
 
 #: Gantt row kind of each communication stream of sim/engine/step.py (others keep their stream name).
-_STREAM_KIND = {"pp_send_fwd": "pp_comm", "pp_send_bwd": "pp_comm", "dp_gather": "dp_comm", "dp_reduce": "dp_comm"}
+_STREAM_KIND = {"pp_send_fwd": "pp_comm", "pp_send_bwd": "pp_comm", "dp_gather": "dp_comm", "dp_reduce": "dp_comm",
+                "edp_reduce": "dp_comm"}
 _GANTT_ORDER = ("forward", "backward", "optimizer", "pp_comm", "dp_comm")
 
 

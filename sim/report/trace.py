@@ -32,9 +32,10 @@ US = 1e6  # trace timestamps are microseconds
 #: Thread order of a step trace: the compute stream first, the TP and CP collectives inside its blocks,
 #: then the communication channels of sim/engine/step.py. A stream not listed here still gets its own
 #: thread, after these.
-STREAM_ORDER = ("compute", "tp_comm", "cp_comm", "pp_send_fwd", "pp_send_bwd", "dp_gather", "dp_reduce")
+STREAM_ORDER = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_send_fwd", "pp_send_bwd", "dp_gather", "dp_reduce",
+                "edp_reduce")
 #: Collectives the engine keeps inside a compute block (their exposed seconds are the block's args).
-IN_BLOCK = (("tp_comm", "tp_comm_s", "TP"), ("cp_comm", "cp_comm_s", "CP"))
+IN_BLOCK = (("tp_comm", "tp_comm_s", "TP"), ("cp_comm", "cp_comm_s", "CP"), ("ep_comm", "ep_comm_s", "EP"))
 
 _PIECE = re.compile(r"\.(?:layer(?P<layer>\d+)|(?P<head>lm_head)|embedding)$")
 
@@ -108,11 +109,12 @@ def _streams(step: StepResult) -> list[str]:
 
 
 def _in_block_events(i, layers: int, tids: Mapping[str, int]) -> list[dict[str, Any]]:
-    """The TP and CP collectives of a compute block on threads of their own.
+    """The TP, CP and EP collectives of a compute block on threads of their own.
 
     The engine costs them on the layer's critical path inside the block (``tp_comm_s`` / ``cp_comm_s``
     exposed seconds), not as separate intervals; here each layer's share is drawn inside that layer's
-    slice of the block (CP at its start, where the K/V ring exchange runs, TP at its end), so the threads
+    slice of the block (CP at its start, where the K/V ring exchange runs, TP at its end, EP just before
+    TP: the combine ends the MoE block), so the threads
     show where the block waited on them and their busy time is exactly the engine's.
     """
     out = []
@@ -124,6 +126,8 @@ def _in_block_events(i, layers: int, tids: Mapping[str, int]) -> list[dict[str, 
         for k in range(layers):
             lo = i.start + k * window
             start = lo if thread == "cp_comm" else lo + window - exposed
+            if thread == "ep_comm":
+                start -= i.args.get("tp_comm_s", 0.0) / layers
             out.append(_complete(f"{i.name} {label}", thread, i.rank, tids[thread], start, start + exposed,
                                  {"exposed_s": exposed, "layer_in_block": k}))
     return out
@@ -142,10 +146,11 @@ def step_trace(step: StepResult) -> dict[str, Any]:
     dict
         ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}``. Every interval of
         ``step.timeline`` becomes one complete event on process ``rank`` and the thread of its stream,
-        with the interval's figures as args (``bytes`` of transfers; ``compute_s``, ``tp_comm_s`` and
-        ``cp_comm_s`` of compute blocks) plus ``model_flops`` per GPU for compute blocks. TP and CP
-        collectives sit inside the layer blocks (on their critical path): they get threads ``tp_comm`` /
-        ``cp_comm`` with each layer's exposed share drawn inside the block (see ``_in_block_events``).
+        with the interval's figures as args (``bytes`` of transfers; ``compute_s``, ``tp_comm_s``,
+        ``cp_comm_s`` and ``ep_comm_s`` of compute blocks) plus ``model_flops`` per GPU for compute blocks.
+        TP, CP and EP collectives sit inside the layer blocks (on their critical path): they get threads
+        ``tp_comm`` / ``cp_comm`` / ``ep_comm`` with each layer's exposed share drawn inside the block (see
+        ``_in_block_events``).
     """
     s = step.scenario
     p = s.parallelism

@@ -101,3 +101,11 @@ class Routing(StrEnum):
 class RatesMode(StrEnum):
     ADD = "add"
     REPLACE = "replace"
+
+
+class MoEDispatcher(StrEnum):
+    """How routed tokens reach their experts (Megatron-Core ``--moe-token-dispatcher-type``)."""
+
+    ALLTOALL = "alltoall"
+    ALLGATHER = "allgather"
+    DEEPEP = "deepep"  # Megatron's flex dispatcher with DeepEP's NVLink + RDMA kernels

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import Framework, GradDtype, GradSync, Recompute, Schedule
+from sim.specs.enums import Framework, GradDtype, GradSync, MoEDispatcher, Recompute, Schedule
 
 #: The mesh axes a placement order names.
 PLACEMENT_AXES = ("tp", "cp", "dp", "pp")
@@ -20,7 +20,17 @@ class ParallelismSpec(Spec):
     pipeline: int = spec_field(1, doc="PP degree", ge=1)
     context: int = spec_field(1, doc="CP degree", ge=1)
     data: int = spec_field(1, doc="DP degree", ge=1)
-    expert: int = spec_field(1, doc="EP degree (subdivides data*context)", ge=1)
+    expert: int = spec_field(1, doc="EP degree: experts of a layer split over this many ranks of the expert mesh", ge=1)
+    expert_tensor: int | None = spec_field(
+        None, doc="expert TP degree (ETP); default = tensor (Megatron's default). The expert mesh ETP x EP x EDP "
+        "folds over the same GPUs of a pipeline stage as TP x CP x DP: ETP*EP divides num_gpus/pipeline", ge=1)
+    moe_dispatcher: MoEDispatcher = spec_field(
+        MoEDispatcher.ALLTOALL, doc="alltoall | allgather | deepep: token dispatch/combine over the EP group")
+    moe_shared_expert_overlap: bool = spec_field(
+        False, doc="shared-expert GEMMs run beside the dispatch/combine (Megatron --moe-shared-expert-overlap)")
+    moe_a2a_overlap: bool = spec_field(
+        False, doc="EP dispatch/combine of one micro-batch hidden under another's compute in the 1F1B steady "
+        "state (Megatron --overlap-moe-expert-parallel-comm)")
     zero_stage: int = spec_field(1, doc="0 none, 1 optimizer, 2 +gradients, 3 +parameters (FSDP)", ge=0, le=3)
     sequence_parallel: bool = spec_field(True, doc="Megatron sequence parallelism with TP")
     virtual_pipeline: int = spec_field(1, doc="model chunks per pipeline rank (>1 = interleaved)", ge=1)
@@ -73,6 +83,16 @@ class ParallelismSpec(Spec):
         return self.shard_group_size if self.shard_group_size is not None else self.data * self.context
 
     @property
+    def expert_tensor_degree(self) -> int:
+        """ETP: ``expert_tensor``, or the attention TP degree when unset (Megatron's default)."""
+        return self.tensor if self.expert_tensor is None else self.expert_tensor
+
+    @property
+    def expert_data(self) -> int:
+        """EDP: the expert mesh's data-parallel degree, ``num_gpus / (pipeline * ETP * EP)``."""
+        return max(1, self.num_gpus // (self.pipeline * self.expert_tensor_degree * self.expert))
+
+    @property
     def placement_axes(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.placement_order.split(","))
 
@@ -92,6 +112,11 @@ class ParallelismSpec(Spec):
             issues.append(Issue("schedule", "interleaved-1f1b needs pipeline >= 2"))
         if self.pipeline_layout is not None and any(n < 0 for n in self.pipeline_layout):
             issues.append(Issue("pipeline_layout", f"{list(self.pipeline_layout)}: layer counts must be >= 0"))
+        if self.moe_a2a_overlap and self.expert < 2:
+            issues.append(Issue("moe_a2a_overlap", "needs expert >= 2 (there is no EP dispatch to hide)"))
+        if self.moe_a2a_overlap and self.moe_dispatcher is MoEDispatcher.ALLGATHER:
+            issues.append(Issue("moe_a2a_overlap", "needs moe_dispatcher alltoall or deepep (Megatron overlaps "
+                                "only the all-to-all and flex dispatchers)"))
         return issues + self._zero_issues()
 
     def _zero_issues(self) -> list[Issue]:

@@ -195,15 +195,35 @@ def _layout_issues(s: Scenario) -> list[Issue]:
     elif p.schedule is Schedule.INTERLEAVED and (gbs // step) % p.pipeline:
         issues.append(Issue("training.global_batch_size", f"interleaved-1f1b needs the {gbs // step} "
                             f"micro-batches to be a multiple of parallelism.pipeline ({p.pipeline})"))
-    if (p.data * p.context) % p.expert:
-        issues.append(Issue("parallelism.expert", f"{p.expert} does not divide data*context "
-                            f"({p.data * p.context})"))
-    if m.moe is not None and m.moe.num_experts % p.expert:
-        issues.append(Issue("parallelism.expert", f"{p.expert} does not divide model.moe.num_experts "
-                            f"({m.moe.num_experts})"))
     if p.shard_size != p.data * p.context and s.simulation.fidelity is Fidelity.FULL:
         issues.append(Issue("parallelism.shard_group_size", "HSDP is simulated at fidelity symmetric only "
                             "(full fidelity reduces over the whole DP x CP group)"))
+    return issues + _expert_issues(s)
+
+
+def _expert_issues(s: Scenario) -> list[Issue]:
+    """Megatron's MoE parallel folding: the expert mesh ETP x EP x EDP lays over the GPUs of each pipeline
+    stage (num_gpus / pipeline of them) as TP x CP x DP does, so ETP*EP must divide that count."""
+    p, m, issues = s.parallelism, s.model, []
+    etp, stage = p.expert_tensor_degree, p.num_gpus // p.pipeline
+    if m.moe is None:
+        if p.expert > 1:
+            issues.append(Issue("parallelism.expert", f"{p.expert}: expert parallelism needs model.moe (the model "
+                                "is dense); use expert: 1"))
+        if p.expert_tensor is not None:
+            issues.append(Issue("parallelism.expert_tensor", "needs model.moe (the model is dense); remove it"))
+        return issues
+    if m.moe.num_experts % p.expert:
+        issues.append(Issue("parallelism.expert", f"{p.expert} does not divide model.moe.num_experts "
+                            f"({m.moe.num_experts}); use one of {_divisors(m.moe.num_experts)}"))
+    if p.num_gpus == s.cluster.num_gpus and stage % (etp * p.expert):
+        issues.append(Issue("parallelism.expert", f"expert_tensor*expert = {etp}*{p.expert} = {etp * p.expert} "
+                            f"does not divide the {stage} GPUs of a pipeline stage (num_gpus / pipeline) that the "
+                            "expert mesh folds over"))
+    if m.moe.expert_ffn_hidden_size % etp:
+        issues.append(Issue("parallelism.expert_tensor", f"{etp} does not divide model.moe.expert_ffn_hidden_size "
+                            f"({m.moe.expert_ffn_hidden_size})"
+                            f"{' (expert_tensor defaults to tensor)' if p.expert_tensor is None else ''}"))
     return issues
 
 

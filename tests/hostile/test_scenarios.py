@@ -147,3 +147,14 @@ def test_absurd_but_valid_values_give_a_clean_strict_result(write, case):
     result = _strict(res.out)
     step = result["step"] or {}
     assert step.get("step_time_s") is None or math.isfinite(step["step_time_s"])
+
+
+@pytest.mark.parametrize(("edits", "hint"), [
+    ({"trainig": {"global_batch_size": 32}}, "did you mean 'training'"),
+    ({"parallelism.tensr": 2}, "did you mean 'tensor'"),
+    ({"parallelism.num_layers": 2}, "is a field of model"),
+    ({"cluster.global_batch_size": 2}, "is a field of training"),
+])
+def test_unknown_keys_suggest_within_their_block_or_name_their_home(write, edits, hint):
+    res = run_in_process("run", write(base_mapping(**edits)))
+    assert_refused(res, hint)

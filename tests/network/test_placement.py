@@ -7,7 +7,16 @@ import pytest
 
 from sim.errors import ScenarioError
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
-from sim.parallelism.placement import expert_members, gpu_grid, group_members, stage_pairs, tiled_members
+from sim.parallelism.placement import (
+    expert_data_members,
+    expert_members,
+    expert_tensor_members,
+    gpu_grid,
+    group_members,
+    stage_members,
+    stage_pairs,
+    tiled_members,
+)
 from sim.specs._schema import build
 from sim.specs.layout import ParallelismSpec
 
@@ -60,3 +69,20 @@ def test_bad_placement_order_is_reported(order):
     with pytest.raises(ScenarioError) as err:
         build(ParallelismSpec, {"placement_order": order}, "parallelism")
     assert "parallelism.placement_order" in str(err.value)
+
+
+def test_moe_parallel_folding_lays_etp_ep_edp_over_each_stage():
+    # 32 GPUs, TP2 DP8 PP2: a stage's 16 GPUs re-read as ETP1 x EP4 x EDP4 (Megatron's expert mesh order)
+    m = mesh(tensor=2, data=8, pipeline=2)
+    assert stage_members(m)[1].tolist() == list(range(16, 32))
+    assert expert_members(m, 4, 1).tolist()[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert expert_data_members(m, 4, 1).tolist()[0] == [0, 4, 8, 12]
+    assert expert_tensor_members(m, 4, 2).tolist()[0] == [0, 1]
+    for groups in (expert_members(m, 4, 1), expert_data_members(m, 4, 1), expert_tensor_members(m, 2, 2)):
+        assert sorted(groups.ravel().tolist()) == list(range(32))  # each kind tiles the GPUs once
+
+
+def test_expert_mesh_follows_a_custom_placement_order():
+    m = mesh("tp,pp,cp,dp", tensor=2, data=4, pipeline=2)
+    assert stage_members(m)[0].tolist() == [0, 1, 4, 5, 8, 9, 12, 13]  # PP is not outermost here
+    assert expert_members(m, 4, 1).tolist()[0] == [0, 1, 4, 5]

@@ -69,3 +69,11 @@ def test_recompute_and_expert_tensor_rules():
     assert "activation_recompute" not in by_id["mbridge-25.09-qwen3-30b-a3b-h100-16gpu-tokendrop"]  # unstated
     assert by_id["mbridge-25.09-qwen3-235b-a22b-h100-256gpu-tokendrop"]["expert_tensor"] == 1  # etp not stated
     assert by_id["modelzoo-qwen3-235b-h100-256gpu-bf16-ep8-fsdp"]["zero_stage"] == 3
+
+
+def test_gb200_rows_keep_each_ep_group_inside_one_nvlink_domain():
+    by_id = {r.id: r.mapping for r in validation_moe.rows()}
+    cluster = by_id["mcore-dsv3-gb200-256gpu-mxfp8-baseline"]["cluster"]
+    assert cluster["topology"]["node"]["scale_up"]["domain_gpus"] == 64
+    assert cluster["topology"]["node"]["scale_up"]["domain_gpus"] % by_id[
+        "mcore-dsv3-gb200-256gpu-mxfp8-baseline"]["parallelism"]["expert"] == 0

@@ -98,9 +98,11 @@ class _Probe:
         s = self.scenario(i)
         mesh = ParallelMesh.from_layout(s.parallelism)
         topo, gpu = self.topo, self.gpu
-        expert = Group(s.parallelism.expert, mesh.stride(Axis.CP))  # EP subdivides CP x DP
+        etp = s.parallelism.expert_tensor_degree
+        expert = Group(s.parallelism.expert, etp)  # folded expert mesh: EP ranks are ETP ranks apart
         paths = layer.Paths(tp=group_path(topo, gpu, mesh.group(Axis.TP)),
-                            cp=group_path(topo, gpu, mesh.group(Axis.CP)), ep=group_path(topo, gpu, expert))
+                            cp=group_path(topo, gpu, mesh.group(Axis.CP)), ep=group_path(topo, gpu, expert),
+                            etp=group_path(topo, gpu, Group(etp, 1)))
         m = s.model
         moe_share = flops.num_moe_layers(m) / m.num_layers
         dense = layer.layer_time(s, gpu, paths, moe=False)
