@@ -250,8 +250,3 @@ class FullStepSimulation(StepSimulation):
                 for channel in (REDUCE, GATHER):
                     chans = [io.dp[channel] for io in group]
                     self.comms[chans[0].name, (pp, tp)] = _GroupComm(self, routes, chans)
-
-
-def simulate_full(scenario: Scenario, record: bool = True) -> StepResult:
-    """Simulate one optimizer step with every rank and flow (``simulation.fidelity: full``)."""
-    return FullStepSimulation(scenario, record).run()

@@ -162,16 +162,6 @@ class StepSimulation:
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
 
-    # ---- pure per-op durations -------------------------------------------------------------
-    def layer(self, index: int) -> LayerTime:
-        return self.blocks.layer(index)
-
-    def pieces(self, vs: int, phase: Phase) -> list[tuple[str, PhaseTime, int | None]]:
-        return self.blocks.pieces(vs, phase)
-
-    def block_time(self, vs: int, phase: Phase) -> PhaseTime:
-        return self.blocks.block_time(vs, phase)
-
     # ---- running -------------------------------------------------------------------------
     def run(self) -> StepResult:
         self._slots(self.p)
