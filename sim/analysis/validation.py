@@ -217,7 +217,7 @@ def vtrain_rows(limit: int | None = None) -> list[Row]:
                 "training": {"global_batch_size": int(rec["global batch"]), "precision": "bf16",
                              "attention": "unfused"},
             }
-            rows.append(Row(mapping["name"], "vtrain", mapping,
+            rows.append(Row(str(mapping["name"]), "vtrain", mapping,
                             float(rec["iteration time (ms)"]) / 1e3, "iteration time as published"))
     return rows[:limit] if limit else rows
 

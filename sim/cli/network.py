@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sim.cli._common import int_at_least, progress_bar
 from sim.costs.collectives import Collective
@@ -71,7 +72,7 @@ def _print_sweep(topo: str, gpu: str, op: Collective, algorithm: str, columns: d
           "(R ring, T tree, N nvls, S nvls+sharp, D direct)")
     shown = {n: pts for n, pts in columns.items() if pts}
     print(f"{'size':>6} " + " ".join(f"{f'{n} GPUs':>11}" for n in shown))
-    sizes = next(iter(shown.values()), [])
+    sizes: list[Any] = next(iter(shown.values()), [])
     for i, point in enumerate(sizes):
         cells = [f"{pts[i].busbw / 1e9:9.1f} {ABBREV[pts[i].algorithm.value]}" for pts in shown.values()]
         print(f"{_size(point.size_bytes):>6} " + " ".join(cells))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +174,7 @@ class StepSimulation:
 
     def _slots(self, n: int) -> None:
         """Per simulated rank: time spent by category, compute-stream busy time, end time."""
-        self.spent = [defaultdict(float) for _ in range(n)]
+        self.spent: list[defaultdict[str, float]] = [defaultdict(float) for _ in range(n)]
         self.compute_busy = [0.0] * n
         self.end = [0.0] * n
 
@@ -203,7 +203,7 @@ def _phase(t: LayerTime, phase: Phase) -> PhaseTime:
 
 
 #: What a rank's transport yields to SimPy (nothing when its clock just moves on).
-Steps = Iterator[simpy.Event]
+Steps = Iterable[simpy.Event]
 
 
 class RankIO:

@@ -126,10 +126,10 @@ def _dask_results(address: str, base: Scenario, points: list[Point],
             if fut.status == "finished":
                 yield point, fut.result()
                 continue
-            err = fut.exception()
-            if isinstance(err, KilledWorker) and tries < MAX_RESUBMITS:
+            failure = fut.exception()
+            if isinstance(failure, KilledWorker) and tries < MAX_RESUBMITS:
                 again = submit(point)
                 futures[again] = (point, tries + 1)
                 stream.add(again)
                 continue
-            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: {err!r}")
+            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: {failure!r}")
