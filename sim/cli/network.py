@@ -84,14 +84,17 @@ def _print_published(topologies: list[str] | None) -> None:
     from sim.network.nccl_tests import published
 
     print("\npublished nccl-tests figures vs the model (sim/catalog/nccl_measured.yaml)")
+    print("tag: fit = an efficiency constant was set from the row (the model reproduces it by construction); "
+          "check = it was not")
     print(f"{'topology':<18} {'GPUs':>4} {'op':<14} {'algorithm':<9} {'size':>5} {'published':>10} "
-          f"{'model':>8} {'model/pub':>9}  system")
+          f"{'model':>8} {'model/pub':>9} {'tag':<5}  system")
     for c in published(topologies):
         r = c.row
         alg = r.get("algorithm", "nccl")
         unit, scale = ("GB/s", 1e9) if c.kind == "busbw" else ("us", 1e-6)
         print(f"{r['topology']:<18} {r['gpus']:>4} {r['op']:<14} {alg:<9} {_size(r['size_bytes']):>5} "
-              f"{c.published / scale:>7.1f} {unit:<2} {c.simulated / scale:>8.1f} {c.ratio:>9.2f}  {r['system']}")
+              f"{c.published / scale:>7.1f} {unit:<2} {c.simulated / scale:>8.1f} {c.ratio:>9.2f} {c.tag:<5}  "
+              f"{r['system']}")
 
 
 def _cmd_placement(args: argparse.Namespace) -> int:

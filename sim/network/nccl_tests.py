@@ -77,6 +77,12 @@ class Comparison:
     published: float
 
     @property
+    def tag(self) -> str:
+        """``fit``: a constant of efficiency.yaml was set from this row (reproducing it is consistency, not
+        accuracy); ``check``: no constant was."""
+        return str(self.row["tag"])
+
+    @property
     def ratio(self) -> float:
         return self.simulated / self.published
 
