@@ -18,8 +18,3 @@ HOUR = 3600.0
 DAY = 86400.0
 
 BYTES_PER_DTYPE = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
-
-
-def gbit_s_to_byte_s(gbit_s: float) -> float:
-    """Network rate in Gb/s (decimal bits) to bytes per second."""
-    return gbit_s * 1e9 / 8

@@ -26,6 +26,7 @@ def test_notebook_is_stored_without_outputs(path):
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+@pytest.mark.notebook  # a Jupyter kernel per notebook: run by .ci/run (pytest -m notebook), not by plain pytest
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path):
     nb = nbformat.read(path, as_version=4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     weibull = None
     repair_mu, repair_sigma = repair_lognormal(fail.repair_hours if fail else None)
     inject: tuple[float, ...] = ()
-    realism: dict[str, float] = {}
+    realism: dict[str, Any] = {}
     if fail is not None:
         if fail.restart_minutes is not None:
             restart_s = fail.restart_minutes * 60

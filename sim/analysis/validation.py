@@ -20,7 +20,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sim import catalog
 from sim.analysis.evaluate import evaluate, fits_in_memory
@@ -31,10 +31,15 @@ from sim.specs.scenario import Scenario, scenario_from_mapping
 #: Sources whose rows calibrate the model (the acceptance set); the rest are held out.
 CALIBRATION_SOURCES = ("narayanan2021", "korthikanti2022", "mcore-h100", "vtrain")
 
+#: ``fit``: a constant was set from the row (benchmarks/calibrate.py, or a catalog entry whose source names
+#: it), so matching it shows consistency; ``check``: no constant was, so matching it is evidence of accuracy.
+Tag = Literal["fit", "check"]
+TAGS: tuple[Tag, ...] = ("fit", "check")
+
 
 @dataclass(frozen=True)
 class Row:
-    """One published measurement and the scenario that reproduces it."""
+    """One published measurement and the scenario that reproduces it. Every registration states its ``tag``."""
 
     id: str
     source: str
@@ -42,6 +47,11 @@ class Row:
     published_step_s: float
     how: str
     choices: tuple[str, ...] = ()
+    tag: Tag = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.tag not in TAGS:
+            raise ValueError(f"validation row {self.id}: tag {self.tag!r} is not one of {', '.join(TAGS)}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,9 @@ def published_rows() -> list[Row]:
             "training": {"global_batch_size": par["global_batch_size"], "precision": "bf16",
                          "attention": "flash" if mcore else "unfused"},
         }
-        rows.append(Row(r["id"], _source_of(r["id"]), mapping, step[0], step[1]))
+        source = _source_of(r["id"])
+        rows.append(Row(r["id"], source, mapping, step[0], step[1],
+                        tag="fit" if source in CALIBRATION_SOURCES else "check"))
     return rows
 
 
@@ -217,8 +229,8 @@ def vtrain_rows(limit: int | None = None) -> list[Row]:
                 "training": {"global_batch_size": int(rec["global batch"]), "precision": "bf16",
                              "attention": "unfused"},
             }
-            rows.append(Row(mapping["name"], "vtrain", mapping,
-                            float(rec["iteration time (ms)"]) / 1e3, "iteration time as published"))
+            rows.append(Row(str(mapping["name"]), "vtrain", mapping,
+                            float(rec["iteration time (ms)"]) / 1e3, "iteration time as published", tag="fit"))
     return rows[:limit] if limit else rows
 
 
@@ -309,25 +321,28 @@ def run_validation(sources: list[str] | None = None, progress: Callable[[int, in
 
 
 def format_report(report: Report, verbose: bool = False) -> str:
-    """Per-row (non-vTrain, or all with ``verbose``) and per-source error tables."""
-    lines = [f"{'row':<42} {'published s':>11} {'simulated s':>11} {'error':>7}  choices"]
+    """Per-row (non-vTrain, or all with ``verbose``) and per-source error tables, each row and source with
+    its tag: ``fit`` rows set a constant (matching them is consistency), ``check`` rows did not (accuracy)."""
+    lines = [f"{'row':<42} {'tag':<5} {'published s':>11} {'simulated s':>11} {'error':>7}  choices"]
     for o in report.outcomes:
         if o.row.source == "vtrain" and not verbose:
             continue
         sim = f"{o.simulated_step_s:11.3f}" if o.simulated_step_s is not None else f"{'-':>11}"
         err = f"{o.error:+7.1%}" if o.error is not None else f"{'-':>7}"
-        lines.append(f"{o.row.id:<42} {o.row.published_step_s:11.3f} {sim} {err}  {o.note}")
-    lines += ["", f"{'source':<22} {'set':<12} {'rows':>5} {'MAPE':>7} {'median':>7} {'max':>7} {'bias':>7}"]
-    calib = []
+        lines.append(f"{o.row.id:<42} {o.row.tag:<5} {o.row.published_step_s:11.3f} {sim} {err}  {o.note}")
+    lines += ["", f"{'source':<22} {'tag':<9} {'rows':>5} {'MAPE':>7} {'median':>7} {'max':>7} {'bias':>7}"]
     for source, outs in report.by_source().items():
-        st = error_stats(outs)
-        kind = "calibration" if source in CALIBRATION_SOURCES else "held out"
-        if kind == "calibration":
-            calib += outs
-        lines.append(f"{source:<22} {kind:<12} {st['n']:>5} {st['mape']:7.1%} {st['median']:7.1%} "
-                     f"{st['max']:7.1%} {st['bias']:+7.1%}")
-    if calib:
-        st = error_stats(calib)
-        lines.append(f"{'ALL calibration':<22} {'':<12} {st['n']:>5} {st['mape']:7.1%} {st['median']:7.1%} "
-                     f"{st['max']:7.1%} {st['bias']:+7.1%}")
+        tags = "+".join(t for t in TAGS if any(o.row.tag == t for o in outs))
+        lines.append(_stats_line(source, tags, outs))
+    for tag in TAGS:
+        outs = [o for o in report.outcomes if o.row.tag == tag]
+        if outs:
+            what = "consistency: constants set from these" if tag == "fit" else "accuracy: no constant set from these"
+            lines.append(_stats_line(f"ALL {tag}", "", outs) + f"  ({what})")
     return "\n".join(lines)
+
+
+def _stats_line(name: str, tag: str, outcomes: list[Outcome]) -> str:
+    st = error_stats(outcomes)
+    return (f"{name:<22} {tag:<9} {st['n']:>5} {st['mape']:7.1%} {st['median']:7.1%} {st['max']:7.1%} "
+            f"{st['bias']:+7.1%}")

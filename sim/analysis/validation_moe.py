@@ -39,7 +39,7 @@ import re
 from typing import Any
 
 from sim import catalog
-from sim.analysis.validation import Row
+from sim.analysis.validation import Row, Tag
 from sim.costs import flops
 from sim.specs._schema import build
 from sim.specs.model import ModelSpec
@@ -203,8 +203,8 @@ def _row(r: dict[str, Any]) -> Row | None:
         "training": {"global_batch_size": par["global_batch_size"], "attention": "flash",
                      **_precision(par["precision"])},
     }
-    tag = "fit" if r["id"] in FIT_ROWS else "check"
-    return Row(r["id"], SOURCE, mapping, step[0], f"{step[1]} [{tag}]")
+    tag: Tag = "fit" if r["id"] in FIT_ROWS else "check"
+    return Row(r["id"], SOURCE, mapping, step[0], step[1], tag=tag)
 
 
 def raw_rows() -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ def _row(r: dict[str, Any]) -> Row:
         "training": training,
     }
     step = par["global_batch_tokens"] / (res["tokens_per_sec_per_gpu"] * hw["num_gpus"])
-    return Row(r["id"], SOURCE, mapping, step, "global batch tokens / (published TPS/GPU x GPUs) [check]")
+    return Row(r["id"], SOURCE, mapping, step, "global batch tokens / (published TPS/GPU x GPUs)", tag="check")
 
 
 ASYNC_TP_SOURCE = "torchtitan-asynctp"
@@ -99,7 +99,8 @@ def _async_tp_row(r: dict[str, Any], data: dict[str, Any]) -> Row:
         "training": training,
     }
     step = gbs * model["seq_len"] / (r["tps_per_gpu"] * lay["num_gpus"])
-    return Row(name, ASYNC_TP_SOURCE, mapping, step, f"global batch tokens / (published TPS/GPU x GPUs) [{r['tag']}]")
+    return Row(name, ASYNC_TP_SOURCE, mapping, step, "global batch tokens / (published TPS/GPU x GPUs)",
+               tag=r["tag"])
 
 
 def rows() -> list[Row]:

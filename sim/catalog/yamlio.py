@@ -68,7 +68,7 @@ for _tag, _pattern, _first in [
     _Resolver.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
-class _Loader(_BASE):  # type: ignore[misc, valid-type]
+class _Loader(_BASE):
     """libyaml's safe loader with the resolver above and the node-graph checks of :func:`_check_graph`."""
 
     yaml_implicit_resolvers = _Resolver.yaml_implicit_resolvers

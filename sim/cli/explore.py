@@ -459,6 +459,7 @@ def _register_sweep(sub) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from sim.analysis.explore.sweep import check_dask_address, run_sweep
     from sim.cli._common import check_output_file
+    from sim.report.tables import sweep_results
     from sim.specs.sweep import load_sweep
 
     _check_common(args)
@@ -470,7 +471,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if sweep.source is not None:
         check_output_file(out, "-o", (sweep.source,))
     try:
-        outcome = run_sweep(sweep, out, dask=args.dask, workers=args.workers,
+        outcome = run_sweep(sweep, sweep_results(sweep, out), dask=args.dask, workers=args.workers,
                             progress=_progress("sweep", args.quiet))
     except KeyboardInterrupt:
         print(f"\ntrainsim: interrupted; finished points are in {out}; run the same command to resume",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sim.cli._common import int_at_least, progress_bar
 from sim.costs.collectives import Collective
@@ -71,7 +72,7 @@ def _print_sweep(topo: str, gpu: str, op: Collective, algorithm: str, columns: d
           "(R ring, T tree, N nvls, S nvls+sharp, D direct)")
     shown = {n: pts for n, pts in columns.items() if pts}
     print(f"{'size':>6} " + " ".join(f"{f'{n} GPUs':>11}" for n in shown))
-    sizes = next(iter(shown.values()), [])
+    sizes: list[Any] = next(iter(shown.values()), [])
     for i, point in enumerate(sizes):
         cells = [f"{pts[i].busbw / 1e9:9.1f} {ABBREV[pts[i].algorithm.value]}" for pts in shown.values()]
         print(f"{_size(point.size_bytes):>6} " + " ".join(cells))
@@ -83,14 +84,17 @@ def _print_published(topologies: list[str] | None) -> None:
     from sim.network.nccl_tests import published
 
     print("\npublished nccl-tests figures vs the model (sim/catalog/nccl_measured.yaml)")
+    print("tag: fit = an efficiency constant was set from the row (the model reproduces it by construction); "
+          "check = it was not")
     print(f"{'topology':<18} {'GPUs':>4} {'op':<14} {'algorithm':<9} {'size':>5} {'published':>10} "
-          f"{'model':>8} {'model/pub':>9}  system")
+          f"{'model':>8} {'model/pub':>9} {'tag':<5}  system")
     for c in published(topologies):
         r = c.row
         alg = r.get("algorithm", "nccl")
         unit, scale = ("GB/s", 1e9) if c.kind == "busbw" else ("us", 1e-6)
         print(f"{r['topology']:<18} {r['gpus']:>4} {r['op']:<14} {alg:<9} {_size(r['size_bytes']):>5} "
-              f"{c.published / scale:>7.1f} {unit:<2} {c.simulated / scale:>8.1f} {c.ratio:>9.2f}  {r['system']}")
+              f"{c.published / scale:>7.1f} {unit:<2} {c.simulated / scale:>8.1f} {c.ratio:>9.2f} {c.tag:<5}  "
+              f"{r['system']}")
 
 
 def _cmd_placement(args: argparse.Namespace) -> int:

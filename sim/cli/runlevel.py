@@ -46,7 +46,7 @@ def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
     daly = daly_interval(p.stall_s, plan.mtbi_s)
     taus = daly * np.geomspace(1 / args.span, args.span, args.points)
     replicas = args.replicas or s.simulation.monte_carlo
-    res = search_interval(p, p.stall_s, plan.mtbi_s, taus, replicas, s.simulation.seed,
+    res = search_interval(p, p.stall_s, plan.mtbi_s, taus.tolist(), replicas, s.simulation.seed,
                           progress=None if args.quiet else progress_bar("interval"))
     print(f"{s.name}: stall {p.stall_s:.1f} s, one interruption every {plan.mtbi_s / 3600:.2f} h, "
           f"{replicas} replicas per interval (same seeds)")

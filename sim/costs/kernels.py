@@ -85,7 +85,7 @@ def gemm_time(gpu: GpuSpec, dtype: str, m: float, n: float, k: float, batch: flo
     return max(compute, hbm_time(gpu, nbytes))
 
 
-def flash_attention_fraction(gpu: GpuSpec, seq_len: float, head_dim: int, backward: bool) -> float:
+def flash_attention_fraction(gpu: GpuSpec, seq_len: float, head_dim: float, backward: bool) -> float:
     """Achieved fraction of 16-bit peak of causal flash attention, forward or backward."""
     t = _arch_entry("attention", "flash_causal_fraction", gpu.arch)
     dim = min((int(d) for d in t["head_dims"]), key=lambda d: abs(d - head_dim))
@@ -93,7 +93,7 @@ def flash_attention_fraction(gpu: GpuSpec, seq_len: float, head_dim: int, backwa
     return interp_log(points, seq_len)
 
 
-def flash_attention_time(gpu: GpuSpec, batch_heads: float, q_len: float, kv_len: float, head_dim: int,
+def flash_attention_time(gpu: GpuSpec, batch_heads: float, q_len: float, kv_len: float, head_dim: float,
                          causal: bool, backward: bool = False) -> float:
     """Seconds for flash attention over ``batch_heads`` (batch x local heads) sequences.
 

@@ -74,7 +74,8 @@ class _Shape:
         self.seq = m.seq_len / p.context
         self.tokens = p.micro_batch_size * self.seq
         self.b = p.micro_batch_size
-        self.h, self.d, self.f = m.hidden_size, m.head_dim, m.ffn_hidden_size
+        self.h, self.f = m.hidden_size, m.ffn_hidden_size
+        self.d: float = m.head_dim  # MLA: the mean of the query/key and value head widths
         self.a, self.g = m.num_attention_heads, m.num_kv_heads
         self.mla = m.mla
         self.rotary_width = (self.a + self.g) * self.d

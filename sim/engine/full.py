@@ -218,8 +218,8 @@ class FullStepSimulation(StepSimulation):
         out = {}
         for gpu in range(mesh.num_ranks):
             # EP all-to-all: the symmetric path's figures (all groups' flows at once) for every group
-            paths = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=self.paths.ep, etp=per_gpu["etp"][gpu])
-            out[gpu] = cache.setdefault(paths, Blocks(self.s, paths))
+            own = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=self.paths.ep, etp=per_gpu["etp"][gpu])
+            out[gpu] = cache.setdefault(own, Blocks(self.s, own))
         return out
 
     def run(self) -> StepResult:
@@ -250,8 +250,3 @@ class FullStepSimulation(StepSimulation):
                 for channel in (REDUCE, GATHER):
                     chans = [io.dp[channel] for io in group]
                     self.comms[chans[0].name, (pp, tp)] = _GroupComm(self, routes, chans)
-
-
-def simulate_full(scenario: Scenario, record: bool = True) -> StepResult:
-    """Simulate one optimizer step with every rank and flow (``simulation.fidelity: full``)."""
-    return FullStepSimulation(scenario, record).run()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,16 +162,6 @@ class StepSimulation:
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
 
-    # ---- pure per-op durations -------------------------------------------------------------
-    def layer(self, index: int) -> LayerTime:
-        return self.blocks.layer(index)
-
-    def pieces(self, vs: int, phase: Phase) -> list[tuple[str, PhaseTime, int | None]]:
-        return self.blocks.pieces(vs, phase)
-
-    def block_time(self, vs: int, phase: Phase) -> PhaseTime:
-        return self.blocks.block_time(vs, phase)
-
     # ---- running -------------------------------------------------------------------------
     def run(self) -> StepResult:
         self._slots(self.p)
@@ -184,7 +174,7 @@ class StepSimulation:
 
     def _slots(self, n: int) -> None:
         """Per simulated rank: time spent by category, compute-stream busy time, end time."""
-        self.spent = [defaultdict(float) for _ in range(n)]
+        self.spent: list[defaultdict[str, float]] = [defaultdict(float) for _ in range(n)]
         self.compute_busy = [0.0] * n
         self.end = [0.0] * n
 
@@ -213,7 +203,7 @@ def _phase(t: LayerTime, phase: Phase) -> PhaseTime:
 
 
 #: What a rank's transport yields to SimPy (nothing when its clock just moves on).
-Steps = Iterator[simpy.Event]
+Steps = Iterable[simpy.Event]
 
 
 class RankIO:

@@ -229,7 +229,12 @@ class Mailbox:
         event = self.waiting.pop(key, None)
         if event is not None:  # wake the waiting rank when the message arrives
             wake = self.env.timeout(max(0.0, value[1] - self.env.now))
-            wake.callbacks.append(lambda _e: event.succeed(value))
+            waiting = event
+
+            def deliver(_: simpy.Event) -> None:
+                waiting.succeed(value)
+
+            wake.callbacks.append(deliver)
 
     def get(self, key: Any):
         """Process step: the message under ``key``, waiting for it if it has not been sent."""

@@ -289,6 +289,7 @@ def _hierarchical(fabric: Fabric, eff: Efficiency, op: Collective, members: np.n
 
 def _nvls_flows(fabric: Fabric, eff: Efficiency, members: np.ndarray, size: float, n: int) -> Flows:
     """Every GPU sends ``size`` to its NVSwitch and receives ``size``, capped at the NVLS bus rate."""
+    assert eff.nvls_fraction is not None  # only planned where the architecture has NVLS
     links = np.concatenate([fabric.scale_up_link(members, True), fabric.scale_up_link(members, False)])[:, None]
     rate = eff.nvls_fraction * fabric.scale_up_byte_s * n / (2 * (n - 1))
     return Flows(links, np.full(len(links), size), np.full(len(links), rate))

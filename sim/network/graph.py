@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from sim.specs.enums import ScaleUpKind
 from sim.specs.topology import TopologySpec
@@ -134,16 +135,16 @@ class Fabric:
     def domain(self, gpu: np.ndarray) -> np.ndarray:
         return np.asarray(gpu) // self.domain_gpus
 
-    def scale_up_link(self, gpu: np.ndarray, up: bool) -> np.ndarray:
+    def scale_up_link(self, gpu: npt.ArrayLike, up: bool) -> np.ndarray:
         return np.asarray(gpu) + (self._offsets[0] if up else self._offsets[1])
 
-    def nic(self, gpu: np.ndarray) -> np.ndarray:
+    def nic(self, gpu: npt.ArrayLike) -> np.ndarray:
         return np.asarray(gpu) // self.gpus_per_nic
 
-    def nic_link(self, gpu: np.ndarray, up: bool) -> np.ndarray:
+    def nic_link(self, gpu: npt.ArrayLike, up: bool) -> np.ndarray:
         return self.nic(gpu) + (self._offsets[2] if up else self._offsets[3])
 
-    def unit(self, t: int, gpu: np.ndarray) -> np.ndarray:
+    def unit(self, t: int, gpu: npt.ArrayLike) -> np.ndarray:
         """Switch group of tier ``t`` that GPU ``gpu`` hangs under."""
         gpu = np.asarray(gpu)
         tier = self.tiers[t]
@@ -152,7 +153,7 @@ class Fabric:
         rail = (gpu % self.node_gpus) * tier.rails // self.node_gpus
         return (gpu // tier.span_gpus) * tier.rails + rail
 
-    def tier_link(self, t: int, gpu: np.ndarray, up: bool) -> np.ndarray:
+    def tier_link(self, t: int, gpu: npt.ArrayLike, up: bool) -> np.ndarray:
         return self.unit(t, gpu) + self._offsets[4 + 2 * t + (0 if up else 1)]
 
     def path_links(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

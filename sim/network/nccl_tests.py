@@ -77,6 +77,12 @@ class Comparison:
     published: float
 
     @property
+    def tag(self) -> str:
+        """``fit``: a constant of efficiency.yaml was set from this row (reproducing it is consistency, not
+        accuracy); ``check``: no constant was."""
+        return str(self.row["tag"])
+
+    @property
     def ratio(self) -> float:
         return self.simulated / self.published
 
@@ -89,6 +95,7 @@ def published(topologies: list[str] | None = None) -> list[Comparison]:
             continue
         topo, gpu = load_topology(row["topology"]), default_gpu(row["topology"])
         p = _plan(topo, gpu, row["gpus"], Collective(row["op"]), row["size_bytes"], Algorithm(row["algorithm"]))
+        assert p is not None, f"{row}: the published algorithm does not apply to this topology"
         cap = build_fabric(topo, row["gpus"]).capacity
         out.append(Comparison(row, "busbw", p.bus_bandwidth(cap), row["busbw_gbyte_s"] * 1e9))
     for row in table["small_message_time"]:
@@ -96,6 +103,7 @@ def published(topologies: list[str] | None = None) -> list[Comparison]:
             continue
         topo, gpu = load_topology(row["topology"]), default_gpu(row["topology"])
         p = _plan(topo, gpu, row["gpus"], Collective(row["op"]), row["size_bytes"], None)
+        assert p is not None, f"{row}: NCCL has no algorithm for it"
         out.append(Comparison(row, "time", p.time(build_fabric(topo, row["gpus"]).capacity),
                               row["time_us"] * 1e-6))
     return out

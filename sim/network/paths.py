@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from sim import catalog
 from sim.costs.collectives import GroupPath
@@ -172,7 +173,7 @@ def _distinct_paths(fabric: Fabric, arch: str, groups: np.ndarray,
     return made, inverse
 
 
-def members_path(fabric: Fabric, arch: str, groups: np.ndarray, directed: bool = False) -> GroupPath:
+def members_path(fabric: Fabric, arch: str, groups: npt.ArrayLike, directed: bool = False) -> GroupPath:
     """The symmetric GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at
     once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all)."""
     paths = set(_distinct_paths(fabric, arch, np.atleast_2d(np.asarray(groups, dtype=np.int64)), directed)[0])

@@ -40,7 +40,7 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
     flow_of = np.repeat(np.arange(n_flows), links.shape[1])[valid.ravel()]
     link_of = links[valid]
     rates = np.zeros(n_flows)
-    frozen = ~valid.any(axis=1)
+    frozen = np.logical_not(valid.any(axis=1))
     rates[frozen] = np.inf
     while not frozen.all():
         active = ~frozen[flow_of]

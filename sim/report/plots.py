@@ -8,7 +8,7 @@ the functions (headless Agg canvas, no pyplot state), so importing this module c
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +17,8 @@ from sim.parallelism.schedules import Phase
 from sim.units import DAY
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from sim.analysis.evaluate import Evaluation
     from sim.analysis.runlevel import RunSummary
 
@@ -39,11 +41,16 @@ _GANTT_ORDER = ("forward", "backward", "optimizer", "pp_comm", "dp_comm")
 
 
 class _Span(Protocol):
-    rank: int
-    stream: str
-    name: str
-    start: float
-    end: float
+    @property
+    def rank(self) -> int: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
 
 
 def _figure(width: float, height: float) -> Any:
@@ -59,7 +66,7 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _require(data: Sequence[Any], what: str) -> None:
+def _require(data: Sized, what: str) -> None:
     if len(data) == 0:
         raise ValueError(f"nothing to plot: {what} is empty")
 
@@ -175,10 +182,14 @@ def layout_comparison(rows: Sequence[tuple[str, float, float]], title: str = "")
 
 
 class _RunEvent(Protocol):
-    kind: str
-    start_s: float
-    end_s: float
-    args: Mapping[str, Any]
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start_s(self) -> float: ...
+    @property
+    def end_s(self) -> float: ...
+    @property
+    def args(self) -> Mapping[str, Any]: ...
 
 
 def goodput_curve(events: Iterable[_RunEvent]) -> tuple[list[float], list[float]]:
@@ -242,7 +253,7 @@ def goodput_over_time(days: Sequence[float], goodput: Sequence[float], title: st
     return _png(fig)
 
 
-def days_distribution(samples: Sequence[float], title: str = "", unfinished: int = 0) -> bytes:
+def days_distribution(samples: Sequence[float] | np.ndarray, title: str = "", unfinished: int = 0) -> bytes:
     """Histogram of wall-clock days over Monte Carlo replicas, with P50 and P90 marked; ``unfinished``
     replicas (at the cap) make the days lower bounds, said in the title and legend."""
     import numpy as np

@@ -113,8 +113,8 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("estimate_6nd.co2_tonnes", "number", "its CO2 (with a run only)"),
     Out("model", "object", "the model's size"),
     Out("model.params", "integer", "total parameters (all experts)"),
-    Out("model.active_params", "integer", "parameters a token passes through (routed top_k + shared experts "
-        "only; = params for a dense model)"),
+    Out("model.active_params", "integer", "parameters one token uses: top_k routed + shared experts, embedding "
+        "and LM head, no MTP modules (= params for a dense model without MTP)"),
     Out("model.model_flops_per_token", "number", "forward + backward model FLOPs per token (definition below)"),
 )
 

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.analysis.explore.sweep import sweep_columns
 from sim.errors import TrainsimError
-from sim.specs.sweep import Point
+from sim.specs.sweep import Point, Sweep
 
 
 def write_table(path: str | Path, rows: Iterable[dict], columns: Sequence[str]) -> int:
@@ -101,3 +102,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def sweep_results(sweep: Sweep, path: str | Path) -> ResultsFile:
+    """The results file of ``sweep`` at ``path`` (resumed when it holds this sweep's earlier rows)."""
+    return ResultsFile(path, sweep_columns(sweep))

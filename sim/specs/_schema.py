@@ -113,7 +113,7 @@ def _build(cls: type[T], data: Any, path: str, issues: list[Issue]) -> T | None:
         issues.append(Issue(path, f"expected a mapping of {_describe(cls)} fields, got {_kind(data)}"))
         return None
     hints = typing.get_type_hints(cls)
-    fields = {yaml_key(f): f for f in dataclasses.fields(cls) if f.init}
+    fields = {yaml_key(f): f for f in dataclasses.fields(typing.cast(Any, cls)) if f.init}
     kwargs: dict[str, Any] = {}
     ok = True
     for key in data:
@@ -229,7 +229,7 @@ def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
             issues.append(Issue(path, f"expected a list, got {_kind(value)}"))
             return None
         return tuple(convert(item_t, v, f"{path}[{i}]", issues) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path, issues)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _convert_enum(tp, value, path, issues)

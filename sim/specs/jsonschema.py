@@ -106,7 +106,7 @@ def _type(tp: Any, defs: dict[str, Any], meta: typing.Mapping[str, Any]) -> dict
     if origin is tuple:
         item_t, _ = typing.get_args(tp)
         return {"type": "array", "items": _type(item_t, defs, meta)}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         name = tp.__name__
         if name not in defs:
             defs[name] = {}  # reserve first: a spec may (indirectly) contain itself

@@ -66,11 +66,6 @@ class TopologySpec(Spec):
     notes: str | None = spec_field(None, doc="free text")
 
     @property
-    def nic_byte_s_per_gpu(self) -> float:
-        """Scale-out bandwidth per GPU per direction, bytes/s."""
-        return self.node.nics * self.node.nic_bandwidth_gbit_s * 1e9 / 8 / self.node.gpus
-
-    @property
     def domain_gpus(self) -> int:
         return self.node.scale_up.domain_gpus
 

@@ -21,10 +21,10 @@ def _fields(cls: type) -> dict[str, dataclasses.Field]:
 
 def _spec_type(tp: Any) -> type | None:
     """The spec dataclass inside an annotation (``CheckpointSpec | None`` -> CheckpointSpec)."""
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return tp
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        inner = [a for a in typing.get_args(tp) if isinstance(a, type) and dataclasses.is_dataclass(a)]
         return inner[0] if len(inner) == 1 else None
     return None
 
@@ -71,7 +71,8 @@ def apply_assignments(base: Scenario, assignments: dict[str, Any]) -> Scenario:
 def _replace(spec: Any, tree: dict[str, Any], prefix: str) -> Any:
     cls = type(spec)
     fields, hints = _fields(cls), typing.get_type_hints(cls)
-    changes, issues = {}, []
+    changes: dict[str, Any] = {}
+    issues: list[Issue] = []
     for key, sub in tree.items():
         f = fields[key]
         path = f"{prefix}.{key}" if prefix else key
@@ -83,7 +84,9 @@ def _replace(spec: Any, tree: dict[str, Any], prefix: str) -> Any:
             continue
         current = getattr(spec, f.name)
         if current is None:  # an absent optional section: start from its defaults
-            current = build(_spec_type(hints[f.name]), {}, path)
+            section = _spec_type(hints[f.name])
+            assert section is not None  # _check_path only descends into spec sections
+            current = build(section, {}, path)
         try:
             changes[f.name] = _replace(current, sub, path)
         except ScenarioError as err:

@@ -27,8 +27,8 @@ def make(parallelism: dict, gbs: int, tied: bool = False, **extra) -> Scenario:
 def test_single_gpu_step_is_the_sum_of_its_work():
     s = make({"zero_stage": 0}, gbs=4)
     sim = StepSimulation(s)
-    fwd = sum(t.total for _, t, _ in sim.pieces(0, Phase.FORWARD))
-    bwd = sum(t.total for _, t, _ in sim.pieces(0, Phase.BACKWARD))
+    fwd = sum(t.total for _, t, _ in sim.blocks.pieces(0, Phase.FORWARD))
+    bwd = sum(t.total for _, t, _ in sim.blocks.pieces(0, Phase.BACKWARD))
     opt = layer.optimizer_time(s, s.gpu, stage_params_per_gpu(s, 0))
     r = sim.run()
     assert r.step_time_s == pytest.approx(4 * (fwd + bwd) + opt, rel=1e-12)
@@ -41,9 +41,9 @@ def test_single_gpu_step_is_the_sum_of_its_work():
 def test_pieces_order():
     s = make({"pipeline": 2, "data": 4}, gbs=8)
     sim = StepSimulation(s)
-    assert [n for n, _, _ in sim.pieces(0, Phase.FORWARD)] == ["embedding", "layer0", "layer1"]
-    assert [n for n, _, _ in sim.pieces(1, Phase.FORWARD)] == ["layer2", "layer3", "lm_head"]
-    assert [n for n, _, _ in sim.pieces(1, Phase.BACKWARD)] == ["lm_head", "layer3", "layer2"]
+    assert [n for n, _, _ in sim.blocks.pieces(0, Phase.FORWARD)] == ["embedding", "layer0", "layer1"]
+    assert [n for n, _, _ in sim.blocks.pieces(1, Phase.FORWARD)] == ["layer2", "layer3", "lm_head"]
+    assert [n for n, _, _ in sim.blocks.pieces(1, Phase.BACKWARD)] == ["lm_head", "layer3", "layer2"]
 
 
 def test_full_fidelity_is_not_silently_symmetric():

@@ -12,6 +12,7 @@ from sim.analysis.explore.sweep import run_sweep
 from sim.cli import main
 from sim.cli.explore import OBJECTIVE_CHOICES
 from sim.errors import TrainsimError
+from sim.report.tables import sweep_results
 from sim.specs.sweep import load_sweep
 
 
@@ -106,7 +107,8 @@ def test_sweep_dask_address_unreachable_is_a_clear_error(tiny_file, tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"parallelism.zero_stage": [0]}}))
     with pytest.raises(TrainsimError, match="cannot reach the Dask scheduler"):
-        run_sweep(load_sweep(path), tmp_path / "r.csv", dask="tcp://127.0.0.1:1", connect_timeout_s=0.5)
+        sweep = load_sweep(path)
+        run_sweep(sweep, sweep_results(sweep, tmp_path / "r.csv"), dask="tcp://127.0.0.1:1", connect_timeout_s=0.5)
 
 
 def test_size_from_a_preset_builds_the_job_from_the_options(capsys):

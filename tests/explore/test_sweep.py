@@ -12,7 +12,7 @@ import yaml
 
 from sim.analysis.explore.sweep import run_sweep
 from sim.errors import ScenarioError, TrainsimError
-from sim.report.tables import ResultsFile
+from sim.report.tables import ResultsFile, sweep_results
 from sim.specs.sweep import load_sweep, point_key
 from sim.specs.variants import apply_assignments
 from tests.explore.conftest import TINY_MODEL, tiny
@@ -69,7 +69,7 @@ def test_variants_convert_like_the_loader_and_invalid_points_are_results(tmp_pat
     assert v.parallelism.schedule.value == "gpipe" and v.checkpoint.interval_minutes == 45.0
     sweep = load_sweep(_write(tmp_path, {"cluster.num_gpus": [8, 12]}))
     out = tmp_path / "r.csv"
-    outcome = run_sweep(sweep, out, workers=1)
+    outcome = run_sweep(sweep, sweep_results(sweep, out), workers=1)
     status = {r["cluster.num_gpus"]: (r["status"], r["reason"]) for r in outcome.rows}
     assert status["8"] == ("ok", "")
     assert status["12"][0] == "invalid" and "must equal cluster.num_gpus (12)" in status["12"][1]
@@ -84,10 +84,10 @@ def test_interrupted_local_sweep_resumes_without_redoing_or_losing_points(tmp_pa
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(sweep, out, workers=2, progress=stop_after_5)
+        run_sweep(sweep, sweep_results(sweep, out), workers=2, progress=stop_after_5)
     first = _rows(out)
     assert len(first) == 5
-    outcome = run_sweep(sweep, out, workers=2)
+    outcome = run_sweep(sweep, sweep_results(sweep, out), workers=2)
     assert (outcome.already_done, outcome.computed) == (5, 11)
     rows = _rows(out)
     keys = [r["key"] for r in rows]
@@ -99,11 +99,11 @@ def test_interrupted_local_sweep_resumes_without_redoing_or_losing_points(tmp_pa
 def test_a_row_cut_short_by_a_kill_is_dropped_and_rerun(tmp_path):
     sweep = load_sweep(_write(tmp_path, {"parallelism.zero_stage": [0, 1]}))
     out = tmp_path / "r.csv"
-    run_sweep(sweep, out, workers=1)
+    run_sweep(sweep, sweep_results(sweep, out), workers=1)
     full = out.read_text()
     lines = full.splitlines(keepends=True)
     out.write_text("".join(lines[:2]) + lines[2][:15])  # header, one row, half a row
-    outcome = run_sweep(sweep, out, workers=1)
+    outcome = run_sweep(sweep, sweep_results(sweep, out), workers=1)
     assert (outcome.already_done, outcome.computed) == (1, 1)
     assert len(_rows(out)) == 2
 
@@ -133,7 +133,7 @@ def test_dask_sweep_completes_without_duplicates_after_a_worker_is_killed(tmp_pa
                 os.kill(victim, signal.SIGKILL)
                 killed["at"] = (done, total)
 
-        outcome = run_sweep(sweep, out, dask=cluster.scheduler_address, progress=kill_one)
+        outcome = run_sweep(sweep, sweep_results(sweep, out), dask=cluster.scheduler_address, progress=kill_one)
     assert killed["at"] == (1, 16)
     rows = _rows(out)
     keys = [r["key"] for r in rows]

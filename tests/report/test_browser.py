@@ -6,11 +6,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from sim.report.html import write_report
 
 from .conftest import png_pixels
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.sh"
+
+#: needs root and network when chromium is missing (apt): deselected by plain pytest, run by .ci/run
+pytestmark = pytest.mark.browser
 
 
 def test_report_renders_in_headless_chromium(small_eval, tmp_path):

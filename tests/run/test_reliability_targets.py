@@ -1,4 +1,6 @@
-"""Validation targets 1, 2, 5 and 7 of the reliability reference §3, with their tolerances.
+"""Validation targets 1, 2, 5 and 7 of the reliability reference §3, with their tolerances. Target 1 is a
+round trip (fit: the rates were computed from those counts); 2, 5 and 7 check the simulation against
+figures no constant was set from (analytic optima, BLOOM's lost work per crash).
 
 Figures copied from the reference (sources: Llama 3 Herd of Models §3.3.4 Table 5; Daly 2006; BLOOM
 training blog): the tests never read ../shared.
@@ -21,8 +23,11 @@ def _replicas(params: RunParams, n: int, seed: int = 0):
     return [simulate_run(params, rng) for rng in spawn(make_rng(seed), n)]
 
 
-def test_target1_llama3_interruptions_in_54_days():
-    """2,048 nodes x 54 days with the llama3 set: 419 +- 41 unexpected (95 % Poisson band), 466 in all."""
+def test_target1_consistency_llama3_rates_give_back_their_counts():
+    """Consistency, not accuracy: the llama3 rate set is the Table 5 counts divided by the snapshot's
+    exposure (sim/catalog/reliability.yaml), so 2,048 nodes x 54 days must give the counts back: 419 +- 41
+    unexpected (95 % Poisson band), 466 in all. It checks the arrival sampling and the bookkeeping by
+    category, not whether the rates predict another cluster."""
     classes = failure_classes(FailureSpec(model="llama3"), num_gpus=16_384, gpus_per_node=8)
     params = RunParams(work_s=1e9, failures=classes, restart_s=300, horizon_s=54 * DAY)
     runs = _replicas(params, 40)

@@ -1,6 +1,9 @@
-"""Validation against published runs on a fixed, fast subset (tolerances stated; full set: trainsim validate).
+"""Validation against published runs on fixed, fast subsets (tolerances stated; full set: trainsim validate).
 
 The rows and their sources ship in sim/catalog/validation/ (published_runs.yaml, vTrain CSVs, MIT licence).
+Each row is tagged: ``fit`` rows are the calibration set the two fitted constants were chosen on
+(benchmarks/calibrate.py), so their bounds show consistency; accuracy rests on ``check`` rows, from which
+no constant was set.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import pytest
 
 from sim.analysis import validation as v
 
-#: Fast rows of every calibration source (the 500B-1T pipelines take seconds each; `trainsim validate` runs them).
+#: Fast fit rows of every calibration source (the 500B-1T pipelines take seconds each; `trainsim validate` runs them).
 SUBSET = (
     "narayanan2021-t1-1.7b", "narayanan2021-t1-7.5b", "narayanan2021-t1-39.1b", "narayanan2021-t1-145.6b",
     "narayanan2021-t2-ptd-174.6b-1536gpu",
@@ -24,6 +27,18 @@ SUBSET = (
 ROW_TOLERANCE = 0.25
 MAPE_TOLERANCE = 0.10  # mean absolute percentage error over the subset
 
+#: Fast check rows of the held-out families (Megatron 2021, BLOOM, torchtitan FSDP / CP / TP). Measured:
+#: -4.3, -16.5, -13.7, -10.8, -5.9, +1.5, -7.0 % (MAPE 8.5 %): the model is fast on held-out runs. Not here:
+#: MT-NLG (-20 to -23 %, slow to simulate; trainsim validate) and the DeepSpeed ZeRO-3 rows of Narayanan
+#: Table 2 (-33 to -79 %, a known limitation: README "Limitations").
+CHECK_SUBSET = (
+    "megatron-readme-2021-gpt3-175b-1024gpu", "bloom-176b-384gpu", "torchtitan-202412-8b-8gpu-fsdp",
+    "torchtitan-202412-8b-8gpu-fsdp-compile", "torchtitan-202412-8b-8gpu-cp1-seq32k",
+    "torchtitan-202412-8b-8gpu-cp2-seq64k", "torchtitan-202412-70b-256gpu-tp",
+)
+CHECK_ROW_TOLERANCE = 0.25
+CHECK_MAPE_TOLERANCE = 0.12
+
 
 @pytest.fixture(scope="module")
 def outcomes() -> list[v.Outcome]:
@@ -32,16 +47,34 @@ def outcomes() -> list[v.Outcome]:
     return [v.simulate_row(r) for r in picked]
 
 
-def test_every_row_simulates(outcomes):
-    assert all(o.simulated_step_s is not None for o in outcomes), [o.note for o in outcomes if o.note]
+@pytest.fixture(scope="module")
+def check_outcomes() -> list[v.Outcome]:
+    rows = {r.id: r for r in v.published_rows() + v.module_rows()}
+    return [v.simulate_row(rows[i]) for i in CHECK_SUBSET]
 
 
-def test_each_row_within_tolerance(outcomes):
+def test_subsets_are_tagged_as_used(outcomes, check_outcomes):
+    assert {o.row.tag for o in outcomes} == {"fit"}
+    assert {o.row.tag for o in check_outcomes} == {"check"}
+
+
+def test_every_row_simulates(outcomes, check_outcomes):
+    done = outcomes + check_outcomes
+    assert all(o.simulated_step_s is not None for o in done), [o.note for o in done if o.note]
+
+
+def test_accuracy_check_rows_within_tolerance(check_outcomes):
+    worst = max(check_outcomes, key=lambda o: abs(o.error))
+    assert abs(worst.error) <= CHECK_ROW_TOLERANCE, (worst.row.id, worst.error)
+    assert v.error_stats(check_outcomes)["mape"] <= CHECK_MAPE_TOLERANCE
+
+
+def test_consistency_each_fit_row_within_tolerance(outcomes):
     worst = max(outcomes, key=lambda o: abs(o.error))
     assert abs(worst.error) <= ROW_TOLERANCE, (worst.row.id, worst.error)
 
 
-def test_mape(outcomes):
+def test_consistency_fit_mape(outcomes):
     assert v.error_stats(outcomes)["mape"] <= MAPE_TOLERANCE
     for source, outs in v.Report(outcomes).by_source().items():
         assert v.error_stats(outs)["mape"] <= 0.15, source  # no source much worse than the whole

@@ -224,10 +224,10 @@ def search(base: Scenario, space: SearchSpace | None = None, *, cluster: Cluster
                              and not (validated_only and r["unvalidated"]))
             chosen = fastest[:run_top]
             own_step = None if own is None else rows[own]["step_time_s"]
-            if own_step is not None and (own_step, own) not in chosen:
+            if own is not None and own_step is not None and (own_step, own) not in chosen:
                 chosen.append((own_step, own))
-            items = [(i, Layout.of(base) if i == OWN else enum.valid.layout(i), t) for t, i in chosen]
-            for (i, *_), run in workers_pool.imap_unordered(_run_indexed, items):
+            runs = [(i, Layout.of(base) if i == OWN else enum.valid.layout(i), t) for t, i in chosen]
+            for (i, *_), run in workers_pool.imap_unordered(_run_indexed, runs):
                 rows[i].update(run)
         timings["run level"] = time.perf_counter() - start - sum(timings.values())
     return SearchResult(enum, est, objective, rows, timings, workers_pool.workers,

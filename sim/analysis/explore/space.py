@@ -17,6 +17,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ class Candidates:
     def find(self, layout: Layout) -> int | None:
         """Index of ``layout`` in the table, if it is there."""
         row = layout.row()
-        want = {**row, "activation_recompute": RECOMPUTES.index(layout.activation_recompute),
+        want: dict[str, Any] = {**row, "activation_recompute": RECOMPUTES.index(layout.activation_recompute),
                 "schedule": SCHEDULES.index(layout.schedule)}
         match = np.ones(len(self), dtype=bool)
         for k in COLUMNS:

@@ -1,10 +1,10 @@
 """``trainsim sweep``: the points of a sweep file (sim/specs/sweep.py) evaluated into one resumable table.
 
 Each point is the base with its assignments applied by ``dataclasses.replace`` (sim/specs/variants.py).
-Results are appended to a CSV file, one flushed row per finished point, keyed by the point's key;
-running the same sweep again skips the keys already in the file, so an interrupted sweep (Ctrl-C, a
-killed process or worker) resumes without redoing or losing finished points. Points run on all local
-cores, or on a Dask cluster (``distributed``, imported only then).
+Results go to a results table (the CSV of ``sim.report.tables.ResultsFile``, one flushed row per finished
+point, keyed by the point's key); running the same sweep again skips the keys already in it, so an
+interrupted sweep (Ctrl-C, a killed process or worker) resumes without redoing or losing finished points.
+Points run on all local cores, or on a Dask cluster (``distributed``, imported only then).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sim.analysis.evaluate import evaluate
 from sim.analysis.explore import pool
 from sim.analysis.explore.objective import FIGURE_COLUMNS, run_capped, run_figures, run_row, step_row
 from sim.errors import ScenarioError, TrainsimError
-from sim.report.tables import ResultsFile
 from sim.specs.scenario import Scenario
 from sim.specs.sweep import Point, Sweep
 from sim.specs.variants import apply_assignments
@@ -27,6 +25,14 @@ from sim.specs.variants import apply_assignments
 #: A point lost with its worker is resubmitted this many times before the sweep stops (a point that
 #: keeps killing workers, e.g. by exhausting their memory, would otherwise loop forever).
 MAX_RESUBMITS = 3
+
+
+class ResultsTable(Protocol):
+    """Where finished points go: the rows already there (by point key), and one more per finished point."""
+
+    rows: dict[str, dict[str, str]]
+
+    def append(self, point: Point, result: dict[str, Any]) -> None: ...
 
 
 def sweep_columns(sweep: Sweep) -> tuple[str, ...]:
@@ -67,10 +73,9 @@ class SweepOutcome:
     rows: list[dict[str, str]]
 
 
-def run_sweep(sweep: Sweep, out: str | Path, *, dask: str | None = None, workers: int | None = None,
+def run_sweep(sweep: Sweep, results: ResultsTable, *, dask: str | None = None, workers: int | None = None,
               progress: Callable[[int, int], None] | None = None, connect_timeout_s: float = 20.0) -> SweepOutcome:
-    """Evaluate the points of ``sweep`` not yet in ``out``; locally, or on the Dask scheduler ``dask``."""
-    results = ResultsFile(out, sweep_columns(sweep))
+    """Evaluate the points of ``sweep`` not yet in ``results``; locally, or on the Dask scheduler ``dask``."""
     pending = [p for p in sweep.points if p.key not in results.rows]
     already = len(sweep.points) - len(pending)
     if dask is not None:
@@ -125,10 +130,10 @@ def _dask_results(address: str, base: Scenario, points: list[Point],
             if fut.status == "finished":
                 yield point, fut.result()
                 continue
-            err = fut.exception()
-            if isinstance(err, KilledWorker) and tries < MAX_RESUBMITS:
+            failure = fut.exception()
+            if isinstance(failure, KilledWorker) and tries < MAX_RESUBMITS:
                 again = submit(point)
                 futures[again] = (point, tries + 1)
                 stream.add(again)
                 continue
-            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: {err!r}")
+            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: {failure!r}")
