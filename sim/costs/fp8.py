@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim import catalog
-from sim.costs import kernels
+from sim.costs import kernels, shapes
 from sim.specs.enums import Fp8Recipe, Framework
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
@@ -56,7 +56,7 @@ def layer_linears(s: Scenario, tokens: float, mlp_width: float, gate: bool) -> t
     """QKV, out, up(/gate) and down projections of one layer for ``tokens`` tokens on one TP rank."""
     m, p = s.model, s.parallelism
     t = p.tensor
-    sp = t if (p.sequence_parallel and t > 1) else 1
+    sp = shapes.sp_degree(p)
     recipe = s.training.fp8
     # Column-parallel inputs arrive by a TP all-gather under SP: quantized before it (the local shard) when the
     # recipe gathers fp8, after it (the whole input) otherwise.

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from sim import catalog
-from sim.costs import fp8, kernels
+from sim.costs import fp8, kernels, shapes
 from sim.costs import moe as moe_costs
 from sim.costs.collectives import Collective, GroupPath, collective_time
 from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
@@ -85,7 +85,7 @@ class _Shape:
             # part and the one shared rotary key.
             self.g, self.d = self.a, (m.mla.qk_head_dim + m.mla.v_head_dim) // 2
             self.rotary_width = (self.a + 1) * m.mla.qk_rope_head_dim
-        self.sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
+        self.sp = shapes.sp_degree(p)
         self.dtype = s.training.precision.value
         self.passes = _elementwise_passes(s)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sim import catalog
-from sim.costs import flops, fp8, zero
+from sim.costs import flops, fp8, shapes, zero
 from sim.parallelism.schedules import in_flight_microbatches
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
@@ -97,7 +97,7 @@ def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
     m, p = s.model, s.parallelism
     t, b = p.tensor, p.micro_batch_size
     seq = m.seq_len / p.context
-    sp = t if (p.sequence_parallel and t > 1) else 1
+    sp = shapes.sp_degree(p)
     h, f, a = m.hidden_size, m.ffn_hidden_size, m.num_attention_heads
     sbh = seq * b * h
     recompute = Recompute.NONE if full_layer else p.activation_recompute
@@ -128,7 +128,7 @@ def op_sac_bytes(s: Scenario) -> float:
     w1, w2; wk, wo, w3 are recomputed), SDPA's output and fp32 log-sum-exp, the TP reduce-scatter outputs."""
     m, p = s.model, s.parallelism
     t, tokens = p.tensor, m.seq_len / p.context * p.micro_batch_size
-    sp = t if (p.sequence_parallel and t > 1) else 1
+    sp = shapes.sp_degree(p)
     h, d, f = m.hidden_size, m.head_dim, m.ffn_hidden_size
     a, g = m.num_attention_heads, m.num_kv_heads
     if m.moe is not None:
@@ -171,7 +171,7 @@ def _activations(s: Scenario, rank: int) -> float:
     held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
     total = held * layers_per_chunk * layer_activation_bytes(s) + recompute_working_bytes(s)
     tokens = m.seq_len / p.context * p.micro_batch_size
-    sp = p.tensor if (p.sequence_parallel and p.tensor > 1) else 1
+    sp = shapes.sp_degree(p)
     if rank == 0:
         total += held * 2 * tokens * m.hidden_size / sp
     if rank == p.pipeline - 1:

@@ -31,6 +31,7 @@ from sim.costs.memory import (
     peak_memory,
     stage_params_per_gpu,
 )
+from sim.costs.shapes import pipeline_activation_bytes
 from sim.engine.streams import DpLink, DpTransfer, FifoChannel, Mailbox, Timeline
 from sim.network.paths import hsdp_paths, scenario_paths
 from sim.parallelism.schedules import Phase, PipeOp, stage_ops
@@ -393,11 +394,7 @@ class PipelineRank:
 
     def _pp_send(self, kind: str, to_vs: int, op: PipeOp) -> None:
         """Send the activation (``act``) or input gradient (``grad``) of ``op`` to virtual stage ``to_vs``."""
-        s = self.sim.s
-        tokens = s.model.seq_len / self.layout.context * self.layout.micro_batch_size
-        nbytes = 2.0 * tokens * s.model.hidden_size
-        if self.layout.sequence_parallel and self.layout.tensor > 1:
-            nbytes /= self.layout.tensor  # scatter/gather optimisation: each TP rank sends 1/t
+        nbytes = pipeline_activation_bytes(self.sim.s)
         vs = op.chunk * self.sim.p + self.r
         self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", nbytes)
 
