@@ -245,7 +245,8 @@ def _search_report(result, space, top: int) -> str:
     ]
     rho, n = result.prescreen_spearman(), result.simulated_in_space
     if rho is not None:
-        lines.insert(-1, f"pre-screen vs simulation: Spearman rank correlation {rho:+.2f} between estimated and "
+        value = "undefined (ties: all equal)" if rho != rho else f"{rho:+.2f}"
+        lines.insert(-1, f"pre-screen vs simulation: Spearman rank correlation {value} between estimated and "
                          f"simulated step times over the {n:,} simulated layouts of the space")
     ranked = result.ranked()
     if not ranked:

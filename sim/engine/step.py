@@ -19,7 +19,7 @@ from typing import Any
 import simpy
 
 from sim.costs import flops, kernels, layer, zero
-from sim.costs.collectives import Collective, GroupPath, collective_bandwidth_time, collective_latency, collective_time
+from sim.costs.collectives import Collective, GroupPath, collective_bandwidth_time, collective_latency
 from sim.costs.layer import LayerTime, Paths, PhaseTime
 from sim.costs.memory import (
     MemoryBreakdown,
@@ -225,9 +225,12 @@ class RankIO:
 
     def _book_compute(self, name: str, t: PhaseTime, start: float, end: float, extra: float,
                       args: dict[str, Any]) -> None:
-        for key, value in (("compute", t.compute), ("tp_comm", t.tp_comm), ("cp_comm", t.cp_comm),
-                           ("ep_comm", t.ep_comm), ("contention", t.overlapped_comm * t.contention + extra)):
-            self.spent[key] += value
+        spent = self.spent
+        spent["compute"] += t.compute
+        spent["tp_comm"] += t.tp_comm
+        spent["cp_comm"] += t.cp_comm
+        spent["ep_comm"] += t.ep_comm
+        spent["contention"] += t.overlapped_comm * t.contention + extra
         self.sim.compute_busy[self.slot] += end - start
         if self.sim.timeline.enabled:
             self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=t.compute,
@@ -261,6 +264,7 @@ class SymmetricIO(RankIO):
         self.dp = DpLink(rank, ("dp_reduce", "dp_gather"), timeline)
         self.dp_contention = sim.dp_path.sm_contention
         self.pp_contention = sim.pp_path.sm_contention
+        self._costs: dict[tuple[Collective, float, GroupPath], tuple[float, float]] = {}  # sizes repeat
 
     @property
     def now(self) -> float:
@@ -273,7 +277,8 @@ class SymmetricIO(RankIO):
         # PP backward); a channel idle from ``start`` on adds nothing (its busy time does not change)
         extra = 0.0
         dp = self.dp
-        dp.advance(start)
+        if not dp.idle():
+            dp.advance(start)
         if not dp.idle():
             extra += (dp.busy_until(GATHER, end) - dp.busy_until(GATHER, start)) * self.dp_contention
             extra += (dp.busy_until(REDUCE, end) - dp.busy_until(REDUCE, start)) * self.dp_contention
@@ -290,22 +295,39 @@ class SymmetricIO(RankIO):
         self.t = self.t + seconds
         return NO_STEPS
 
+    def _cost(self, op: Collective, nbytes: float, path: GroupPath) -> tuple[float, float]:
+        """(latency, bandwidth time) of one collective, cached per (op, size, path)."""
+        key = (op, nbytes, path)
+        if key not in self._costs:
+            self._costs[key] = (collective_latency(op, nbytes, path), collective_bandwidth_time(op, nbytes, path))
+        return self._costs[key]
+
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
-        seconds = collective_time(Collective.SEND_RECV, nbytes, self.sim.pp_path)
-        self.mail[kind].put(key, self.pp[kind].submit(self.t, name, seconds, bytes=nbytes))
+        latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
+        self.mail[kind].put(key, self.pp[kind].submit(self.t, name, latency + work, bytes=nbytes))
 
     def recv_pp(self, kind: str, key: tuple[int, int], category: str) -> Steps:
-        start = self.t
+        value = self.mail[kind].values.get(key)
+        if value is None:  # not sent yet: wait for it as a SimPy event
+            return self._recv_later(kind, key, category)
+        self._arrived(value, category)
+        return NO_STEPS
+
+    def _recv_later(self, kind: str, key: tuple[int, int], category: str) -> Steps:
         value = yield from self.mail[kind].get(key)
+        self._arrived(value, category)
+
+    def _arrived(self, value: tuple[float, float], category: str) -> None:
+        """A message of transfer (start, end) is here: the clock moves to its end if that is later."""
+        start = self.t
         self.t = max(start, value[1])
         self._book_wait(start, self.t, value, category)
 
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
                 path: GroupPath | None = None) -> DpTransfer:
         """Submit a DP collective on ``path`` (default: the whole DP x CP group; HSDP passes its groups)."""
-        path = path or self.sim.dp_path
-        return self.dp.submit(self.t, channel, name, collective_latency(op, nbytes, path),
-                              collective_bandwidth_time(op, nbytes, path), bytes=nbytes)
+        latency, work = self._cost(op, nbytes, path or self.sim.dp_path)
+        return self.dp.submit(self.t, channel, name, latency, work, bytes=nbytes)
 
     def wait_dp(self, tr: DpTransfer, category: str) -> Steps:
         start = self.t
@@ -338,6 +360,7 @@ class PipelineRank:
         self.local_params = stage_params_per_gpu(s, rank)
         self.dp = sim.dp
         self.gathered_chunks: set[int] = set()  # ZeRO-3 chunks whose parameters were gathered this step
+        self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
 
     # ---- DP -----------------------------------------------------------------------------
     def _param_bytes(self, params: float) -> float:
@@ -394,9 +417,8 @@ class PipelineRank:
 
     def _pp_send(self, kind: str, to_vs: int, op: PipeOp) -> None:
         """Send the activation (``act``) or input gradient (``grad``) of ``op`` to virtual stage ``to_vs``."""
-        nbytes = pipeline_activation_bytes(self.sim.s)
         vs = op.chunk * self.sim.p + self.r
-        self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", nbytes)
+        self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", self.pp_bytes)
 
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
         """Run one pass of virtual stage ``vs``; a backward reduces its gradients when the plan says so

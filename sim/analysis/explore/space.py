@@ -202,6 +202,8 @@ def factorizations(n: int) -> list[tuple[int, int, int, int]]:
 
 def _schedule_options(pipeline: int, space: SearchSpace) -> Iterator[tuple[Schedule, int]]:
     for schedule in space.schedules:
+        if pipeline == 1 and schedule is Schedule.GPIPE and Schedule.ONE_F_ONE_B in space.schedules:
+            continue  # one stage: GPipe runs 1F1B's ops in another order, same time, more memory
         if schedule is Schedule.INTERLEAVED:
             chunks = space.virtual_pipelines or range(2, space.max_virtual + 1)
             yield from ((schedule, v) for v in chunks if v >= 2)
