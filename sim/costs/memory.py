@@ -43,15 +43,27 @@ class MemoryBreakdown:
         return {k: v / GIB for k, v in asdict(self).items() if k != "stage"}
 
 
+def expert_layer_params_per_gpu(s: Scenario, layer: int) -> float:
+    """Routed-expert parameters of one layer held by one GPU: the experts split over EP, each over ETP. They are
+    replicated only over the expert-data-parallel group (EDP), which reduces and shards their state."""
+    m, p = s.model, s.parallelism
+    if not flops.is_moe_layer(m, layer):
+        return 0.0
+    assert m.moe is not None
+    experts = m.moe.num_experts * flops.dense_mlp_params(m, m.moe.expert_ffn_hidden_size)
+    return experts / (p.expert_tensor_degree * p.expert)
+
+
 def layer_params_per_gpu(s: Scenario, layer: int) -> float:
-    """Parameters of one layer held by one TP (and EP) rank; norms replicated."""
+    """Parameters of one layer held by one GPU: attention and shared experts split over TP, routed experts over
+    ETP x EP, norms and the router replicated (the same count as ``flops.moe_mlp_params``)."""
     m, p = s.model, s.parallelism
     dense = flops.attention_params(m) / p.tensor + 2 * m.hidden_size
     if flops.is_moe_layer(m, layer):
         assert m.moe is not None
-        experts = m.moe.num_experts * flops.dense_mlp_params(m, m.moe.expert_ffn_hidden_size)
-        shared = m.moe.shared_experts * flops.dense_mlp_params(m, m.moe.expert_ffn_hidden_size)
-        return dense + experts / (p.tensor * p.expert) + shared / p.tensor
+        shared = m.moe.shared_experts * flops.dense_mlp_params(m, m.moe.shared_expert_ffn_hidden_size)
+        router = m.hidden_size * m.moe.num_experts
+        return dense + shared / p.tensor + router + expert_layer_params_per_gpu(s, layer)
     return dense + flops.dense_mlp_params(m) / p.tensor
 
 
@@ -87,6 +99,19 @@ def stage_params_per_gpu(s: Scenario, rank: int) -> float:
     """Parameters on pipeline rank ``rank`` per GPU (before ZeRO sharding)."""
     p = s.parallelism
     return sum(chunk_params_per_gpu(s, j * p.pipeline + rank) for j in range(p.virtual_pipeline))
+
+
+def stage_expert_params_per_gpu(s: Scenario, rank: int) -> float:
+    """The routed-expert part of ``stage_params_per_gpu`` (the MTP modules' experts on the last stage too)."""
+    p, m = s.parallelism, s.model
+    chunks = chunk_layers(s)
+    total = 0.0
+    for j in range(p.virtual_pipeline):
+        vs = j * p.pipeline + rank
+        total += sum(expert_layer_params_per_gpu(s, layer) for layer in chunks[vs])
+        if vs == p.pipeline * p.virtual_pipeline - 1:
+            total += m.mtp_layers * expert_layer_params_per_gpu(s, m.num_layers - 1)
+    return total
 
 
 def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
@@ -203,7 +228,7 @@ def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
     """Memory of pipeline rank ``rank`` per GPU."""
     dp = dp_plan(s)
     params = stage_params_per_gpu(s, rank)
-    state = zero.state_bytes(dp, params, OPTIMIZER_BYTES[s.training.optimizer])
+    state = zero.state_bytes(dp, params, OPTIMIZER_BYTES[s.training.optimizer], stage_expert_params_per_gpu(s, rank))
     fp8_weights = fp8.weight_copy_bytes(s, params) if s.parallelism.zero_stage < 3 else 0.0  # cached fp8 (TE)
     acts = _activations(s, rank)
     buffers = _buffers(s, dp)

@@ -53,6 +53,7 @@ class DataParallelPlan:
 
     stage: int
     shard: int  # GPUs one shard of optimizer state (and gradients, parameters) spans
+    expert_shard: int  # the same for routed-expert parameters, replicated only over the EDP group
     replicas: int  # shard groups the DP x CP group holds (HSDP > 1)
     grad_sync: GradSync  # when gradients are reduced (stages 0 and 1: last-microbatch)
     reshard_after_forward: bool  # ZeRO-3: gather again before backward
@@ -127,6 +128,8 @@ def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
         regather = largest_layer_params > float(entry["max_reuse_distance_params"])
     return DataParallelPlan(
         stage=p.zero_stage, shard=p.shard_size, replicas=p.data * p.context // p.shard_size,
+        # HSDP keeps the same replica count for experts: their shard is the EDP group over those replicas
+        expert_shard=max(1, p.expert_data * p.shard_size // (p.data * p.context)),
         grad_sync=resolved_grad_sync(p), reshard_after_forward=resolved_reshard_after_forward(p),
         regather_for_recompute=regather, prefetch_layers=int(entry["prefetch_layers"]),
         gather_copy_passes=int(entry["gather_copy_passes"]), reduce_copy_passes=int(entry["reduce_copy_passes"]),
@@ -142,17 +145,26 @@ class StateBytes:
     optimizer: float
 
 
-def state_bytes(dp: DataParallelPlan, params: float, optimizer_bytes: float) -> StateBytes:
+def state_bytes(dp: DataParallelPlan, params: float, optimizer_bytes: float, expert_params: float = 0.0) -> StateBytes:
     """Model state of ``params`` parameters (one pipeline rank's, per GPU) under ``dp``: ZeRO-1 shards the
     optimizer, ZeRO-2 the gradients too when they are reduce-scattered every micro-batch, ZeRO-3 the
-    parameters, whose whole unsharded copy is resident as well when they are not resharded after forward."""
-    shard = dp.shard
-    weights = params * PARAM_BYTES / (shard if dp.stage >= 3 else 1)
+    parameters, whose whole unsharded copy is resident as well when they are not resharded after forward.
+    ``expert_params`` of them are routed experts, sharded over ``dp.expert_shard`` instead (Megatron's
+    distributed optimizer shards expert parameters over the expert-data-parallel group)."""
+    weights = sharded_params(dp, params, expert_params, dp.stage >= 3) * PARAM_BYTES
     if dp.full_weights_resident:
         weights += params * PARAM_BYTES
-    grads = params * dp.grad_bytes / (shard if dp.grads_sharded else 1)
-    optim = params * optimizer_bytes / (shard if dp.stage >= 1 else 1)
+    grads = sharded_params(dp, params, expert_params, dp.grads_sharded) * dp.grad_bytes
+    optim = sharded_params(dp, params, expert_params, dp.stage >= 1) * optimizer_bytes
     return StateBytes(weights, grads, optim)
+
+
+def sharded_params(dp: DataParallelPlan, params: float, expert_params: float, sharded: bool = True) -> float:
+    """Of ``params`` per GPU (``expert_params`` of them routed experts), those one GPU keeps when ``sharded``:
+    the dense part over the shard group, the expert part over the expert shard group."""
+    if not sharded:
+        return params
+    return (params - expert_params) / dp.shard + expert_params / dp.expert_shard
 
 
 def gathered_layer_params(s: Scenario, dp: DataParallelPlan, largest_layer_params: float) -> float:

@@ -29,6 +29,7 @@ from sim.costs.memory import (
     head_params_per_gpu,
     layer_params_per_gpu,
     peak_memory,
+    stage_expert_params_per_gpu,
     stage_params_per_gpu,
 )
 from sim.costs.shapes import pipeline_activation_bytes
@@ -358,6 +359,7 @@ class PipelineRank:
         self.pending: list[Any] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
+        self.local_expert_params = stage_expert_params_per_gpu(s, rank)
         self.dp = sim.dp
         self.gathered_chunks: set[int] = set()  # ZeRO-3 chunks whose parameters were gathered this step
         self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
@@ -491,9 +493,9 @@ class PipelineRank:
         io = self.io
         for event in self.pending:
             yield from io.wait_dp(event, "dp_comm")
-        shard = self.dp.shard if self.zero >= 1 and self.dp_n > 1 else 1
+        updated = zero.sharded_params(self.dp, self.local_params, self.local_expert_params, self.zero >= 1)
         start = io.now
-        yield from io.hold(layer.optimizer_time(self.sim.s, self.sim.gpu, self.local_params / shard))
+        yield from io.hold(layer.optimizer_time(self.sim.s, self.sim.gpu, updated))
         io.spent["optimizer"] += io.now - start
         self.sim.timeline.add(io.slot, "compute", "optimizer", start, io.now)
         if self.zero in (1, 2) and self.dp_n > 1 and not self.layout.overlap_param_gather:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sim import catalog
-from sim.costs import flops, memory
+from sim.costs import flops, memory, zero
 from sim.units import GIB
 
 from .conftest import make_scenario
@@ -200,3 +200,52 @@ def test_peak_memory_under_1f1b_picks_the_heavier_end_stage():
     peak = memory.peak_memory(s)
     assert peak.total == max(memory.stage_memory(s, r).total for r in range(4))
     assert peak.stage == 3
+
+
+# ---- MoE: experts split over ETP x EP, their state sharded over the EDP group ------------------
+# GPT_SMALL with 8 routed experts of ffn 512 and one shared expert of ffn 1024, all 4 layers MoE; TP 2, DP 8,
+# EP 4, ETP 2 on 16 GPUs: EDP = 16 / (PP 1 * ETP 2 * EP 4) = 2.
+MOE = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 512, "shared_experts": 1,
+       "shared_expert_ffn_hidden_size": 1024}
+
+
+def moe_scenario(zero_stage: int, expert: int = 4, expert_tensor: int = 2):
+    return make_scenario(model={"moe": MOE}, parallelism={"tensor": 2, "data": 8, "expert": expert,
+                                                          "expert_tensor": expert_tensor, "zero_stage": zero_stage})
+
+
+def test_moe_layer_params_split_experts_over_etp_and_ep():
+    s = moe_scenario(1)
+    experts = 8 * 2 * H * 512 / (2 * 4)  # GeLU MLP 2 h f per expert, over ETP 2 x EP 4
+    assert memory.expert_layer_params_per_gpu(s, 0) == experts == 1_048_576
+    # attention 4 h^2 and the shared expert (2 h 1024) over TP 2; two norms and the router (h x 8) replicated
+    assert memory.layer_params_per_gpu(s, 0) == 4 * H * H / 2 + 2 * H + 2 * H * 1024 / 2 + 8 * H + experts
+
+
+def test_moe_optimizer_shards_experts_over_edp_and_dense_over_dp():
+    s = moe_scenario(1)
+    assert (s.parallelism.expert_data, memory.dp_plan(s).expert_shard, memory.dp_plan(s).shard) == (2, 2, 8)
+    layer = 4 * H * H / 2 + 2 * H + 2 * H * 1024 / 2 + 8 * H + 1_048_576
+    params = 4 * layer + 2 * V * H / 2 + H  # + vocab-parallel embedding, untied head and final norm
+    expert = 4 * 1_048_576
+    assert memory.stage_expert_params_per_gpu(s, 0) == expert
+    mb = memory.stage_memory(s, 0)
+    # AdamW 12 bytes: dense params over DP 8, expert params over EDP 2 (not all over DP 8: 1.5 * params)
+    assert mb.optimizer == pytest.approx(12 * ((params - expert) / 8 + expert / 2), rel=1e-12)
+    assert mb.optimizer == pytest.approx(122_746_368, rel=1e-12)
+    assert mb.gradients == pytest.approx(4 * params, rel=1e-12)  # ZeRO-1: fp32 gradients unsharded
+
+
+def test_moe_zero3_shards_expert_weights_over_edp():
+    s = moe_scenario(3)
+    params, expert = memory.stage_params_per_gpu(s, 0), memory.stage_expert_params_per_gpu(s, 0)
+    dp = memory.dp_plan(s)
+    state = zero.state_bytes(dp, params, 12, expert)
+    resident = params * 2 if dp.full_weights_resident else 0.0
+    assert state.weights == pytest.approx(2 * ((params - expert) / 8 + expert / 2) + resident, rel=1e-12)
+
+
+def test_moe_without_expert_mesh_shards_like_dense():
+    # EP 1 and ETP = TP: EDP = DP, so expert state is sharded as before
+    s = moe_scenario(1, expert=1, expert_tensor=2)
+    assert memory.dp_plan(s).expert_shard == memory.dp_plan(s).shard == 8
