@@ -54,6 +54,7 @@ class StepResult:
     breakdown_s: dict[str, float]
     stage_compute_s: list[float]
     memory: MemoryBreakdown
+    bottleneck_stage: int  # the pipeline stage with the largest compute-busy time; breakdown_s is taken on it
     timeline: Timeline = field(repr=False)
 
     @property
@@ -181,23 +182,28 @@ class StepSimulation:
         self.end = [0.0] * n
 
     def _result(self, stage_of: list[int]) -> StepResult:
-        """The step of the simulated ranks (``stage_of[slot]``: the pipeline rank of each)."""
+        """The step of the simulated ranks (``stage_of[slot]``: the pipeline rank of each). The breakdown is
+        taken on the busiest rank of the bottleneck stage (largest compute-busy time, issue 10: with uneven
+        stages the rank that ends last is not the one that sets the pace); its bubble is the rest of the step."""
         s = self.s
         step = max(self.end)
-        critical = max(range(len(self.end)), key=lambda r: self.end[r])
-        spent = dict(self.spent[critical])
-        accounted = sum(v for k, v in spent.items() if k != "bubble")
-        breakdown = {k: spent.get(k, 0.0) for k in CATEGORIES}
-        breakdown["bubble"] = max(0.0, step - accounted)
         stage_compute = [0.0] * self.p
         for slot, stage in enumerate(stage_of):
             stage_compute[stage] = max(stage_compute[stage], self.compute_busy[slot])
+        bottleneck = max(range(self.p), key=lambda r: stage_compute[r])
+        busiest = max((slot for slot, stage in enumerate(stage_of) if stage == bottleneck),
+                      key=lambda slot: self.compute_busy[slot])
+        spent = dict(self.spent[busiest])
+        accounted = sum(v for k, v in spent.items() if k != "bubble")
+        breakdown = {k: spent.get(k, 0.0) for k in CATEGORIES}
+        breakdown["bubble"] = max(0.0, step - accounted)
         model_flops = flops.model_flops_per_token(s.model) * s.tokens_per_step
         extra = flops.recompute_flops_per_token(s.model, s.parallelism.activation_recompute.value)
         return StepResult(
             scenario=s, step_time_s=step, model_flops_per_step=model_flops,
             hardware_flops_per_step=model_flops + extra * s.tokens_per_step, breakdown_s=breakdown,
-            stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline)
+            stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline,
+            bottleneck_stage=bottleneck)
 
 
 def _phase(t: LayerTime, phase: Phase) -> PhaseTime:

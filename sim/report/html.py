@@ -193,7 +193,7 @@ def _summary(ev: Evaluation) -> str:
 _CAPTIONS = {
     "pipeline_timeline.png": "Pipeline timeline: forward and backward blocks per stage, PP and DP transfers "
                              "in the thin band below (trainsim run SCENARIO --trace out.json for every interval)",
-    "step_breakdown.png": "Where the step went on the critical stage: compute, exposed communication by "
+    "step_breakdown.png": "Where the step went on the bottleneck stage: compute, exposed communication by "
                           "dimension, SM contention, optimizer, pipeline bubble",
     "memory_breakdown.png": "Memory per GPU of each pipeline stage against the GPU's capacity",
 }

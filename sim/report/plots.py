@@ -110,7 +110,7 @@ def pipeline_gantt(intervals: Iterable[_Span], stages: int, title: str = "") -> 
 
 
 def step_breakdown(breakdown_s: Mapping[str, float], step_time_s: float, title: str = "") -> bytes:
-    """Where the step went on the critical stage: seconds and share per category (compute, exposed
+    """Where the step went on the bottleneck (busiest) stage: seconds and share per category (compute, exposed
     communication by dimension, contention, optimizer, bubble)."""
     items = [(k, v) for k, v in breakdown_s.items() if v > 0]
     _require(items, "breakdown_s (no positive category)")

@@ -71,6 +71,7 @@ def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]
         "step_time_s": None, "tokens_per_step": s.tokens_per_step, "tokens_per_s_per_gpu": None,
         "model_tflops_per_gpu": None, "mfu": None, "hfu": None, "bubble_fraction": None,
         "exposed_comm_fraction": None, "breakdown_s": None, "num_microbatches": s.num_microbatches,
+        "bottleneck_stage": None,
     }
     if step is not None:
         step_block.update({
@@ -81,6 +82,7 @@ def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]
             "bubble_fraction": _round(step.bubble_fraction),
             "exposed_comm_fraction": _round(step.exposed_comm_fraction),
             "breakdown_s": {k: _round(v) for k, v in step.breakdown_s.items()},
+            "bottleneck_stage": step.bottleneck_stage,
         })
     return {
         "scenario": s.name,
@@ -132,7 +134,7 @@ def summary_text(ev: Evaluation, run: RunSummary | None = None) -> str:
         "",
         f"step    {t:.3f} s   MFU {step.mfu:.1%}   HFU {step.hfu:.1%}   "
         f"{step.tokens_per_s_per_gpu:,.0f} tokens/s/GPU   {step.model_tflops_per_gpu:.0f} TFLOP/s/GPU",
-        "where the step went (critical pipeline stage):",
+        f"where the step went (bottleneck pipeline stage {step.bottleneck_stage}: the busiest compute):",
     ]
     for key, value in step.breakdown_s.items():
         if value > 0:

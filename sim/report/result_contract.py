@@ -34,14 +34,15 @@ RESULT_FIELDS: tuple[Out, ...] = (
         "model FLOPs per step / (step_time_s x num_gpus) / 1e12 (definition below)"),
     Out("step.mfu", "number | null", "model_tflops_per_gpu / the GPU's dense peak for `training.precision`"),
     Out("step.hfu", "number | null", "the same with recompute FLOPs counted"),
-    Out("step.bubble_fraction", "number | null", "pipeline bubble / step time, on the critical stage"),
+    Out("step.bubble_fraction", "number | null", "pipeline bubble / step time, on the bottleneck stage"),
     Out("step.exposed_comm_fraction", "number | null",
-        "communication not hidden under compute / step time, on the critical stage"),
-    Out("step.breakdown_s", "map | null", "where the critical stage's step went, s per category (table below); "
+        "communication not hidden under compute / step time, on the bottleneck stage"),
+    Out("step.breakdown_s", "map | null", "where the bottleneck stage's step went, s per category (table below); "
         "the categories sum to step_time_s"),
     Out("step.num_microbatches", "integer", "micro-batches per pipeline per step: global_batch_size / "
         "(data x micro_batch_size)"),
-    Out("step.bottleneck_stage", "integer | null", "the pipeline stage on the critical path", planned=True),
+    Out("step.bottleneck_stage", "integer | null", "the pipeline stage with the largest compute-busy time "
+        "(uneven stages: the one that sets the pace); breakdown_s is taken on it"),
     Out("memory", "object", "peak memory per GPU (the stage that needs most)"),
     Out("memory.fits", "boolean", "peak_gib_per_gpu <= capacity_gib_per_gpu; false: the step is not simulated"),
     Out("memory.peak_gib_per_gpu", "number", "peak memory of the fullest pipeline stage, GiB"),
@@ -118,7 +119,7 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("model.model_flops_per_token", "number", "forward + backward model FLOPs per token (definition below)"),
 )
 
-#: ``step.breakdown_s``: what each category of the critical stage's time is. A category the engine does not
+#: ``step.breakdown_s``: what each category of the bottleneck stage's time is. A category the engine does not
 #: produce yet is shown as planned in the docs.
 BREAKDOWN_DOC = {
     "compute": "kernels on the compute stream (GEMMs, attention, element-wise), including recompute",
@@ -136,7 +137,8 @@ BREAKDOWN_DOC = {
 MEMORY_DOC = {
     "parameters": "weights held by the GPU (after TP, PP, EP and ZeRO-3 sharding)",
     "gradients": "gradients (sharded from ZeRO-2)",
-    "optimizer": "optimizer states and fp32 master weights (sharded from ZeRO-1)",
+    "optimizer": "optimizer states and fp32 master weights (sharded from ZeRO-1: dense parameters over DP x CP, "
+                 "routed experts over EDP)",
     "activations": "activations of the in-flight micro-batches of the schedule",
     "buffers": "communication and workspace buffers",
     "reserve": "runtime reserve (CUDA context, NCCL) plus a fragmentation share of the rest",

@@ -113,3 +113,22 @@ def test_zero0_without_overlap_exposes_the_gradient_all_reduce():
     assert r.breakdown_s["dp_comm"] > 0
     overlapped = simulate_step(make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": True}, gbs=8 * 2), record=True)
     assert overlapped.breakdown_s["dp_comm"] <= r.breakdown_s["dp_comm"]
+
+
+# ---- the bottleneck stage (issue 10): the breakdown is taken on the busiest stage --------------
+@pytest.mark.parametrize(("layout", "busiest"), [([1, 7], 1), ([7, 1], 0)])
+def test_breakdown_is_taken_on_the_bottleneck_stage(layout, busiest):
+    # 8 layers over PP 2, uneven: 1 layer + embedding vs 7 layers + LM head, then 7 + embedding vs 1 + head (the
+    # head of V 32000 costs about two layers of h 1024); 1F1B, 8 micro-batches
+    s = scenario_from_mapping({
+        "model": {**MODEL, "num_layers": 8},
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 2, "topology": "dgx-h100-superpod"},
+        "parallelism": {"tensor": 1, "pipeline": 2, "context": 1, "data": 1, "pipeline_layout": layout},
+        "training": {"global_batch_size": 8}})
+    r = simulate_step(s)
+    assert r.bottleneck_stage == busiest
+    assert r.stage_compute_s[busiest] > 2 * r.stage_compute_s[1 - busiest]
+    assert sum(r.breakdown_s.values()) == pytest.approx(r.step_time_s, rel=1e-9)
+    # the busy stage's compute (the other stage's is under half of it); the compute-busy time differs from the
+    # booked compute by a few microseconds here
+    assert r.breakdown_s["compute"] == pytest.approx(r.stage_compute_s[busiest], rel=1e-3)
