@@ -214,7 +214,9 @@ def dp_plan(s: Scenario) -> zero.DataParallelPlan:
     return zero.plan(s, largest_layer_params(s))
 
 
-def _buffers(s: Scenario, dp: zero.DataParallelPlan) -> float:
+def buffer_bytes(s: Scenario, dp: zero.DataParallelPlan) -> float:
+    """Communication buffers per GPU: the gradient reduce bucket, the TP-gathered sequence, ZeRO-3's gathered
+    layers."""
     m, p = s.model, s.parallelism
     bucket = zero.reduce_bucket_params(s) * dp.grad_bytes
     tokens = m.seq_len / p.context * p.micro_batch_size
@@ -231,7 +233,7 @@ def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
     state = zero.state_bytes(dp, params, OPTIMIZER_BYTES[s.training.optimizer], stage_expert_params_per_gpu(s, rank))
     fp8_weights = fp8.weight_copy_bytes(s, params) if s.parallelism.zero_stage < 3 else 0.0  # cached fp8 (TE)
     acts = _activations(s, rank)
-    buffers = _buffers(s, dp)
+    buffers = buffer_bytes(s, dp)
     consts = catalog.efficiency_table()["memory"]
     weights = state.weights + fp8_weights
     counted = weights + state.gradients + state.optimizer + acts + buffers

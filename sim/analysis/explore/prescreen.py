@@ -8,7 +8,8 @@ group; the pipeline is then assembled in closed form with numpy over the whole t
   ``T_mb`` the forward + backward of the most loaded stage, plus the pipeline fill's activation
   transfers, the exposed tail of the DP gradient reduction and parameter gather, and the optimizer;
   ZeRO-3 layers run at ``max(compute, parameter all-gather)``.
-* memory mirrors ``sim.costs.memory.stage_memory`` on the first, second and last pipeline ranks (the
+* memory mirrors ``sim.costs.memory.stage_memory`` (model state and buffers from its own functions, per
+  distinct key) on the first, second and last pipeline ranks (the
   only ones that can peak: the first holds the embedding and the most micro-batches, the last the LM
   head and logits, the second the most micro-batches of the middle ranks), with each schedule's
   in-flight micro-batch count in closed form.
@@ -26,7 +27,7 @@ import numpy as np
 
 from sim import catalog
 from sim.analysis.explore.space import SCHEDULES, Candidates, Enumeration
-from sim.costs import flops, layer, memory
+from sim.costs import flops, fp8, layer, memory, zero
 from sim.costs.collectives import Collective, collective_time
 from sim.network.paths import group_path
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
@@ -36,7 +37,7 @@ from sim.units import GIB
 
 #: A layout is discarded by the pre-screen only when its estimated peak exceeds the GPU's memory by
 #: more than this fraction; closer ones go to the exact memory model. The estimate reproduces
-#: ``peak_memory`` for dense models (tests/explore/test_prescreen.py); the slack covers MoE models,
+#: ``peak_memory`` for dense models (tests/explore/test_prescreen_memory.py); the slack covers MoE models,
 #: whose per-stage parameters it averages over layers.
 MEMORY_SLACK = 0.05
 
@@ -113,11 +114,29 @@ class _Probe:
         return (fwd, bwd, emb.forward.total + emb.backward.total, head.forward.total + head.backward.total,
                 memory.layer_activation_bytes(s), memory.recompute_working_bytes(s))
 
-    def param_figures(self, i: int) -> tuple[float, float, float]:
-        """Per TP degree: mean and largest layer parameters per GPU, the embedding's share."""
+    def param_figures(self, i: int) -> tuple[float, float, float, float]:
+        """Per TP degree: mean and largest layer parameters per GPU, the embedding's share, and the head's
+        parameters besides an untied embedding copy (final norm, MTP modules)."""
         s = self.scenario(i)
         params = [memory.layer_params_per_gpu(s, k) for k in range(s.model.num_layers)]
-        return float(np.mean(params)), max(params), memory.embedding_params_per_gpu(s)
+        emb = memory.embedding_params_per_gpu(s)
+        p = s.parallelism
+        tied_alone = s.model.tied_embeddings and p.pipeline * p.virtual_pipeline == 1
+        return float(np.mean(params)), max(params), emb, memory.head_params_per_gpu(s) - (0.0 if tied_alone else emb)
+
+    def state_figures(self, i: int) -> tuple[float, float, float]:
+        """Per (PP, CP, DP, ZeRO): bytes per parameter of weights (fp8 copies included), gradients and optimizer
+        state under the scenario's data-parallel plan (``sim.costs.zero``: sharding per stage, framework,
+        gradient sync, resharding, HSDP shard group)."""
+        s = self.scenario(i)
+        state = zero.state_bytes(memory.dp_plan(s), 1.0, memory.OPTIMIZER_BYTES[s.training.optimizer])
+        fp8_weights = fp8.weight_copy_bytes(s, 1.0) if s.parallelism.zero_stage < 3 else 0.0
+        return state.weights + fp8_weights, state.gradients, state.optimizer
+
+    def buffer_bytes(self, i: int) -> tuple[float]:
+        """Per (TP, PP, CP, DP, ZeRO, micro-batch): the memory model's communication buffers."""
+        s = self.scenario(i)
+        return (memory.buffer_bytes(s, memory.dp_plan(s)),)
 
 
 def prescreen(enum: Enumeration) -> Estimate:
@@ -130,9 +149,12 @@ def prescreen(enum: Enumeration) -> Estimate:
     lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap"),
                   probe.layer_figures)
     fwd, bwd, emb_t, head_t, act, working = lay.T
-    lp, lp_max, emb_p = per_key(c, ("tensor",), probe.param_figures).T
-    shape = _StageShape(s, pp, vp, split, emb_p, lp)
-    mem = _peak_memory(s, c, m, shape, act, working, lp_max)
+    lp, _, emb_p, head_extra = per_key(c, ("tensor",), probe.param_figures).T
+    shape = _StageShape(s, pp, vp, split, emb_p, lp, head_extra)
+    state = per_key(c, ("pipeline", "context", "data", "zero_stage"), probe.state_figures)
+    buffers = per_key(c, ("tensor", "pipeline", "context", "data", "zero_stage", "micro_batch_size"),
+                      probe.buffer_bytes)[:, 0]
+    mem = _peak_memory(s, c, m, shape, act, working, state, buffers)
     step = _step_time(s, c, probe, m, shape, fwd, bwd, emb_t, head_t)
     return Estimate(step, mem, s.gpu.memory_gib * GIB)
 
@@ -140,13 +162,13 @@ def prescreen(enum: Enumeration) -> Estimate:
 class _StageShape:
     """Layers and parameters of the first, a middle and the last pipeline rank (vectorised)."""
 
-    def __init__(self, s: Scenario, pp, vp, split, emb_p, lp) -> None:
+    def __init__(self, s: Scenario, pp, vp, split, emb_p, lp, head_extra) -> None:
         per = (s.model.num_layers + 2 * split) // (pp * vp)
         self.per = per
         self.first_layers = per * vp - split
         self.last_layers = per * vp - split - np.where(pp == 1, split, 0)
         self.mid_layers = per * vp
-        head_p = s.model.hidden_size + np.where(s.model.tied_embeddings & (pp * vp == 1), 0.0, emb_p)
+        head_p = head_extra + np.where(s.model.tied_embeddings & (pp * vp == 1), 0.0, emb_p)
         self.emb_p, self.head_p = emb_p, head_p
         self.first_params = self.first_layers * lp + emb_p + np.where(pp == 1, head_p, 0.0)
         self.last_params = self.last_layers * lp + head_p
@@ -164,33 +186,27 @@ def in_flight(schedule, pp, vp, rank, m) -> np.ndarray:
     return np.where(schedule == GPIPE, m, np.where(schedule == INTERLEAVED, interleaved, one_f_one_b))
 
 
-def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, working, lp_max) -> np.ndarray:
-    """``memory.stage_memory`` of ranks 0, 1 and p-1; the largest total."""
-    p, mdl = s.parallelism, s.model
-    tp, pp, vp, cp, dp, zero, mb, split = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"],
-                                           c["data"], c["zero_stage"], c["micro_batch_size"], c["split"])
-    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
-    shard = dp * cp
+def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, working, state, buffers) -> np.ndarray:
+    """``memory.stage_memory`` of ranks 0, 1 and p-1; the largest total. ``state``: bytes per parameter of
+    weights, gradients and optimizer state (columns); ``buffers``: bytes per GPU."""
+    mdl = s.model
+    tp, pp, vp, cp, mb, split = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"],
+                                 c["micro_batch_size"], c["split"])
     tokens = mdl.seq_len / cp * mb
-    sp = np.where(p.sequence_parallel & (tp > 1), tp, 1)
+    sp = np.where(s.parallelism.sequence_parallel & (tp > 1), tp, 1)  # shapes.sp_degree, vectorised
     consts = catalog.efficiency_table()["memory"]
-    buffers = p.grad_bucket_mparams * 1e6 * grad_bytes + np.where(tp > 1, 2 * tokens * mdl.hidden_size, 0.0)
-    buffers = buffers + np.where(zero == 3, 2 * lp_max * memory.WEIGHT_BYTES, 0.0)
+    per_param = state.sum(axis=1)
     peak = np.zeros(len(c))
     for rank in (np.zeros_like(pp), np.minimum(1, pp - 1), pp - 1):
         first, last = rank == 0, rank == pp - 1
         params = np.where(first, shape.first_params, np.where(last, shape.last_params, shape.mid_params))
-        weights = params * memory.WEIGHT_BYTES / np.where(zero >= 3, shard, 1)
-        grads = params * grad_bytes / np.where(zero >= 2, shard, 1)
-        optim = params * memory.OPTIMIZER_BYTES[s.training.optimizer] / np.where(zero >= 1, shard, 1)
         held = in_flight(c["schedule"], pp, vp, rank, m)
         acts = held * shape.chunk_layers(first | last, vp, split) * act + working
         acts = acts + np.where(first, held * 2 * tokens * mdl.hidden_size / sp, 0.0)
         acts = acts + np.where(last, tokens * mdl.vocab_size / tp * (2 + 4), 0.0)
-        counted = weights + grads + optim + acts + buffers
+        counted = params * per_param + acts + buffers
         reserve = consts["runtime_reserve_gib"]["value"] * GIB + consts["fragmentation_fraction"]["value"] * counted
-        total = counted + reserve
-        peak = np.maximum(peak, total)
+        peak = np.maximum(peak, counted + reserve)
     return peak
 
 
