@@ -27,7 +27,7 @@ import numpy as np
 
 from sim import catalog
 from sim.analysis.explore.space import SCHEDULES, Candidates, Enumeration
-from sim.costs import flops, fp8, layer, memory, zero
+from sim.costs import flops, fp8, layer, memory, shapes, zero
 from sim.costs.collectives import Collective, collective_time
 from sim.network.paths import group_path
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
@@ -192,8 +192,8 @@ def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, working
     mdl = s.model
     tp, pp, vp, cp, mb, split = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"],
                                  c["micro_batch_size"], c["split"])
-    tokens = mdl.seq_len / cp * mb
-    sp = np.where(s.parallelism.sequence_parallel & (tp > 1), tp, 1)  # shapes.sp_degree, vectorised
+    tokens = np.asarray(shapes.tokens_per_microbatch(mdl.seq_len, cp, mb))
+    sp = shapes.sequence_split(tp, s.parallelism.sequence_parallel)
     consts = catalog.efficiency_table()["memory"]
     per_param = state.sum(axis=1)
     peak = np.zeros(len(c))
@@ -233,8 +233,8 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, shape: _StageShape,
     t_mid = np.where(pp > 2, shape.mid_layers * per_layer, 0.0)
     t_mb = np.maximum(np.maximum(t_first, t_last), t_mid)
     pipeline = np.where(c["schedule"] == INTERLEAVED, (m + (pp - 1) / vp) * t_mb, (m + pp - 1) * t_mb)
-    tokens = mdl.seq_len / cp * mb
-    act_bytes = 2 * tokens * mdl.hidden_size / np.where(p.sequence_parallel & (tp > 1), tp, 1)
+    tokens = np.asarray(shapes.tokens_per_microbatch(mdl.seq_len, cp, mb))
+    act_bytes = np.asarray(shapes.activation_bytes(tokens, mdl.hidden_size, tp, p.sequence_parallel))
     p2p = _unique_map(p2p_time, tp, cp, dp, act_bytes)
     fill = 2 * (pp - 1) * p2p
     params = np.maximum(np.maximum(shape.first_params, shape.last_params), shape.mid_params)
