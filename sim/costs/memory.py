@@ -101,17 +101,19 @@ def stage_params_per_gpu(s: Scenario, rank: int) -> float:
     return sum(chunk_params_per_gpu(s, j * p.pipeline + rank) for j in range(p.virtual_pipeline))
 
 
-def stage_expert_params_per_gpu(s: Scenario, rank: int) -> float:
-    """The routed-expert part of ``stage_params_per_gpu`` (the MTP modules' experts on the last stage too)."""
+def chunk_expert_params_per_gpu(s: Scenario, vs: int) -> float:
+    """The routed-expert part of ``chunk_params_per_gpu`` (the MTP modules' experts on the last virtual stage)."""
     p, m = s.parallelism, s.model
-    chunks = chunk_layers(s)
-    total = 0.0
-    for j in range(p.virtual_pipeline):
-        vs = j * p.pipeline + rank
-        total += sum(expert_layer_params_per_gpu(s, layer) for layer in chunks[vs])
-        if vs == p.pipeline * p.virtual_pipeline - 1:
-            total += m.mtp_layers * expert_layer_params_per_gpu(s, m.num_layers - 1)
+    total = sum(expert_layer_params_per_gpu(s, layer) for layer in chunk_layers(s)[vs])
+    if vs == p.pipeline * p.virtual_pipeline - 1:
+        total += m.mtp_layers * expert_layer_params_per_gpu(s, m.num_layers - 1)
     return total
+
+
+def stage_expert_params_per_gpu(s: Scenario, rank: int) -> float:
+    """The routed-expert part of ``stage_params_per_gpu``."""
+    p = s.parallelism
+    return sum(chunk_expert_params_per_gpu(s, j * p.pipeline + rank) for j in range(p.virtual_pipeline))
 
 
 def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:

@@ -23,9 +23,11 @@ from sim.costs.collectives import Collective, GroupPath, collective_bandwidth_ti
 from sim.costs.layer import LayerTime, Paths, PhaseTime
 from sim.costs.memory import (
     MemoryBreakdown,
+    chunk_expert_params_per_gpu,
     chunk_params_per_gpu,
     dp_plan,
     embedding_params_per_gpu,
+    expert_layer_params_per_gpu,
     head_params_per_gpu,
     layer_params_per_gpu,
     peak_memory,
@@ -156,6 +158,7 @@ class StepSimulation:
         paths = scenario_paths(s.cluster.topology, self.gpu, s.parallelism)
         self.paths = Paths(tp=paths.tp, cp=paths.cp, ep=paths.ep, etp=paths.etp)
         self.dp_path: GroupPath = paths.dp
+        self.edp_path: GroupPath = paths.edp  # routed-expert gradients and parameters (MoE parallel folding)
         self.pp_path: GroupPath = paths.pp
         self.dp = dp_plan(s)
         # ZeRO collectives run over the shard group; with HSDP, gradient shards are all-reduced across replicas
@@ -361,7 +364,7 @@ class PipelineRank:
         s = sim.s
         self.layout = s.parallelism
         self.zero = self.layout.zero_stage
-        self.dp_n = sim.dp_path.n
+        self.dp_n = max(sim.dp_path.n, sim.edp_path.n)
         self.pending: list[Any] = []
         self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
@@ -374,28 +377,38 @@ class PipelineRank:
     def _param_bytes(self, params: float) -> float:
         return params * zero.PARAM_BYTES
 
-    def _gather(self, name: str, params: float) -> Any:
-        """All-gather ``params`` parameters per GPU over the shard group."""
-        return self.io.send_dp(GATHER, name, self._param_bytes(params), Collective.ALL_GATHER, self.sim.shard_path)
+    def _gather(self, name: str, params: float, expert: float = 0.0) -> list[Any]:
+        """All-gather ``params`` parameters per GPU, the dense ones over the shard group, the ``expert`` ones
+        (routed experts) over the EDP group (Megatron's distributed optimizer shards them there)."""
+        out = []
+        if params > expert and self.sim.shard_path.n > 1:
+            out.append(self.io.send_dp(GATHER, name, self._param_bytes(params - expert), Collective.ALL_GATHER,
+                                       self.sim.shard_path))
+        if expert > 0 and self.sim.edp_path.n > 1:
+            out.append(self.io.send_dp(GATHER, f"{name}.experts", self._param_bytes(expert), Collective.ALL_GATHER,
+                                       self.sim.edp_path))
+        return out
 
-    def _reduce_grads(self, name: str, params: float) -> None:
+    def _reduce_grads(self, name: str, params: float, expert: float = 0.0) -> None:
         """Reduce the gradients of ``params`` parameters: all-reduce (ZeRO-0) or reduce-scatter over the shard
-        group, then (HSDP) the all-reduce of the shard across replicas, queued behind it on the channel."""
-        if self.dp_n <= 1:
-            return
-        nbytes = params * self.dp.grad_bytes
-        self.pending.append(self.io.send_dp(REDUCE, name, nbytes, self.dp.reduce_op, self.sim.shard_path))
-        if self.dp.replicas > 1:
-            self.pending.append(self.io.send_dp(REDUCE, f"{name}.replicas", nbytes / self.dp.shard,
-                                                Collective.ALL_REDUCE, self.sim.replica_path))
+        group, then (HSDP) the all-reduce of the shard across replicas, queued behind it on the channel. The
+        ``expert`` ones among them (routed experts) are reduced over the EDP group instead (Megatron's
+        expert-data-parallel group; with HSDP in one collective over the whole EDP group)."""
+        dense = params - expert
+        if dense > 0 and self.sim.dp_path.n > 1:
+            nbytes = dense * self.dp.grad_bytes
+            self.pending.append(self.io.send_dp(REDUCE, name, nbytes, self.dp.reduce_op, self.sim.shard_path))
+            if self.dp.replicas > 1:
+                self.pending.append(self.io.send_dp(REDUCE, f"{name}.replicas", nbytes / self.dp.shard,
+                                                    Collective.ALL_REDUCE, self.sim.replica_path))
+        if expert > 0 and self.sim.edp_path.n > 1:
+            self.pending.append(self.io.send_dp(REDUCE, f"{name}.experts", expert * self.dp.grad_bytes,
+                                                self.dp.reduce_op, self.sim.edp_path))
 
     def _copy_time(self, params: float, passes: int) -> PhaseTime:
         """Memory-bound copies around a collective (FSDP2 copy-out, chunk_cat): one read and one write of the
         full-size bytes per pass, on the compute stream."""
         return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, passes * 2 * self._param_bytes(params)))
-
-    def _buckets(self, params: float) -> int:
-        return max(1, math.ceil(params / (self.layout.grad_bucket_mparams * 1e6)))
 
     def _chunk_params(self, vs: int) -> float:
         return chunk_params_per_gpu(self.sim.s, vs)
@@ -410,8 +423,8 @@ class PipelineRank:
             if op.phase is Phase.FORWARD:
                 if vs > 0:
                     yield from io.recv_pp("act", (vs, op.microbatch), "pp_comm")
-                if op.chunk in gathers:
-                    yield from io.wait_dp(gathers.pop(op.chunk), "dp_comm")
+                for event in gathers.pop(op.chunk, ()):
+                    yield from io.wait_dp(event, "dp_comm")
                 yield from self._run_block(vs, op)
                 if vs < sim.n_virtual - 1:
                     self._pp_send("act", vs + 1, op)
@@ -440,17 +453,17 @@ class PipelineRank:
         if not (reduce and self.dp_n > 1):
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
-        params = self._chunk_params(vs)
+        params, expert = self._chunk_params(vs), chunk_expert_params_per_gpu(self.sim.s, vs)
         if not self.layout.overlap_grad_reduce:
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
-            self._reduce_grads(f"grads.vs{vs}", params)
+            self._reduce_grads(f"grads.vs{vs}", params, expert)
             return
         # The last backward of a chunk: buckets are reduced as their gradients become final.
-        n = self._buckets(params)
-        piece = total.scaled(1 / n)
-        for k in range(n):
+        buckets = grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)
+        piece = total.scaled(1 / len(buckets))
+        for k, (bucket, bucket_expert) in enumerate(buckets):
             yield from self.io.compute(f"{label}.bucket{k}", piece, microbatch=op.microbatch, vs=vs)
-            self._reduce_grads(f"grads.vs{vs}.bucket{k}", params / n)
+            self._reduce_grads(f"grads.vs{vs}.bucket{k}", bucket, bucket_expert)
 
     def _run_sharded(self, pieces, label: str, op: PipeOp, vs: int, last: bool):
         """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again
@@ -462,14 +475,16 @@ class PipelineRank:
             self.gathered_chunks.add(vs)
         reduce = not forward and self.dp.reduces_after(last)
         params = [self._piece_params(name, index) for name, _t, index in pieces]
+        experts = [self._piece_expert_params(name, index) for name, _t, index in pieces]
         gathers: list[list[Any]] = []
 
         def issue_through(k: int) -> None:
             while len(gathers) <= min(k, len(pieces) - 1):
                 j = len(gathers)
-                gathers.append([self._gather(f"gather{g}.{pieces[j][0]}", params[j]) for g in range(count)])
+                gathers.append([tr for g in range(count)
+                                for tr in self._gather(f"gather{g}.{pieces[j][0]}", params[j], experts[j])])
 
-        for j, ((name, t, _index), n) in enumerate(zip(pieces, params, strict=True)):
+        for j, ((name, t, _index), n, e) in enumerate(zip(pieces, params, experts, strict=True)):
             issue_through(j + self.dp.prefetch_layers)
             for event in gathers[j]:
                 yield from self.io.wait_dp(event, "dp_comm")
@@ -478,7 +493,7 @@ class PipelineRank:
                 t = t + self._copy_time(n, copies)
             yield from self.io.compute(f"{label}.{name}", t, microbatch=op.microbatch)
             if reduce:
-                self._reduce_grads(f"grads.{name}", n)
+                self._reduce_grads(f"grads.{name}", n, e)
 
     def _piece_params(self, name: str, index: int | None) -> float:
         """Parameters of one block per GPU (a layer, the embedding, or final norm + LM head)."""
@@ -487,13 +502,22 @@ class PipelineRank:
             return layer_params_per_gpu(s, index)
         return embedding_params_per_gpu(s) if name == "embedding" else head_params_per_gpu(s)
 
-    def _start_param_gathers(self) -> dict[int, Any]:
+    def _piece_expert_params(self, name: str, index: int | None) -> float:
+        """The routed-expert part of ``_piece_params`` (the MTP modules' experts with the head)."""
+        s = self.sim.s
+        if index is not None:
+            return expert_layer_params_per_gpu(s, index)
+        mtp = s.model.mtp_layers * expert_layer_params_per_gpu(s, s.model.num_layers - 1)
+        return 0.0 if name == "embedding" else mtp
+
+    def _start_param_gathers(self) -> dict[int, list[Any]]:
         """ZeRO-1/2 with overlapped gather: the updated parameters of each chunk are gathered ahead
         of that chunk's first forward (Megatron's overlap_param_gather)."""
         if self.zero not in (1, 2) or self.dp_n <= 1 or not self.layout.overlap_param_gather:
             return {}
-        return {j: self._gather(f"params.chunk{j}", self._chunk_params(j * self.sim.p + self.r))
-                for j in range(self.sim.v)}
+        vss = [j * self.sim.p + self.r for j in range(self.sim.v)]
+        return {j: self._gather(f"params.chunk{j}", self._chunk_params(vs), chunk_expert_params_per_gpu(self.sim.s, vs))
+                for j, vs in enumerate(vss)}
 
     def _finish(self):
         io = self.io
@@ -505,8 +529,20 @@ class PipelineRank:
         io.spent["optimizer"] += io.now - start
         self.sim.timeline.add(io.slot, "compute", "optimizer", start, io.now)
         if self.zero in (1, 2) and self.dp_n > 1 and not self.layout.overlap_param_gather:
-            yield from io.wait_dp(self._gather("params", self.local_params), "dp_comm")
+            for event in self._gather("params", self.local_params, self.local_expert_params):
+                yield from io.wait_dp(event, "dp_comm")
         self.sim.end[io.slot] = io.now
+
+
+def grad_buckets(dense: float, expert: float, size: float) -> list[tuple[float, float]]:
+    """A chunk's gradient buckets in the order its backward fills them, each as (parameters, of them routed
+    experts): dense and routed-expert gradients fill buckets of their own (Megatron's expert-parallel
+    buffers, reduced over the EDP group), both at the backward's pace: the i-th of n is ready at (i+1)/n."""
+    nd = math.ceil(dense / size) if dense > 0 else 0
+    ne = math.ceil(expert / size) if expert > 0 else 0
+    ready = [((i + 1) / nd, 0, dense / nd, 0.0) for i in range(nd)]
+    ready += [((i + 1) / ne, 1, expert / ne, expert / ne) for i in range(ne)]
+    return [(params, experts) for _, _, params, experts in sorted(ready)] or [(0.0, 0.0)]
 
 
 def _sum(times) -> PhaseTime:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sim.costs import flops, layer
+from sim.costs.collectives import Collective, collective_bandwidth_time, collective_latency
 from sim.costs.memory import stage_params_per_gpu
 from sim.engine.simulate import simulate_step
-from sim.engine.step import StepSimulation
+from sim.engine.step import StepSimulation, grad_buckets
 from sim.parallelism.schedules import Phase
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
@@ -132,3 +133,63 @@ def test_breakdown_is_taken_on_the_bottleneck_stage(layout, busiest):
     # the busy stage's compute (the other stage's is under half of it); the compute-busy time differs from the
     # booked compute by a few microseconds here
     assert r.breakdown_s["compute"] == pytest.approx(r.stage_compute_s[busiest], rel=1e-3)
+
+
+# ---- MoE: routed-expert gradients reduced over the expert-data-parallel group ---------------------------
+# MODEL with 8 routed experts of ffn 512 and one shared expert of ffn 1024 in all 4 layers; TP 2, DP 8, EP 4,
+# ETP 2 on 16 GPUs: EDP = 16 / (ETP 2 * EP 4) = 2.
+MOE = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 512, "shared_experts": 1,
+       "shared_expert_ffn_hidden_size": 1024}
+
+
+def moe_make() -> Scenario:
+    return scenario_from_mapping({
+        "model": {**MODEL, "moe": MOE},
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": 16, "topology": "dgx-h100-superpod"},
+        "parallelism": {"tensor": 2, "data": 8, "expert": 4, "expert_tensor": 2, "zero_stage": 1},
+        "training": {"global_batch_size": 8 * 4}})
+
+
+def test_moe_expert_gradients_are_reduced_over_the_edp_group_in_their_own_buckets():
+    s = moe_make()
+    sim = StepSimulation(s)
+    assert (sim.dp_path.n, sim.edp_path.n) == (8, 2)
+    h, v = 1024, 32000
+    expert = 4 * 8 * 3 * h * 512 / (2 * 4)  # SwiGLU experts 3 h f, 8 of them over ETP 2 x EP 4, 4 layers
+    # per layer: attention 4 h^2 and the shared expert 3 h 1024 over TP 2, two norms and the router h x 8;
+    # the vocab-parallel embedding and untied head over TP 2, the final norm
+    dense = 4 * (4 * h * h / 2 + 3 * h * 1024 / 2 + 2 * h + 8 * h) + 2 * v * h / 2 + h
+    assert (expert, dense) == (6_291_456, 47_490_048)
+    r = sim.run()
+    transfers = [i for i in r.timeline.intervals if i.rank == 0 and i.stream == "dp_reduce"]
+    experts = [i for i in transfers if i.name.endswith(".experts")]
+    # ZeRO-1: fp32 gradients reduce-scattered once per step, each kind over its own group, in its own buckets
+    assert sum(i.args["bytes"] for i in experts) == pytest.approx(4 * expert, rel=1e-12)
+    assert sum(i.args["bytes"] for i in transfers if i not in experts) == pytest.approx(4 * dense, rel=1e-12)
+    assert len(experts) == 1 and len(transfers) == 1 + 2  # 40M-parameter buckets: 6.3M expert, 47.5M dense
+    gathers = [i for i in r.timeline.intervals if i.rank == 0 and i.stream == "dp_gather"]
+    assert sum(i.args["bytes"] for i in gathers) == pytest.approx(2 * (expert + dense), rel=1e-12)
+    assert [i.args["bytes"] for i in gathers if i.name.endswith(".experts")] == [2 * expert]
+
+
+def test_moe_expert_reduce_takes_the_edp_path():
+    """The expert reduce-scatter runs over EDP 2, not over DP 8."""
+    s = moe_make()
+    sim = StepSimulation(s)
+    r = sim.run()
+    (tr,) = [i for i in r.timeline.intervals
+             if i.rank == 0 and i.stream == "dp_reduce" and i.name.endswith(".experts")]
+    nbytes = 4 * 6_291_456
+    on_edp = collective_latency(Collective.REDUCE_SCATTER, nbytes, sim.edp_path) + collective_bandwidth_time(
+        Collective.REDUCE_SCATTER, nbytes, sim.edp_path)
+    assert tr.end - tr.start == pytest.approx(on_edp, rel=1e-9)
+    on_dp = collective_latency(Collective.REDUCE_SCATTER, nbytes, sim.dp_path) + collective_bandwidth_time(
+        Collective.REDUCE_SCATTER, nbytes, sim.dp_path)
+    # EDP pairs GPUs of the two nodes over one NIC each; DP 8 spreads the inter-node part over 4 NICs a node
+    assert on_edp > 1.5 * on_dp
+
+
+def test_grad_buckets_interleave_dense_and_expert_buckets_by_readiness():
+    assert grad_buckets(100.0, 0.0, 40.0) == [(100 / 3, 0.0)] * 3  # dense only: as before
+    assert grad_buckets(80.0, 30.0, 40.0) == [(40.0, 0.0), (40.0, 0.0), (30.0, 30.0)]
+    assert grad_buckets(40.0, 80.0, 40.0) == [(40.0, 40.0), (40.0, 0.0), (40.0, 40.0)]
