@@ -127,3 +127,13 @@ def test_invariants(work_h, interval_h, stall, persist, mtbi_h, restart, spares,
     if r.finished:
         assert r.wall_s == pytest.approx(r.work_s + sum(r.losses_s.values()), rel=1e-9, abs=1e-6)
         assert 0 < r.goodput <= 1 + 1e-12
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"interval_s": 0.0}, "interval_s"), ({"stall_s": -1.0}, "stall_s"), ({"lemon_fraction": 1.5}, "lemon_fraction"),
+    ({"lemon_fraction": 0.5, "lemon_multiplier": 2.0}, "lemon_multiplier"), ({"spares": -1}, "spares"),
+    ({"inject_s": (3600.0,)}, "restart_s"), ({"nodes": 0}, "nodes"), ({"weibull_shape": 0.0}, "weibull_shape"),
+])
+def test_run_params_are_validated_when_built(kw, field):
+    with pytest.raises(ValueError, match=field):
+        RunParams(work_s=H, **kw)

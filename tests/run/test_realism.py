@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from sim.analysis.runlevel import run_plan
 from sim.costs.reliability import FailureClass
-from sim.engine.run import LOSSES, RunParams, _Arrivals, simulate_run
+from sim.engine.run import LOSSES, RunParams, simulate_run
+from sim.engine.run.arrivals import RenewalArrivals
 from sim.specs.scenario import load_scenario
 
 H, DAY = 3600.0, 86400.0
@@ -46,7 +47,7 @@ def test_burst_size_is_capped():
 
 def test_rescale_is_a_time_change_of_the_hardware_clocks():
     hw, sw = FailureClass("gpu", "gpu", 1 / H, 1, False), FailureClass("sw", "sw", 1 / H, 0, False)
-    arr = _Arrivals(RunParams(work_s=H, lemon_fraction=0.1, lemon_multiplier=2), _rng())
+    arr = RenewalArrivals(RunParams(work_s=H, lemon_fraction=0.1, lemon_multiplier=2), _rng())
     arr.heap = [(100.0, 0, hw), (100.0, 1, sw)]
     arr.rescale(40.0, 2.0)  # twice the rate from t = 40: the 60 s left to the hardware event become 30 s
     assert sorted((t, c.name) for t, _, c in arr.heap) == [(70.0, "gpu"), (100.0, "sw")]

@@ -11,6 +11,7 @@ import pytest
 from sim.analysis.runlevel import nodes_down_histogram
 from sim.costs.reliability import FailureClass, RestartStages
 from sim.engine.run import RunParams, simulate_run
+from sim.engine.run.recovery import InMemory
 
 H = 3600.0
 # explicit detection 30 + diagnosis 300 + reschedule 120 + NCCL init 40 + storage load 500 + warm-up 60 = 1,050 s
@@ -72,10 +73,9 @@ def test_without_memory_a_save_waits_for_the_persist_with_memory_it_does_not():
 
 def test_memory_group_draw_is_exact_for_a_whole_group():
     # 6 nodes in groups of 3: losing 3 nodes loses a whole group with probability 2 / C(6, 3) = 0.1
-    from sim.engine.run import _Run
-    run = _Run(RunParams(work_s=H, nodes=6, memory_replicas=3), np.random.default_rng(1), False)
-    run.lost_nodes = 3
-    lost = np.mean([not run._memory_survives() for _ in range(20_000)])
+    policy = InMemory(RunParams(work_s=H, nodes=6, memory_replicas=3))
+    rng = np.random.default_rng(1)
+    lost = np.mean([not policy.survives(3, rng) for _ in range(20_000)])
     assert lost == pytest.approx(0.1, abs=0.01)
 
 

@@ -1,0 +1,62 @@
+"""The job's nodes as a fleet: which nodes an event evicts (correlated bursts) and the lemon mix.
+
+Lemon nodes are two node classes whose counts in the job change when a failed node is swapped for an
+average one; the job's hardware failure rate follows (the arrivals apply it as a time change of their
+clock, not a loop over nodes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.costs.reliability import FailureClass
+from sim.engine.run.params import RunParams
+
+
+def blast(params: RunParams, cls: FailureClass, rng: np.random.Generator) -> int:
+    """Nodes this event evicts: its class's blast radius, or a correlated burst."""
+    p, nodes = params, cls.blast_nodes
+    if nodes and not cls.planned and p.burst_fraction > 0 and rng.random() < p.burst_fraction:
+        size = 1 + int(rng.geometric(1 - p.burst_continue))  # 2, 3, ... with ratio burst_continue
+        nodes = max(nodes, min(p.burst_max_nodes, size))
+    return nodes
+
+
+class Lemons:
+    """How many of the job's nodes are lemons, and the job's hardware failure rate over the fleet mean."""
+
+    def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
+        self.p = params
+        # lemons in the job (the rest are average-fleet nodes of the other class); 0 when the feature is off
+        self.count = int(rng.binomial(params.nodes, params.lemon_fraction)) if params.lemon_fraction > 0 else 0
+
+    @property
+    def on(self) -> bool:
+        return self.p.lemon_fraction > 0
+
+    def normal_multiplier(self) -> float:
+        """A non-lemon node's hardware rate over the fleet mean (the two classes average to 1)."""
+        p = self.p
+        return (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
+
+    def scale(self) -> float:
+        """The job's hardware failure rate over the fleet mean, from its lemon count."""
+        p = self.p
+        if p.lemon_fraction <= 0:
+            return 1.0
+        return (self.count * p.lemon_multiplier + (p.nodes - self.count) * self.normal_multiplier()) / p.nodes
+
+    def swap(self, evicted: int, rng: np.random.Generator) -> float:
+        """Evicted nodes leave the job and average fleet nodes take their place; the job's new rate scale.
+
+        The node that failed is a lemon in proportion to the lemons' share of the job's hardware rate; the
+        others of a burst are its neighbours, drawn by headcount.
+        """
+        p = self.p
+        n, lem = p.nodes, self.count
+        evicted = min(evicted, n)
+        out = int(rng.random() * self.scale() * n < lem * p.lemon_multiplier)
+        if evicted > 1:
+            out += int(rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1))
+        self.count = lem - out + int(rng.binomial(evicted, p.lemon_fraction))
+        return self.scale()

@@ -1,0 +1,122 @@
+"""The checkpoint ledger: how much work is done, held by the newest in-memory snapshot, and durable.
+
+Work is counted in seconds of failure-free compute. A synchronous save is durable when its stall ends; an
+asynchronous one only once its background persist has finished (one persist in flight, as DCP async
+does); with an in-memory tier every save is held in peers' memory at once and the persist to storage takes
+the newest snapshot whenever storage is free. Checkpoints are not kept one by one: the cadence restarts at
+each recovery (an *anchor*), so any past checkpoint is found arithmetically.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from sim.engine.run.params import RunParams
+
+
+class CheckpointLedger:
+    def __init__(self, params: RunParams) -> None:
+        self.p = params
+        self.memory = params.memory_replicas > 0
+        self.progress = 0.0  # work done
+        self.durable = 0.0  # work covered by a durable checkpoint
+        self.pending: list[tuple[float, float]] = []  # (persist end time, work) of async checkpoints
+        self.memory_work = 0.0  # work held by the last in-memory snapshot
+        self.anchors = [0.0]  # work levels where the current line of checkpoints restarted its cadence
+
+    def durable_at(self, now: float) -> float:
+        """Work durable on storage at ``now`` (finished persists counted, pruned)."""
+        done = [w for t, w in self.pending if t <= now]
+        if done:
+            self.durable = max(self.durable, *done)
+            self.pending = [(t, w) for t, w in self.pending if t > now]
+        return self.durable
+
+    def pending_end(self) -> float:
+        """When the persist in flight ends (-inf: none)."""
+        return max((t for t, _ in self.pending), default=-math.inf)
+
+    def persist_wait(self, compute_end: float) -> float:
+        """How long a save whose compute ends at ``compute_end`` waits for the previous persist (snapshots to
+        host memory never wait for storage)."""
+        if self.memory or not self.pending:
+            return 0.0
+        return max(0.0, self.pending_end() - compute_end)
+
+    def saved(self, now: float, work: float) -> None:
+        """A save's stall ended at ``now`` holding ``work``."""
+        p = self.p
+        if self.memory:
+            self.durable_at(now)
+            self.memory_work = work
+            if p.persist_s <= 0:
+                self.durable = work
+            elif not self.pending:
+                self.pending.append((now + p.persist_s, work))
+        elif p.persist_s > 0:
+            self.pending.append((now + p.persist_s, work))
+        else:
+            self.durable = work
+
+    def quiet(self, start: float, end: float, k: int, first: float, cycle: float) -> None:
+        """``k`` whole cycles ran from ``start`` to ``end`` (the first ``first`` s long, the others ``cycle``)
+        with a save at the end of each; the ledger after them, without an event per save."""
+        p = self.p
+        work0 = self.progress
+        self.progress += k * p.interval_s
+        if self.memory:
+            self._quiet_persists(start, first, cycle, k, work0)
+        elif p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
+            self.durable = self.progress - p.interval_s
+            self.pending = [(end + p.persist_s, self.progress)]
+        else:
+            self.durable = self.progress
+
+    def _quiet_persists(self, start: float, first: float, cycle: float, k: int, work0: float) -> None:
+        """The storage ledger after ``k`` quiet cycles with an in-memory tier: saves never wait; persist j
+        starts at the first save at or after the previous one's end (arithmetic, no event per save)."""
+        p = self.p
+        self.memory_work = work0 + k * p.interval_s
+        if p.persist_s <= 0:
+            self.durable = self.memory_work
+            return
+        t1 = start + first
+        busy = self.pending_end()
+        j1 = 1 + max(0, math.ceil((busy - t1) / cycle)) if busy > t1 else 1
+        if j1 > k:
+            return
+        step = max(1, math.ceil(p.persist_s / cycle))
+        starts = 1 + (k - j1) // step
+        last = j1 + (starts - 1) * step
+        self.durable = max([self.durable, *(w for _, w in self.pending)])  # the one in flight ended by save j1
+        if starts >= 2:
+            self.durable = max(self.durable, work0 + (last - step) * p.interval_s)
+        self.pending = [(t1 + (last - 1) * cycle + p.persist_s, work0 + last * p.interval_s)]
+
+    def forced_save(self) -> None:
+        """A save announced before maintenance, persisted in full: everything done is durable."""
+        self.durable, self.pending = self.progress, []
+        self.memory_work = self.progress
+
+    def roll_back(self, level: float) -> None:
+        """Resume from ``level``: in-flight persists die with the job; every node holds the state it resumes
+        from."""
+        self.progress, self.pending = level, []
+        self.memory_work = level
+
+    def clean_checkpoint(self, work: float) -> float:
+        """The last checkpoint of the current line at or before ``work``: from the anchor below it, one
+        every ``interval_s`` of work (arithmetic, so no event per checkpoint is kept)."""
+        a = self.anchors[bisect.bisect_right(self.anchors, work) - 1]
+        interval = self.p.interval_s
+        if not math.isfinite(interval):
+            return a
+        return min(work, a + math.floor((work - a) / interval + 1e-9) * interval)
+
+    def anchor(self) -> None:
+        """After a recovery the cadence restarts from the work the job resumes at."""
+        while self.anchors[-1] > self.progress:
+            self.anchors.pop()
+        if self.anchors[-1] < self.progress:
+            self.anchors.append(self.progress)
