@@ -28,8 +28,9 @@ from sim.costs.flops import narayanan_flops_per_iteration
 from sim.errors import TrainsimError
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
-#: Sources whose rows calibrate the model (the acceptance set); the rest are held out.
-CALIBRATION_SOURCES = ("narayanan2021", "korthikanti2022", "mcore-h100", "vtrain")
+#: Sources whose rows calibrate the model (the acceptance set); the rest are held out. The ZeRO-3 rows of
+#: Narayanan et al. 2021 set DeepSpeed 0.3's per-rank collective cost (catalog/frameworks.yaml).
+CALIBRATION_SOURCES = ("narayanan2021", "narayanan2021-zero3", "korthikanti2022", "mcore-h100", "vtrain")
 
 #: ``fit``: a constant was set from the row (benchmarks/calibrate.py, or a catalog entry whose source names
 #: it), so matching it shows consistency; ``check``: no constant was, so matching it is evidence of accuracy.
@@ -181,8 +182,12 @@ def published_rows() -> list[Row]:
             layout |= {"grad_reduce_dtype": "bf16", "overlap_grad_reduce": True}
         if "deepspeed" in (par["framework"] or "").lower() and layout["zero_stage"] == 3:
             # DeepSpeed ZeRO-3 reduces gradients in the model's 16-bit dtype (communication_data_type
-            # defaults to it: deepspeed/runtime/engine.py communication_data_type).
+            # defaults to it: deepspeed/runtime/engine.py communication_data_type). Narayanan et al. (arXiv
+            # 2104.04473, April 2021) ran the ZeRO-3 of DeepSpeed 0.3.x (released March 2021 with 0.3.13; its
+            # blocking per-tensor gathers were reworked from June 2021, DeepSpeed PR 1188).
             layout |= {"framework": "deepspeed", "grad_reduce_dtype": "bf16"}
+            if r["id"].startswith("narayanan2021"):
+                layout["framework_version"] = "0.3"
         if par["micro_batch_size"]:
             layout["micro_batch_size"] = par["micro_batch_size"]
         if _recompute(par["activation_recompute"]):

@@ -18,6 +18,9 @@ default is data (``catalog/frameworks.yaml``, with sources).
   parameters are gathered once per step and held (torch.distributed.pipelining's no-sync path).
 * HSDP (``shard_group_size``): shards span a group; gathers and reduce-scatters run inside it and each
   gradient shard is then all-reduced across the replica groups.
+* Releases (``parallelism.framework_version``): an older code path of a framework overrides its entry, e.g.
+  DeepSpeed 0.3's ZeRO-3, whose collectives are blocking (no overlap with compute) and issued per parameter
+  tensor, each with a host cost that grows with the group size.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing import Any
 
 from sim import catalog
 from sim.costs.collectives import Collective
-from sim.specs.enums import Framework, GradDtype, GradSync, Recompute
+from sim.specs.enums import Activation, Framework, GradDtype, GradSync, Recompute
 from sim.specs.layout import ParallelismSpec
+from sim.specs.model import ModelSpec
 from sim.specs.scenario import Scenario
 
 #: bf16/fp16 working parameters, the bytes every parameter all-gather moves.
@@ -42,9 +46,30 @@ def grad_bytes(dtype: GradDtype) -> int:
 
 
 @functools.cache
-def framework_dp(framework: Framework) -> dict[str, Any]:
-    """The data-parallel entry of ``framework`` in catalog/frameworks.yaml."""
-    return catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value]
+def framework_dp(framework: Framework, version: str | None = None) -> dict[str, Any]:
+    """The data-parallel entry of ``framework`` in catalog/frameworks.yaml; a ``version`` listed under its
+    ``versions`` overrides the keys it names (the current release: none)."""
+    entry = dict(catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value])
+    releases = entry.pop("versions", {})
+    return entry if version is None else {**entry, **releases[version]}
+
+
+def framework_versions(framework: Framework) -> dict[str, dict[str, Any]]:
+    """The older releases of ``framework`` whose data-parallel code paths are modelled, by version."""
+    return dict(catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value].get("versions", {}))
+
+
+def _entry(p: ParallelismSpec) -> dict[str, Any]:
+    return framework_dp(p.framework, p.framework_version)
+
+
+def layer_param_tensors(m: ModelSpec) -> int:
+    """Parameter tensors of one dense transformer layer as Megatron-style modules hold them (fused QKV, fused
+    gate/up): two norms, the QKV and output projections, the MLP's input and output matrices; GPT-style models
+    (gelu: GPT-2/3, OPT, BLOOM) also carry a bias per linear and per LayerNorm, Llama-style (swiglu) ones none.
+    A framework that gathers per tensor issues this many collectives per layer."""
+    weights = 2 + 2 + 2
+    return 2 * weights if m.activation is Activation.GELU else weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +87,9 @@ class DataParallelPlan:
     gather_copy_passes: int  # full-size memory-bound copies per parameter all-gather (FSDP2 copy-out)
     reduce_copy_passes: int  # full-size memory-bound copies per gradient reduce-scatter (FSDP2 chunk_cat)
     grad_bytes: int
+    blocking: bool = False  # ZeRO-3 collectives issued once the device is idle and waited at once: no overlap
+    per_tensor: bool = False  # ZeRO-3: one collective per parameter tensor (not one per layer)
+    collective_host_s: float = 0.0  # host seconds per blocking collective call, the device idle meanwhile
 
     @property
     def grads_sharded(self) -> bool:
@@ -100,7 +128,7 @@ class DataParallelPlan:
 
 
 def _default(p: ParallelismSpec, key: str) -> Any:
-    entry = framework_dp(p.framework)
+    entry = _entry(p)
     return entry[f"{key}_with_pipeline"] if p.pipeline > 1 else entry[key]
 
 
@@ -115,14 +143,14 @@ def resolved_grad_sync(p: ParallelismSpec) -> GradSync:
 def resolved_reshard_after_forward(p: ParallelismSpec) -> bool:
     if p.reshard_after_forward is not None:
         return p.reshard_after_forward
-    return bool(framework_dp(p.framework)["reshard_after_forward_with_pipeline"]) if p.pipeline > 1 else True
+    return bool(_entry(p)["reshard_after_forward_with_pipeline"]) if p.pipeline > 1 else True
 
 
 def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
     """The data-parallel plan of ``s``; ``largest_layer_params`` (per GPU) decides DeepSpeed's re-gather
     for recompute (a layer larger than ``stage3_max_reuse_distance`` is freed between the two uses)."""
     p = s.parallelism
-    entry = framework_dp(p.framework)
+    entry = _entry(p)
     regather = bool(entry["regather_for_recompute"]) and p.activation_recompute is Recompute.FULL
     if regather and "max_reuse_distance_params" in entry:
         regather = largest_layer_params > float(entry["max_reuse_distance_params"])
@@ -133,7 +161,10 @@ def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
         grad_sync=resolved_grad_sync(p), reshard_after_forward=resolved_reshard_after_forward(p),
         regather_for_recompute=regather, prefetch_layers=int(entry["prefetch_layers"]),
         gather_copy_passes=int(entry["gather_copy_passes"]), reduce_copy_passes=int(entry["reduce_copy_passes"]),
-        grad_bytes=grad_bytes(p.grad_reduce_dtype))
+        grad_bytes=grad_bytes(p.grad_reduce_dtype), blocking=bool(entry.get("blocking_collectives", False)),
+        per_tensor=bool(entry.get("collective_per_tensor", False)),
+        collective_host_s=float(entry.get("collective_host_s", 0.0))
+        + float(entry.get("collective_host_per_rank_s", 0.0)) * p.shard_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +202,7 @@ def gathered_layer_params(s: Scenario, dp: DataParallelPlan, largest_layer_param
     """ZeRO-3 (resharding) parameters gathered at once: the layer computing plus those prefetched, capped by
     DeepSpeed's ``stage3_max_live_parameters`` (never below one layer, which must be whole to run)."""
     live = (1 + dp.prefetch_layers) * largest_layer_params
-    cap = framework_dp(s.parallelism.framework).get("max_live_params")
+    cap = _entry(s.parallelism).get("max_live_params")
     if cap is not None:
         live = max(largest_layer_params, min(live, float(cap)))
     return live
@@ -180,10 +211,20 @@ def gathered_layer_params(s: Scenario, dp: DataParallelPlan, largest_layer_param
 def reduce_bucket_params(s: Scenario) -> float:
     """Gradient elements reduced at once: Megatron's bucket (``grad_bucket_mparams``), DeepSpeed's
     ``reduce_bucket_size``."""
-    entry = framework_dp(s.parallelism.framework)
+    entry = _entry(s.parallelism)
     if "reduce_bucket_params" in entry:
         return float(entry["reduce_bucket_params"])
     return s.parallelism.grad_bucket_mparams * 1e6
+
+
+def blocking_overhead_s(dp: DataParallelPlan, tensors: int, collectives: int, latency_s: float) -> float:
+    """Device-idle seconds that ``collectives`` blocking collectives over a block of ``tensors`` parameter tensors
+    add beyond one transfer of the block's bytes each: every tensor's call costs ``dp.collective_host_s`` on the
+    host, and every tensor past the first its own collective latency ``latency_s`` (per-tensor plans only)."""
+    if not dp.blocking:
+        return 0.0
+    calls = collectives * (tensors if dp.per_tensor else 1)
+    return calls * dp.collective_host_s + (calls - collectives) * latency_s
 
 
 @dataclass(frozen=True, slots=True)

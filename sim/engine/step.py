@@ -484,16 +484,32 @@ class PipelineRank:
                 gathers.append([tr for g in range(count)
                                 for tr in self._gather(f"gather{g}.{pieces[j][0]}", params[j], experts[j])])
 
-        for j, ((name, t, _index), n, e) in enumerate(zip(pieces, params, experts, strict=True)):
+        for j, ((name, t, index), n, e) in enumerate(zip(pieces, params, experts, strict=True)):
             issue_through(j + self.dp.prefetch_layers)
             for event in gathers[j]:
                 yield from self.io.wait_dp(event, "dp_comm")
+            yield from self._blocking_overhead(count, index)
             copies = count * self.dp.gather_copy_passes + (self.dp.reduce_copy_passes if reduce else 0)
             if copies:
                 t = t + self._copy_time(n, copies)
             yield from self.io.compute(f"{label}.{name}", t, microbatch=op.microbatch)
             if reduce:
                 self._reduce_grads(f"grads.{name}", n, e)
+                if self.dp.blocking:  # waited before anything else runs (DeepSpeed 0.3)
+                    while self.pending:
+                        yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
+                    yield from self._blocking_overhead(1, index)
+
+    def _blocking_overhead(self, collectives: int, index: int | None):
+        """Blocking plans: the host time of ``collectives`` collective rounds over one block, the device idle
+        (per-tensor calls: each pays its host cost and, past the block's first, its own latency)."""
+        if not (self.dp.blocking and collectives):
+            return
+        tensors = zero.layer_param_tensors(self.sim.s.model) if index is not None else 1
+        latency = collective_latency(Collective.ALL_GATHER, 1.0, self.sim.shard_path)
+        start = self.io.now
+        yield from self.io.hold(zero.blocking_overhead_s(self.dp, tensors, collectives, latency))
+        self.io.spent["dp_comm"] += self.io.now - start
 
     def _piece_params(self, name: str, index: int | None) -> float:
         """Parameters of one block per GPU (a layer, the embedding, or final norm + LM head)."""

@@ -58,6 +58,10 @@ class ParallelismSpec(Spec):
         "tp,cp,dp,pp", doc="mesh axes laid onto consecutive GPUs, innermost first (Megatron: tp,cp,dp,pp)")
     framework: Framework = spec_field(
         Framework.MEGATRON_CORE, doc="megatron-core | torchtitan | deepspeed: whose code paths are costed")
+    framework_version: str | None = spec_field(
+        None, doc="an older release of the framework whose data-parallel code path is costed instead of the "
+        "current one (catalog/frameworks.yaml data_parallel versions): deepspeed '0.3' = ZeRO-3 of DeepSpeed "
+        "0.3.x (2021: blocking per-tensor collectives); default: the current release")
     reshard_after_forward: bool | None = spec_field(
         None, doc="ZeRO-3/FSDP: free gathered parameters after forward and gather them again in backward "
         "(false: keep them gathered from forward to backward, as FSDP SHARD_GRAD_OP); default: true, "

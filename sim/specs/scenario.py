@@ -15,7 +15,7 @@ from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, short_repr, spec_field
-from sim.specs.enums import Fidelity, Framework, Precision, Schedule
+from sim.specs.enums import Attention, Fidelity, Framework, Precision, Schedule
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.model import ModelSpec
@@ -277,7 +277,28 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
     if s.parallelism.tp_comm_overlap and not tp_overlap_allowed(s):
         issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
                             "training.compile: true"))
-    return issues
+    return issues + _framework_version_issues(s)
+
+
+def _framework_version_issues(s: Scenario) -> list[Issue]:
+    """An older framework release must be one whose code path is modelled, at a ZeRO stage it models, for a
+    model it could train (catalog/frameworks.yaml data_parallel versions)."""
+    p, field = s.parallelism, "parallelism.framework_version"
+    if p.framework_version is None:
+        return []
+    versions = catalog.frameworks_table()["data_parallel"][p.framework.value].get("versions", {})
+    if p.framework_version not in versions:
+        known = ", ".join(repr(v) for v in versions) or "none"
+        return [Issue(field, f"{p.framework_version!r} is not a modelled release of {p.framework.value} "
+                      f"(modelled: {known}); leave it unset for the current release")]
+    entry = versions[p.framework_version]
+    if p.zero_stage not in entry["zero_stages"]:
+        return [Issue(field, f"{p.framework.value} {p.framework_version} is modelled at zero_stage "
+                      f"{' or '.join(str(z) for z in entry['zero_stages'])} only, not {p.zero_stage}")]
+    if s.model.moe is not None or s.model.attention is Attention.MLA:
+        return [Issue(field, f"{p.framework.value} {p.framework_version} predates MoE and MLA support; "
+                      "leave it unset for this model")]
+    return []
 
 
 def tp_overlap_allowed(s: Scenario) -> bool:

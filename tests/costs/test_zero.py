@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sim.costs import zero
 from sim.costs.collectives import Collective
 from sim.costs.memory import dp_plan, largest_layer_params
-from sim.specs.enums import GradDtype, GradSync
+from sim.specs.enums import Activation, Framework, GradDtype, GradSync
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
 MODEL = {"num_layers": 4, "hidden_size": 1024, "ffn_hidden_size": 4096, "num_attention_heads": 16,
@@ -107,3 +109,35 @@ def test_deepspeed_gathered_parameters_capped_by_max_live():
     assert zero.gathered_layer_params(s, dp, 3e9) == pytest.approx(3e9)  # one layer is needed whole
     assert zero.gathered_layer_params(s, dp, 0.4e9) == pytest.approx(0.8e9)  # two layers under the 1e9 cap
     assert zero.reduce_bucket_params(s) == pytest.approx(5e8)
+
+
+# ---- DeepSpeed 0.3's ZeRO-3 (parallelism.framework_version) ------------------------------------------------
+def test_a_release_overrides_only_the_keys_it_names():
+    current, old = zero.framework_dp(Framework.DEEPSPEED), zero.framework_dp(Framework.DEEPSPEED, "0.3")
+    assert (current["prefetch_layers"], old["prefetch_layers"]) == (1, 0)
+    assert old["max_live_params"] == current["max_live_params"]  # not overridden
+    assert "versions" not in current and "blocking_collectives" not in current
+
+
+def test_deepspeed_03_plan_is_blocking_per_tensor_with_a_host_cost_per_rank():
+    s = make({"zero_stage": 3, "framework": "deepspeed", "framework_version": "0.3"})
+    dp, entry = dp_plan(s), zero.framework_versions(Framework.DEEPSPEED)["0.3"]
+    assert dp.blocking and dp.per_tensor and dp.prefetch_layers == 0
+    assert dp.collective_host_s == pytest.approx(entry["collective_host_s"] + 8 * entry["collective_host_per_rank_s"])
+    assert not dp_plan(make({"zero_stage": 3, "framework": "deepspeed"})).blocking
+
+
+def test_blocking_overhead_by_hand():
+    dp = dataclasses.replace(dp_plan(make({"zero_stage": 3, "framework": "deepspeed", "framework_version": "0.3"})),
+                             collective_host_s=1e-3)
+    # 2 rounds over 12 tensors: 24 calls of 1 ms host, 22 latencies of 0.1 ms beyond the 2 transfers
+    assert zero.blocking_overhead_s(dp, 12, 2, 1e-4) == pytest.approx(24e-3 + 22e-4)
+    per_layer = dataclasses.replace(dp, per_tensor=False)
+    assert zero.blocking_overhead_s(per_layer, 12, 2, 1e-4) == pytest.approx(2e-3)
+    assert zero.blocking_overhead_s(dataclasses.replace(dp, blocking=False), 12, 2, 1e-4) == 0.0
+
+
+def test_layer_param_tensors():
+    gpt, llama = make({}).model, make({}).model
+    gpt = dataclasses.replace(gpt, activation=Activation.GELU)  # LayerNorm + biases: 12 tensors
+    assert (zero.layer_param_tensors(gpt), zero.layer_param_tensors(llama)) == (12, 6)

@@ -8,7 +8,7 @@ from sim.costs import flops, layer
 from sim.costs.collectives import Collective, collective_bandwidth_time, collective_latency
 from sim.costs.memory import stage_params_per_gpu
 from sim.engine.simulate import simulate_step
-from sim.engine.step import StepSimulation, grad_buckets
+from sim.engine.step import PipelineRank, StepSimulation, grad_buckets
 from sim.parallelism.schedules import Phase
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
@@ -114,6 +114,32 @@ def test_zero0_without_overlap_exposes_the_gradient_all_reduce():
     assert r.breakdown_s["dp_comm"] > 0
     overlapped = simulate_step(make({"data": 8, "zero_stage": 0, "overlap_grad_reduce": True}, gbs=8 * 2), record=True)
     assert overlapped.breakdown_s["dp_comm"] <= r.breakdown_s["dp_comm"]
+
+
+def test_deepspeed_03_zero3_runs_every_collective_alone():
+    """DeepSpeed 0.3's ZeRO-3: each block's gather waits for the idle device and compute waits for it, each
+    reduce-scatter is waited at once, and every per-tensor call adds its host time: the step is the serial sum."""
+    from sim.costs import zero
+    from sim.costs.collectives import Collective, collective_latency, collective_time
+
+    s = make({"data": 8, "zero_stage": 3, "framework": "deepspeed", "framework_version": "0.3"}, gbs=8)
+    sim = StepSimulation(s)
+    r = sim.run()
+    dp, path = sim.dp, sim.shard_path
+    latency = collective_latency(Collective.ALL_GATHER, 1.0, path)
+    expected = 0.0
+    for name, _t, index in sim.blocks.pieces(0, Phase.FORWARD):
+        params = PipelineRank(sim, 0, None)._piece_params(name, index)
+        tensors = zero.layer_param_tensors(s.model) if index is not None else 1
+        gather = collective_time(Collective.ALL_GATHER, 2 * params, path)
+        reduce = collective_time(Collective.REDUCE_SCATTER, 4 * params, path)
+        expected += 2 * gather + reduce + zero.blocking_overhead_s(dp, tensors, 2, latency) \
+            + zero.blocking_overhead_s(dp, tensors, 1, latency)
+    assert r.breakdown_s["dp_comm"] == pytest.approx(expected, rel=1e-9)
+    assert r.breakdown_s["contention"] == 0.0
+    assert r.step_time_s == pytest.approx(sum(r.breakdown_s.values()), rel=1e-9)
+    overlapped = simulate_step(make({"data": 8, "zero_stage": 3, "framework": "deepspeed"}, gbs=8))
+    assert overlapped.step_time_s < r.step_time_s
 
 
 # ---- the bottleneck stage (issue 10): the breakdown is taken on the busiest stage --------------

@@ -29,8 +29,7 @@ MAPE_TOLERANCE = 0.10  # mean absolute percentage error over the subset
 
 #: Fast check rows of the held-out families (Megatron 2021, BLOOM, torchtitan FSDP / CP / TP). Measured:
 #: -4.3, -16.5, -13.7, -10.8, -5.9, +1.5, -7.0 % (MAPE 8.5 %): the model is fast on held-out runs. Not here:
-#: MT-NLG (-20 to -23 %, slow to simulate; trainsim validate) and the DeepSpeed ZeRO-3 rows of Narayanan
-#: Table 2 (-33 to -79 %, a known limitation: README "Limitations").
+#: MT-NLG (-20 to -23 %, slow to simulate; trainsim validate).
 CHECK_SUBSET = (
     "megatron-readme-2021-gpt3-175b-1024gpu", "bloom-176b-384gpu", "torchtitan-202412-8b-8gpu-fsdp",
     "torchtitan-202412-8b-8gpu-fsdp-compile", "torchtitan-202412-8b-8gpu-cp1-seq32k",
@@ -78,6 +77,20 @@ def test_consistency_fit_mape(outcomes):
     assert v.error_stats(outcomes)["mape"] <= MAPE_TOLERANCE
     for source, outs in v.Report(outcomes).by_source().items():
         assert v.error_stats(outs)["mape"] <= 0.15, source  # no source much worse than the whole
+
+
+#: Issue 11's acceptance for the DeepSpeed ZeRO-3 rows of Narayanan Table 2: MAPE <= 20 %. They are fit rows (they
+#: set DeepSpeed 0.3's host cost per rank per collective, catalog/frameworks.yaml). Measured: MAPE 11.2 %, rows
+#: -16.1 to +20.4 %.
+ZERO3_MAPE_TOLERANCE = 0.20
+
+
+def test_deepspeed_zero3_rows_of_narayanan_table_2():
+    outs = [v.simulate_row(r) for r in v.published_rows() if r.source == "narayanan2021-zero3"]
+    assert len(outs) == 6 and {o.row.tag for o in outs} == {"fit"}
+    assert all(o.scenario is not None and o.scenario.parallelism.framework_version == "0.3" for o in outs)
+    assert v.error_stats(outs)["mape"] <= ZERO3_MAPE_TOLERANCE
+    assert max(abs(o.error) for o in outs) <= ROW_TOLERANCE
 
 
 def test_published_step_conversions_follow_the_source_convention():
