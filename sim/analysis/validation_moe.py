@@ -69,7 +69,8 @@ def _topology(name: str) -> str | dict[str, Any]:
     return topo
 
 #: Rows a calibration constant was set from (each constant's `source:` names its row); all others are checks.
-FIT_ROWS: frozenset[str] = frozenset()
+#: The Mixtral natural-routing row set moe.yaml routing.natural_max_over_mean (with its force-balanced twin).
+FIT_ROWS: frozenset[str] = frozenset({"modelzoo-mixtral-8x22b-h100-128gpu-bf16-dropless"})
 
 #: Capacity factor of the token-drop rows (moe_runs.yaml Mixtral notes: "capacity factor 1.0, padded").
 TOKEN_DROP_CAPACITY = 1.0

@@ -93,6 +93,27 @@ def quantize_time(s: Scenario, gpu: GpuSpec, linears: tuple[Linear, ...], backwa
     return len(linears) * kernels.hbm_time(gpu, nbytes / len(linears))
 
 
+def expert_quantize_time(s: Scenario, gpu: GpuSpec, rows: float, experts: int, h: float, up: float, f: float,
+                         backward: bool) -> float:
+    """Seconds of the quantize kernels of the routed experts' two grouped linears (``h -> up``, ``f -> h``) for
+    one pass on one GPU: ``rows`` routed tokens over all ``experts`` local experts. Transformer Engine's
+    GroupedLinear quantizes each expert's slice on its own (one kernel per expert and linear: the input forward,
+    the output gradient backward) and the experts' weights as the framework does the dense ones (weight_cast)."""
+    recipe = s.training.fp8
+    if recipe is None or rows <= 0 or experts <= 0:
+        return 0.0
+    per_elem = recipe_entry(recipe)["quantize_bytes"]
+    if backward:
+        nbytes = rows * (up + h) * per_elem["grad_output"]
+    else:
+        per_step = framework_entry(s.parallelism.framework)["weight_cast"] == "step"
+        weight_share = 1.0 / s.num_microbatches if per_step else 1.0
+        nbytes = (rows * (h + f) * per_elem["input"]
+                  + experts * (h * up + f * h) * per_elem["weight"] * weight_share)
+    n = 2 * experts * QUANTIZE_KERNELS_PER_LINEAR
+    return n * kernels.hbm_time(gpu, nbytes / n)
+
+
 def gemm_rate(s: Scenario) -> float:
     """Rate of the recipe's fp8 GEMM kernel relative to the per-tensor-scaled one (1.0 without fp8)."""
     recipe = s.training.fp8

@@ -15,7 +15,9 @@ Sources, per term:
   group's flows at once, ``sim.network.paths.a2a_paths``): the NVLink and network parts move concurrently.
 * Router, permute / unpermute and the expert activation are memory-bound (``kernels.hbm_time``); the router's
   gate is a small GEMM.
-* Grouped GEMM efficiency by tokens per local expert: catalog ``moe.yaml`` ``grouped_gemm`` (sourced there).
+* Grouped GEMM efficiency by tokens per local expert: catalog ``moe.yaml`` ``grouped_gemm`` (sourced there);
+  under fp8 each expert's slice is quantized by its own kernel (``fp8.expert_quantize_time``).
+* Kernels launched (the host-bound floor of a pass, ``layer._host_bound``): :func:`forward_kernels`.
 * Load imbalance (``moe.routing: natural``) and token dropping (``moe.capacity_factor``): the busiest EP rank
   sets the pace (every rank waits for it at the combine); catalog ``moe.yaml`` ``routing``.
 * Overlap: ``moe_shared_expert_overlap`` runs the shared expert beside the dispatch/combine (Megatron
@@ -158,10 +160,19 @@ class MoETimes:
     launches: int  # kernels one forward launches beyond a dense MLP (host-bound floor)
 
 
-#: Kernels one MoE block's forward launches beyond a dense MLP's: router GEMM, softmax, top-k, aux loss
-#: (2), permute (2: index + gather), dispatch, sort-chunks, grouped GEMM x2, activation, unsort, combine,
-#: unpermute (Megatron-Core MoELayer with grouped GEMM, alltoall dispatcher).
-MOE_EXTRA_KERNELS = 15
+def forward_kernels(s: Scenario) -> int:
+    """Kernels one MoE block's forward launches beyond a dense layer's (whose MLP GEMMs, activation and fp8
+    quantizes stand for the shared expert's): the router and the dispatcher's own kernels (catalog ``moe.yaml``
+    ``kernels``), the expert activation, and per local expert one GEMM per linear -- Transformer Engine's
+    grouped linear runs one cuBLAS GEMM per expert on several streams -- plus, under fp8, one quantize per
+    expert and linear (:func:`sim.costs.fp8.expert_quantize_time`)."""
+    moe, p = s.model.moe, s.parallelism
+    assert moe is not None
+    table = _consts()["kernels"]
+    local = moe.num_experts // p.expert
+    per_linear = 1 + (fp8.QUANTIZE_KERNELS_PER_LINEAR if s.training.fp8 is not None else 0)
+    dispatcher = p.moe_dispatcher.value
+    return int(table["router"][dispatcher] + table["dispatch"][dispatcher]) + 1 + 2 * local * per_linear
 
 
 def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: GroupPath,
@@ -182,8 +193,11 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     rows = tokens_per_local_expert(s, local_tokens) * imbalance
     local_experts = moe.num_experts // ep
     f = moe.expert_ffn_hidden_size / etp
-    experts = (grouped_gemm_time(gpu, dtype, rows, local_experts, (2 if gate else 1) * f, h)
+    up = (2 if gate else 1) * f
+    experts = (grouped_gemm_time(gpu, dtype, rows, local_experts, up, h)
                + grouped_gemm_time(gpu, dtype, rows, local_experts, h, f)) / fp8.gemm_rate(s)
+    quant_fwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=False)
+    quant_bwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=True)
     act = kernels.hbm_time(gpu, 2.0 * (3 if gate else 2) * rows * local_experts * f)
     # shared expert: a dense MLP of the whole micro-batch, TP-sharded like the attention
     shared_width = moe.shared_experts * moe.shared_expert_ffn_hidden_size
@@ -193,6 +207,11 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
         shared = ((kernels.gemm_time(gpu, dtype, tokens, (2 if gate else 1) * shared_width / t, h)
                    + kernels.gemm_time(gpu, dtype, tokens, h, shared_width / t)) / fp8.gemm_rate(s)
                   + kernels.hbm_time(gpu, 2.0 * (3 if gate else 2) * tokens * shared_width / t))
+        # the shared expert's two linears quantize their inputs (forward) and output gradients (backward)
+        shared_linears = (fp8.Linear(tokens, h, (2 if gate else 1) * shared_width / t, tokens * h),
+                          fp8.Linear(tokens, shared_width / t, h, tokens * shared_width / t))
+        quant_fwd += fp8.quantize_time(s, gpu, shared_linears, backward=False)
+        quant_bwd += fp8.quantize_time(s, gpu, shared_linears, backward=True)
     router = (kernels.gemm_time(gpu, kernels.half_dtype(gpu), local_tokens, moe.num_experts, h)
               + kernels.hbm_time(gpu, local_tokens * moe.num_experts * _consts()["router"]["bytes_per_score"]))
     copies = local_tokens * k
@@ -202,13 +221,13 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     sort = 2 * 2 * received if local_experts > 1 else 0.0
     permute = kernels.hbm_time(gpu, 2.0 * h * (2 * (local_tokens + copies) + sort))
     comm = _dispatch_combine(s, local_tokens, imbalance, ep_path, etp_path)
-    compute_fwd = router + permute + experts + act + shared
-    compute_bwd = 2 * (router + experts + shared) + permute + act
+    compute_fwd = router + permute + experts + act + shared + quant_fwd
+    compute_bwd = 2 * (router + experts + shared) + permute + act + quant_bwd
     hidden_fwd = hidden_bwd = 0.0
     if p.moe_shared_expert_overlap and shared:
         hidden_fwd, hidden_bwd = min(comm, shared), min(comm, 2 * shared)
     return MoETimes(compute_fwd, comm - hidden_fwd, hidden_fwd, compute_bwd, comm - hidden_bwd, hidden_bwd,
-                    MOE_EXTRA_KERNELS)
+                    forward_kernels(s))
 
 
 def _dispatch_combine(s: Scenario, local_tokens: float, imbalance: float, ep: GroupPath, etp: GroupPath) -> float:

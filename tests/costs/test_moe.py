@@ -8,7 +8,7 @@ import math
 import pytest
 
 from sim import catalog
-from sim.costs import kernels, layer, moe
+from sim.costs import fp8, kernels, layer, moe
 from sim.costs.collectives import GroupPath, size_efficiency
 from sim.costs.layer import Paths
 from sim.network.graph import build_fabric
@@ -168,3 +168,49 @@ def test_natural_routing_imbalance_shrinks_with_local_experts_and_is_capped_by_c
     assert moe.routing_imbalance(s) == pytest.approx(1 + excess / 2)
     capped = make_scenario(model={"moe": {**natural, "capacity_factor": 1.05}}, parallelism={"data": 4, "expert": 4})
     assert moe.routing_imbalance(capped) == pytest.approx(min(1.05, 1 + excess / 2))
+
+
+# ---- kernels launched and the experts' fp8 quantize ----------------------------------------------------------
+def test_forward_kernels_count_one_gemm_per_local_expert_and_linear():
+    # 16 experts over EP 4: 4 local experts x 2 linears; alltoall router 31 + dispatch 7 + activation 1
+    assert moe.forward_kernels(moe_scenario(ep=4)) == 31 + 7 + 1 + 2 * 4
+    assert moe.forward_kernels(moe_scenario(ep=2)) == 31 + 7 + 1 + 2 * 8
+    # the flex (DeepEP) dispatcher fuses the EP preprocess into the router's 17 kernels
+    assert moe.forward_kernels(moe_scenario(ep=4, moe_dispatcher="deepep")) == 17 + 4 + 1 + 2 * 4
+
+
+def test_fp8_adds_one_quantize_kernel_per_local_expert_and_linear():
+    s = make_scenario(model={"moe": MOE}, parallelism={"data": 4, "expert": 4},
+                      training={"attention": "flash", "precision": "fp8", "fp8_recipe": "tensorwise"})
+    assert moe.forward_kernels(s) == 31 + 7 + 1 + 2 * 4 * 2
+
+
+def test_expert_quantize_time_by_hand():
+    s = make_scenario(model={"moe": MOE}, parallelism={"data": 4, "expert": 4},
+                      training={"attention": "flash", "precision": "fp8", "fp8_recipe": "tensorwise"})
+    h, f, up, rows, local = 1024.0, 512.0, 1024.0, 8192.0, 4  # a gated expert: up = 2 f
+    m = s.num_microbatches
+    # tensorwise: 6 bytes per element moved (amax read, cast read + write); weights cast once per step (TE)
+    fwd = 6 * rows * (h + f) + 6 * local * (h * up + f * h) / m
+    bwd = 6 * rows * (up + h)
+    assert fp8.expert_quantize_time(s, s.gpu, rows, local, h, up, f, backward=False) == pytest.approx(
+        8 * kernels.hbm_time(s.gpu, fwd / 8), rel=1e-12)
+    assert fp8.expert_quantize_time(s, s.gpu, rows, local, h, up, f, backward=True) == pytest.approx(
+        8 * kernels.hbm_time(s.gpu, bwd / 8), rel=1e-12)
+    assert fp8.expert_quantize_time(moe_scenario(), s.gpu, rows, local, h, up, f, backward=False) == 0.0
+
+
+def test_fp8_expert_block_includes_the_experts_quantize(monkeypatch):
+    fp = make_scenario(model={"moe": MOE}, parallelism={"data": 4, "expert": 4},
+                       training={"attention": "flash", "precision": "fp8", "fp8_recipe": "tensorwise"})
+    path = gp(4, up=400e9, out=math.inf, peers=4)
+    tokens = 2048.0
+    rows = moe.tokens_per_local_expert(fp, tokens) * 4  # over the 4 local experts, balanced routing
+    # GPT_SMALL's GeLU experts: up = f = 512
+    quant = [fp8.expert_quantize_time(fp, fp.gpu, rows, 4, 1024, 512, 512, backward=b) for b in (False, True)]
+    with_q = moe.moe_block_times(fp, fp.gpu, tokens, 1, path, gp(1))
+    monkeypatch.setattr(fp8, "expert_quantize_time", lambda *a, **k: 0.0)
+    without = moe.moe_block_times(fp, fp.gpu, tokens, 1, path, gp(1))
+    assert min(quant) > 0
+    assert with_q.compute_fwd - without.compute_fwd == pytest.approx(quant[0], rel=1e-9)
+    assert with_q.compute_bwd - without.compute_bwd == pytest.approx(quant[1], rel=1e-9)
