@@ -7,6 +7,8 @@ clock, not a loop over nodes).
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from sim.costs.reliability import FailureClass
@@ -60,3 +62,36 @@ class Lemons:
             out += int(rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1))
         self.count = lem - out + int(rng.binomial(evicted, p.lemon_fraction))
         return self.scale()
+
+
+class SparePool:
+    """Spare nodes, and evicted nodes in repair that come back to it.
+
+    The job is the pool's only taker, so its level at any time follows from the repair end times: no event
+    per repair (a run has hundreds), only a wait when the job needs more nodes than the pool holds.
+    """
+
+    def __init__(self, spares: int) -> None:
+        self.level = spares
+        self.returns: list[float] = []  # heap of repair end times (wall s)
+
+    def repaired_at(self, end: float) -> None:
+        heapq.heappush(self.returns, end)
+
+    def _release(self, now: float) -> None:
+        while self.returns and self.returns[0] <= now:
+            heapq.heappop(self.returns)
+            self.level += 1
+
+    def take(self, now: float, wanted: int) -> int:
+        """Take up to ``wanted`` nodes at ``now``; how many were there."""
+        self._release(now)
+        n = min(wanted, self.level)
+        self.level -= n
+        return n
+
+    def ready_at(self, now: float, wanted: int) -> float:
+        """When the pool will hold ``wanted`` nodes (every missing node is in repair, so it will)."""
+        self._release(now)
+        short = wanted - self.level
+        return now if short <= 0 else heapq.nsmallest(short, self.returns)[-1]

@@ -1,18 +1,20 @@
-"""One run replica: the training job as a SimPy process, interrupted by a failure process.
+"""One run replica: the training job as a SimPy process that meets its interruptions in time order.
 
 The job runs compute up to the next checkpoint (or the end), takes the checkpoint's blocking stall, and goes
 on; whole checkpoint cycles that end before the next failure are advanced in one step (nothing random
-happens between failures). The failure process takes interruptions from the arrivals (sim/engine/run/
-arrivals.py; in wall-clock time: components fail whether the job trains or restarts; while it waits for
-nodes only hardware failures count, as no software runs) and interrupts the job. On an interruption the
-work since the recovery point is lost (sim/engine/run/ledger.py, sim/engine/run/recovery.py), the restart
-pipeline runs (and starts over if another failure lands during it), evicted nodes go to repair (lognormal)
-and are replaced from the spare pool (a SimPy container) — or the job waits for a repaired node, or shrinks
-to fewer data-parallel replicas. Stragglers are drawn per (re)start and fail-slow episodes change the pace
-(sim/engine/run/slow.py); correlated bursts and lemon nodes are in sim/engine/run/fleet.py. Silent data
-corruption is found only after a detection latency and rolls back to the last checkpoint taken before it.
+happens between failures). Interruptions come from the arrivals (sim/engine/run/arrivals.py), in wall-clock
+time: components fail whether the job trains or restarts; while it waits for nodes only hardware failures
+count, as no software runs. The next one is always known, so every phase of the job (a training segment,
+a forced save, a spare wait, a restart) is one timeout to its end or to the next interruption, whichever
+comes first: no interrupt, no second process. On an interruption the work since the recovery point is
+lost (sim/engine/run/ledger.py, sim/engine/run/recovery.py), the restart pipeline runs (and starts over if
+another failure lands during it), evicted nodes go to repair (lognormal) and are replaced from the spare
+pool — or the job waits for a repaired node, or shrinks to fewer data-parallel replicas (sim/engine/run/
+fleet.py, with correlated bursts and lemon nodes). Stragglers are drawn per (re)start and fail-slow
+episodes change the pace (sim/engine/run/slow.py). Silent data corruption is found only after a detection
+latency and rolls back to the last checkpoint taken before it.
 
-Events per replica grow with the number of failures (and repairs), never with the number of GPUs; with
+Events per replica grow with the number of failures, never with the number of GPUs or repairs; with
 ``record=True`` every checkpoint is its own event, for the timeline.
 """
 
@@ -26,11 +28,15 @@ import simpy
 
 from sim.costs.reliability import FailureClass
 from sim.engine.run.arrivals import DETECTION, RenewalArrivals
-from sim.engine.run.fleet import Lemons, blast
+from sim.engine.run.fleet import Lemons, SparePool, blast
 from sim.engine.run.ledger import CheckpointLedger
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams
 from sim.engine.run.recovery import recovery_policy
 from sim.engine.run.slow import Episodes, straggler_speed
+
+
+class _Stop(Exception):
+    """The failure budget (``max_failures``) is spent: the replica ends unfinished."""
 
 
 class Replica:
@@ -38,7 +44,7 @@ class Replica:
         self.p, self.rng, self.record = params, rng, record
         self.limit = math.inf
         self.env = simpy.Environment()
-        self.pool = simpy.Container(self.env, init=params.spares) if params.spares is not None else None
+        self.pool = SparePool(params.spares) if params.spares is not None else None
         self.ledger = CheckpointLedger(params)
         self.missing = 0  # evicted nodes not yet replaced
         self.speed = 1.0
@@ -59,10 +65,10 @@ class Replica:
         self.lost_nodes = 0  # nodes evicted since the last completed recovery (their snapshots are gone)
         self.corrupt: dict[int, float] = {}  # undetected corruptions: detection key -> work when it happened
         self.sdc_work: float | None = None  # a found corruption: roll back to a checkpoint at or before this work
-        self.next_failure = self.arrivals.peek()  # wall time of the next failure (inf: none)
+        self.next_event: tuple[float, FailureClass, int] | None = None
+        self.next_failure = math.inf  # wall time of the next interruption (inf: none)
         self.failure_count = 0
         self.waiting_for_nodes = False
-        self.stop = self.env.event()  # triggered when the event budget is spent
         self.segment: tuple[float, float, float, float] | None = None  # (start, work at start, compute s, pace)
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -97,61 +103,78 @@ class Replica:
             speed *= (p.dp_replicas - lost) / p.dp_replicas
         self.speed = speed
 
-    # --- processes ---------------------------------------------------------------------------
-    def failures(self, job: simpy.Process):
-        while not self.done:
-            nxt = self.arrivals.pop()
-            if nxt is None:
-                self.next_failure = math.inf
-                return
-            t, cls, key = nxt
-            self.next_failure = t
-            yield self.env.timeout(max(0.0, t - self.env.now))
-            if self.done:
-                return
-            if cls.silent and self.p.sdc_detection_s > 0 and key > DETECTION:
-                # the state is corrupted now; the job trains on until the corruption is found
-                found = self.arrivals.push_detection(t + self.p.sdc_detection_s, cls)
-                self.corrupt[found] = self._work_at(t)
-                self._log("corruption", t, t + 1e-9, cause=cls.name, work_s=self.corrupt[found])
-                continue
-            if key <= DETECTION:
-                work = self.corrupt.pop(key, None)
-                if work is None:
-                    continue  # a rollback to a checkpoint before the corruption already erased it
-                self.sdc_work = work if self.sdc_work is None else min(self.sdc_work, work)
-            self.failure_count += 1
-            if self.failure_count > self.p.max_failures:
-                self.stop.succeed()
-                return
-            if self.waiting_for_nodes and not cls.blast_nodes:
-                continue  # a stopped job has no software to crash and no maintenance to interrupt
-            self.by_category[cls.category] += 1
-            self.by_name[cls.name] += 1
-            evicted = blast(self.p, cls, self.rng)
-            if evicted and self.lemons.on:
-                self.arrivals.rescale(t, self.lemons.swap(evicted, self.rng))
-            self.lost_nodes += evicted
-            if evicted and self.pool is not None:
-                self.missing += evicted
-                for _ in range(evicted):
-                    self.env.process(self.repair())
-            elif evicted:  # replacements are always there; the fleet still has the node in repair
-                p = self.p
-                self.repairs += [(t, t + float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)))
-                                 for _ in range(evicted)]
-            self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
-            job.interrupt(cls)
+    # --- interruptions -----------------------------------------------------------------------
+    def _pop(self) -> None:
+        """Draw the next interruption (its class's next gap is drawn now: the draws stay in time order)."""
+        self.next_event = self.arrivals.pop()
+        self.next_failure = self.next_event[0] if self.next_event is not None else math.inf
 
-    def repair(self):
-        assert self.pool is not None
-        duration = float(self.rng.lognormal(self.p.repair_mu_ln_s, self.p.repair_sigma_ln))
-        self.repairs.append((self.env.now, self.env.now + duration))
-        yield self.env.timeout(duration)
-        self.pool.put(1)
+    def _until(self, end: float):
+        """Wait until ``end`` or the next interruption, whichever comes first; the interrupting class, or None
+        once ``end`` is reached. Events that do not interrupt (a corruption happening, a software failure while
+        the job waits for nodes) are applied on the way."""
+        env = self.env
+        while self.next_failure < end:
+            yield env.timeout(max(0.0, self.next_failure - env.now))
+            cause = self._apply()
+            if cause is not None:
+                return cause
+        yield env.timeout(end - env.now)
+        return None
 
+    def _apply(self) -> FailureClass | None:
+        """Apply the event due now and draw the next one; its class if it interrupts the job."""
+        assert self.next_event is not None
+        t, cls, key = self.next_event
+        p = self.p
+        if cls.silent and p.sdc_detection_s > 0 and key > DETECTION:
+            # the state is corrupted now; the job trains on until the corruption is found
+            found = self.arrivals.push_detection(t + p.sdc_detection_s, cls)
+            self.corrupt[found] = self._work_at(t)
+            self._log("corruption", t, t + 1e-9, cause=cls.name, work_s=self.corrupt[found])
+            self._pop()
+            return None
+        if key <= DETECTION:
+            work = self.corrupt.pop(key, None)
+            if work is None:
+                self._pop()
+                return None  # a rollback to a checkpoint before the corruption already erased it
+            self.sdc_work = work if self.sdc_work is None else min(self.sdc_work, work)
+        self.failure_count += 1
+        if self.failure_count > p.max_failures:
+            raise _Stop
+        if self.waiting_for_nodes and not cls.blast_nodes:
+            self._pop()
+            return None  # a stopped job has no software to crash and no maintenance to interrupt
+        self.by_category[cls.category] += 1
+        self.by_name[cls.name] += 1
+        evicted = blast(p, cls, self.rng)
+        if evicted and self.lemons.on:
+            self.arrivals.rescale(t, self.lemons.swap(evicted, self.rng))
+        self.lost_nodes += evicted
+        self._pop()
+        if evicted and self.pool is not None:
+            self.missing += evicted
+            for _ in range(evicted):
+                end = t + float(self.rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
+                self.repairs.append((t, end))
+                self.pool.repaired_at(end)
+        elif evicted:  # replacements are always there; the fleet still has the node in repair
+            self.repairs += [(t, t + float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)))
+                             for _ in range(evicted)]
+        self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
+        return cls
+
+    # --- the job -----------------------------------------------------------------------------
     def job(self):
+        try:
+            yield from self._train()
+        except _Stop:
+            return
+
+    def _train(self):
         p, env, ledger = self.p, self.env, self.ledger
+        self._pop()
         next_ckpt = p.interval_s
         aligned = True  # the job stands at a checkpoint (or a restart): whole cycles lie ahead
         while True:
@@ -178,21 +201,19 @@ class Replica:
             # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
             stall = p.stall_s + ledger.persist_wait(env.now + compute) if saves else 0.0
             self.segment = (seg_start, start_work, compute, pace)
-            try:
-                yield env.timeout(compute + stall)
-            except simpy.Interrupt as intr:
-                self.segment = None
+            cause = yield from self._until(seg_start + compute + stall)
+            self.segment = None
+            if cause is not None:
                 ran = min(env.now - seg_start, compute)
                 ledger.progress = start_work + ran * pace
                 self._slow_losses(ran, factor)
                 self.losses["checkpoint"] += max(0.0, env.now - seg_start - compute)
                 self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
-                yield from self._recover(intr.cause)
+                yield from self._recover(cause)
                 ledger.anchor()
                 next_ckpt = ledger.progress + p.interval_s
                 aligned = True
                 continue
-            self.segment = None
             ledger.progress = target
             self._slow_losses(compute, factor)
             self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
@@ -240,35 +261,37 @@ class Replica:
         from_memory = False
         while True:
             phase, start = "restart", env.now
-            try:
-                if cause.planned and ledger.progress > ledger.durable_at(env.now):
-                    # maintenance is announced: save (and persist) first, so no work is lost
-                    phase = "checkpoint"
-                    yield env.timeout(p.stall_s + p.persist_s)
+            again = None
+            if cause.planned and ledger.progress > ledger.durable_at(env.now):
+                # maintenance is announced: save (and persist) first, so no work is lost
+                phase = "checkpoint"
+                again = yield from self._until(env.now + p.stall_s + p.persist_s)
+                if again is None:
                     ledger.forced_save()
                     self._log("checkpoint", start, env.now, work_s=ledger.progress, forced=True)
                     self.losses["checkpoint"] += env.now - start
                     phase, start = "restart", env.now
-                else:
-                    from_memory = self._roll_back(cause)
+            else:
+                from_memory = self._roll_back(cause)
+            if again is None:
                 phase = "spare_wait"
                 self.waiting_for_nodes = True
-                yield from self._acquire_nodes()
+                again = yield from self._acquire_nodes()
                 self.waiting_for_nodes = False
+            if again is None:
                 self.losses["spare_wait"] += env.now - start
                 self._log("spare_wait", start, env.now, missing=self.missing)
                 phase, start = "restart", env.now
-                yield env.timeout(self.recovery.restart_s(cause, from_memory))
+                again = yield from self._until(env.now + self.recovery.restart_s(cause, from_memory))
+            if again is None:
                 self.losses["restart"] += env.now - start
                 self._log("restart", start, env.now, cause=cause.name, from_memory=from_memory)
                 self.lost_nodes = 0  # the snapshots are whole again
                 self._draw_speed()
                 return
-            except simpy.Interrupt as again:
-                self.waiting_for_nodes = False
-                self.losses[phase] += env.now - start
-                self._log(phase, start, env.now, cause=cause.name, interrupted=True)
-                cause = again.cause
+            self.losses[phase] += env.now - start
+            self._log(phase, start, env.now, cause=cause.name, interrupted=True)
+            cause = again
 
     def _roll_back(self, cause: FailureClass) -> bool:
         """Lose the work since the policy's recovery point (and past a corruption found late); whether the
@@ -293,23 +316,22 @@ class Replica:
         return from_memory
 
     def _acquire_nodes(self):
-        """Take replacements from the spare pool; wait for repairs unless the job may shrink."""
-        if self.pool is None or not self.missing:
-            return
-        take = min(self.missing, self.pool.level)
-        if take:
-            yield self.pool.get(take)
-            self.missing -= take
+        """Take replacements from the spare pool; wait for repairs unless the job may shrink. The interrupting
+        class if an interruption comes first (nothing more is taken then), else None."""
+        pool = self.pool
+        if pool is None or not self.missing:
+            return None
+        self.missing -= pool.take(self.env.now, self.missing)
         # shrinking keeps at least one replica: wait for the nodes beyond what the survivors can spare
         tolerable = math.floor((self.p.dp_replicas - 1) / self._replicas_per_node()) if self.p.shrink else 0
         if self.missing > tolerable:
-            request = self.pool.get(self.missing - tolerable)
-            try:
-                yield request
-            except simpy.Interrupt:
-                request.cancel()
-                raise
+            wanted = self.missing - tolerable
+            again = yield from self._until(pool.ready_at(self.env.now, wanted))
+            if again is not None:
+                return again
+            pool.take(self.env.now, wanted)
             self.missing = tolerable
+        return None
 
     def _replicas_per_node(self) -> float:
         """DP replicas one missing node takes out (several when a replica is smaller than a node)."""
@@ -319,9 +341,8 @@ class Replica:
         p = self.p
         self._draw_speed()
         job = self.env.process(self.job())
-        self.env.process(self.failures(job))
         self.limit = p.horizon_s if p.horizon_s is not None else p.work_s * p.max_wall_factor
-        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(self.limit), self.stop]))
+        self.env.run(until=simpy.AnyOf(self.env, [job, self.env.timeout(self.limit)]))
         wall = self.env.now
         work = p.work_s if self.done else self._work_at(wall)  # a stop at the horizon may fall inside a segment
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
