@@ -48,9 +48,12 @@ def test_burst_size_is_capped():
 def test_rescale_is_a_time_change_of_the_hardware_clocks():
     hw, sw = FailureClass("gpu", "gpu", 1 / H, 1, False), FailureClass("sw", "sw", 1 / H, 0, False)
     arr = RenewalArrivals(RunParams(work_s=H, lemon_fraction=0.1, lemon_multiplier=2), _rng())
-    arr.heap = [(100.0, 0, hw), (100.0, 1, sw)]
+    arr.hw, arr.heap = [(100.0, 0, hw)], [(100.0, 1, sw)]  # both due at 100 s at the nominal rate
     arr.rescale(40.0, 2.0)  # twice the rate from t = 40: the 60 s left to the hardware event become 30 s
-    assert sorted((t, c.name) for t, _, c in arr.heap) == [(70.0, "gpu"), (100.0, "sw")]
+    assert arr.peek() == 70.0
+    assert arr.pop()[:2] == (70.0, hw)
+    arr.hw = []  # (the gpu's next event was drawn on its own clock)
+    assert arr.pop()[:2] == (100.0, sw)
 
 
 def test_replacing_failed_lemons_by_average_nodes_lowers_the_job_rate_to_its_balance():

@@ -43,39 +43,55 @@ class Arrivals(Protocol):
 
 class RenewalArrivals:
     """Merged renewal processes of every failure class (exponential or Weibull), plus injected events and
-    pending detections of silent corruption. ``scale`` multiplies the hardware classes' rates: a change is
-    a time change of their clocks (the residual time to each one's next event shrinks or stretches)."""
+    pending detections of silent corruption.
+
+    ``scale`` multiplies the hardware classes' rates. With lemons on, their events live on a clock of their
+    own that runs ``scale`` times as fast as the wall: a change of rate is a change of that clock's speed
+    (the residual time to each one's next event shrinks or stretches), O(1) whatever the classes.
+    """
 
     def __init__(self, params: RunParams, rng: np.random.Generator, scale: float = 1.0) -> None:
         self.rng, self.k = rng, params.weibull_shape
         self.scale, self.scaled = scale, params.lemon_fraction > 0
+        self.wall0 = self.clock0 = 0.0  # the hardware clock read clock0 at wall time wall0
         # Weibull scale such that the mean inter-arrival is 1/rate: mean = scale * Γ(1 + 1/k).
         self.gamma = math.gamma(1 + 1 / self.k) if self.k else 1.0
-        self.heap: list[tuple[float, int, FailureClass]] = []
+        self.heap: list[tuple[float, int, FailureClass]] = []  # wall times
+        self.hw: list[tuple[float, int, FailureClass]] = []  # hardware clock times (lemons on)
         for i, cls in enumerate(params.failures):
-            heapq.heappush(self.heap, (self._gap(cls), i, cls))
+            self._push(0.0, i, cls)
         injected = FailureClass("injected", "injected", 0.0, 1, False)
         for j, t in enumerate(params.inject_s):
             heapq.heappush(self.heap, (t, -1 - j, injected))
         self.detections = 0
 
-    def _gap(self, cls: FailureClass) -> float:
+    def _push(self, last: float, i: int, cls: FailureClass) -> None:
+        """The class's next event, ``last`` being its previous one on its own clock."""
         # Planned maintenance is a schedule, not wear: always Poisson.
         if self.k is None or cls.planned:
             gap = self.rng.exponential(1 / cls.rate_per_s)
         else:
             gap = self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
-        return gap / self.scale if self.scaled and hardware(cls) else gap
+        heapq.heappush(self.hw if self.scaled and hardware(cls) else self.heap, (last + gap, i, cls))
+
+    def _wall(self, clock: float) -> float:
+        return self.wall0 + (clock - self.clock0) / self.scale
 
     def peek(self) -> float:
-        return self.heap[0][0] if self.heap else math.inf
+        t = self.heap[0][0] if self.heap else math.inf
+        return min(t, self._wall(self.hw[0][0])) if self.hw else t
 
     def pop(self) -> tuple[float, FailureClass, int] | None:
+        hw = bool(self.hw) and (not self.heap or self._wall(self.hw[0][0]) < self.heap[0][0])
+        if hw:
+            c, i, cls = heapq.heappop(self.hw)
+            self._push(c, i, cls)
+            return self._wall(c), cls, i
         if not self.heap:
             return None
         t, i, cls = heapq.heappop(self.heap)
         if i >= 0:
-            heapq.heappush(self.heap, (t + self._gap(cls), i, cls))
+            self._push(t, i, cls)
         return t, cls, i
 
     def push_detection(self, t: float, cls: FailureClass) -> int:
@@ -85,8 +101,5 @@ class RenewalArrivals:
         return key
 
     def rescale(self, now: float, scale: float) -> None:
-        ratio = self.scale / scale
-        self.heap = [(now + (t - now) * ratio, i, c) if i >= 0 and hardware(c) else (t, i, c)
-                     for t, i, c in self.heap]
-        heapq.heapify(self.heap)
-        self.scale = scale
+        self.clock0 += (now - self.wall0) * self.scale
+        self.wall0, self.scale = now, scale

@@ -27,6 +27,8 @@ class CheckpointLedger:
 
     def durable_at(self, now: float) -> float:
         """Work durable on storage at ``now`` (finished persists counted, pruned)."""
+        if not self.pending or self.pending[0][0] > now:  # persists end in the order they started
+            return self.durable
         done = [w for t, w in self.pending if t <= now]
         if done:
             self.durable = max(self.durable, *done)
@@ -35,7 +37,7 @@ class CheckpointLedger:
 
     def pending_end(self) -> float:
         """When the persist in flight ends (-inf: none)."""
-        return max((t for t, _ in self.pending), default=-math.inf)
+        return self.pending[-1][0] if self.pending else -math.inf  # the newest ends last
 
     def persist_wait(self, compute_end: float) -> float:
         """How long a save whose compute ends at ``compute_end`` waits for the previous persist (snapshots to

@@ -70,6 +70,7 @@ class Replica:
         self.failure_count = 0
         self.waiting_for_nodes = False
         self.segment: tuple[float, float, float, float] | None = None  # (start, work at start, compute s, pace)
+        self.now = 0.0  # the job's clock: SimPy's, plus the quiet time advanced since the last interruption
 
     # --- bookkeeping -------------------------------------------------------------------------
     def _log(self, kind: str, start: float, end: float, **args) -> None:
@@ -87,7 +88,7 @@ class Replica:
         """Fail-slow factor on the job's speed now, and the wall time it next changes."""
         if self.episodes is None:
             return 1.0, math.inf
-        factor = self.episodes.factor(self.env.now)
+        factor = self.episodes.factor(self.now)
         return factor, self.episodes.next_change()
 
     def _slow_losses(self, ran: float, factor: float) -> None:
@@ -112,14 +113,22 @@ class Replica:
     def _until(self, end: float):
         """Wait until ``end`` or the next interruption, whichever comes first; the interrupting class, or None
         once ``end`` is reached. Events that do not interrupt (a corruption happening, a software failure while
-        the job waits for nodes) are applied on the way."""
+        the job waits for nodes) are applied on the way.
+
+        Only interruptions are SimPy events: a phase that ends before the next one is advanced arithmetically
+        (nothing random happens in between), unless it runs past the wall-time limit, where the run stops.
+        """
         env = self.env
         while self.next_failure < end:
-            yield env.timeout(max(0.0, self.next_failure - env.now))
+            t = self.next_failure
+            yield env.timeout(max(0.0, t - env.now))
+            self.now = max(self.now, t)
             cause = self._apply()
             if cause is not None:
                 return cause
-        yield env.timeout(end - env.now)
+        if end > self.limit:
+            yield env.timeout(end - env.now)  # the run stops at the limit on the way
+        self.now = end
         return None
 
     def _apply(self) -> FailureClass | None:
@@ -173,23 +182,23 @@ class Replica:
             return
 
     def _train(self):
-        p, env, ledger = self.p, self.env, self.ledger
+        p, ledger = self.p, self.ledger
         self._pop()
         next_ckpt = p.interval_s
         aligned = True  # the job stands at a checkpoint (or a restart): whole cycles lie ahead
         while True:
-            ledger.durable_at(env.now)  # prune finished persists
+            ledger.durable_at(self.now)  # prune finished persists
             factor, change = self._pace()
             quiet = self._quiet_cycles(factor, change) if aligned else None
             if quiet is not None:
                 k, duration, waits, first, cycle = quiet
-                yield env.timeout(duration)  # ends before the next failure or pace change: never interrupted
+                self.now += duration  # ends before the next failure, pace change or limit: never interrupted
                 self.checkpoints += k
                 self.losses["checkpoint"] += k * p.stall_s + waits
                 self._slow_losses(k * p.interval_s / (self.speed * factor), factor)
-                ledger.quiet(env.now - duration, env.now, k, first, cycle)
+                ledger.quiet(self.now - duration, self.now, k, first, cycle)
                 next_ckpt = ledger.progress + p.interval_s
-            seg_start, start_work = env.now, ledger.progress
+            seg_start, start_work = self.now, ledger.progress
             pace = self.speed * factor
             target = min(next_ckpt, p.work_s)
             compute = (target - start_work) / pace
@@ -199,15 +208,15 @@ class Replica:
                 target = start_work + compute * pace
             saves = target < p.work_s and not cut
             # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
-            stall = p.stall_s + ledger.persist_wait(env.now + compute) if saves else 0.0
+            stall = p.stall_s + ledger.persist_wait(self.now + compute) if saves else 0.0
             self.segment = (seg_start, start_work, compute, pace)
             cause = yield from self._until(seg_start + compute + stall)
             self.segment = None
             if cause is not None:
-                ran = min(env.now - seg_start, compute)
+                ran = min(self.now - seg_start, compute)
                 ledger.progress = start_work + ran * pace
                 self._slow_losses(ran, factor)
-                self.losses["checkpoint"] += max(0.0, env.now - seg_start - compute)
+                self.losses["checkpoint"] += max(0.0, self.now - seg_start - compute)
                 self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
                 yield from self._recover(cause)
                 ledger.anchor()
@@ -222,11 +231,12 @@ class Replica:
                 continue
             if target >= p.work_s:
                 self.done = True
+                yield self.env.timeout(self.now - self.env.now)
                 return
             self.losses["checkpoint"] += stall
-            self._log("checkpoint", env.now - stall, env.now, work_s=target)
+            self._log("checkpoint", self.now - stall, self.now, work_s=target)
             self.checkpoints += 1
-            ledger.saved(env.now, target)
+            ledger.saved(self.now, target)
             next_ckpt = target + p.interval_s
 
     def _quiet_cycles(self, factor: float, change: float) -> tuple[int, float, float, float, float] | None:
@@ -236,7 +246,7 @@ class Replica:
         Nothing random happens between failures, so k cycles of (compute, wait for the previous persist,
         stall) can be one timeout; events then grow with failures, not with checkpoints.
         """
-        p, env, ledger = self.p, self.env, self.ledger
+        p, ledger = self.p, self.ledger
         interval = p.interval_s
         if self.record or not math.isfinite(interval):
             return None
@@ -244,12 +254,12 @@ class Replica:
         if cycles_left < 2:
             return None
         compute = interval / (self.speed * factor)
-        first_wait = max(0.0, ledger.pending_end() - (env.now + compute))
+        first_wait = max(0.0, ledger.pending_end() - (self.now + compute))
         wait = max(0.0, p.persist_s - compute) if p.persist_s > 0 else 0.0
         if ledger.memory:  # snapshots never wait for storage
             first_wait = wait = 0.0
         first, cycle = compute + first_wait + p.stall_s, compute + wait + p.stall_s
-        budget = min(self.next_failure, self.limit, change) - env.now - first
+        budget = min(self.next_failure, self.limit, change) - self.now - first
         if budget < cycle:
             return None
         k = min(cycles_left, 1 + int(budget // cycle))
@@ -257,20 +267,20 @@ class Replica:
 
     def _recover(self, cause: FailureClass):
         """Roll back to the recovery point, restart (again if interrupted), wait for nodes."""
-        p, env, ledger = self.p, self.env, self.ledger
+        p, ledger = self.p, self.ledger
         from_memory = False
         while True:
-            phase, start = "restart", env.now
+            phase, start = "restart", self.now
             again = None
-            if cause.planned and ledger.progress > ledger.durable_at(env.now):
+            if cause.planned and ledger.progress > ledger.durable_at(self.now):
                 # maintenance is announced: save (and persist) first, so no work is lost
                 phase = "checkpoint"
-                again = yield from self._until(env.now + p.stall_s + p.persist_s)
+                again = yield from self._until(self.now + p.stall_s + p.persist_s)
                 if again is None:
                     ledger.forced_save()
-                    self._log("checkpoint", start, env.now, work_s=ledger.progress, forced=True)
-                    self.losses["checkpoint"] += env.now - start
-                    phase, start = "restart", env.now
+                    self._log("checkpoint", start, self.now, work_s=ledger.progress, forced=True)
+                    self.losses["checkpoint"] += self.now - start
+                    phase, start = "restart", self.now
             else:
                 from_memory = self._roll_back(cause)
             if again is None:
@@ -279,26 +289,26 @@ class Replica:
                 again = yield from self._acquire_nodes()
                 self.waiting_for_nodes = False
             if again is None:
-                self.losses["spare_wait"] += env.now - start
-                self._log("spare_wait", start, env.now, missing=self.missing)
-                phase, start = "restart", env.now
-                again = yield from self._until(env.now + self.recovery.restart_s(cause, from_memory))
+                self.losses["spare_wait"] += self.now - start
+                self._log("spare_wait", start, self.now, missing=self.missing)
+                phase, start = "restart", self.now
+                again = yield from self._until(self.now + self.recovery.restart_s(cause, from_memory))
             if again is None:
-                self.losses["restart"] += env.now - start
-                self._log("restart", start, env.now, cause=cause.name, from_memory=from_memory)
+                self.losses["restart"] += self.now - start
+                self._log("restart", start, self.now, cause=cause.name, from_memory=from_memory)
                 self.lost_nodes = 0  # the snapshots are whole again
                 self._draw_speed()
                 return
-            self.losses[phase] += env.now - start
-            self._log(phase, start, env.now, cause=cause.name, interrupted=True)
+            self.losses[phase] += self.now - start
+            self._log(phase, start, self.now, cause=cause.name, interrupted=True)
             cause = again
 
     def _roll_back(self, cause: FailureClass) -> bool:
         """Lose the work since the policy's recovery point (and past a corruption found late); whether the
         job resumes from peers' memory."""
-        env, ledger = self.env, self.ledger
+        ledger = self.ledger
         before = ledger.progress
-        level, from_memory = self.recovery.restore(ledger, env.now, cause, self.sdc_work is not None,
+        level, from_memory = self.recovery.restore(ledger, self.now, cause, self.sdc_work is not None,
                                                    self.lost_nodes, self.fleet_rng)
         self.losses["lost_work"] += ledger.progress - level
         ledger.roll_back(level)
@@ -311,7 +321,7 @@ class Replica:
         if self.corrupt:  # reloading a checkpoint from before a corruption erases it
             self.corrupt = {k: w for k, w in self.corrupt.items() if w < ledger.progress}
         if before > ledger.progress:
-            self._log("rollback", env.now, env.now + 1e-9, lost_work_s=before - ledger.progress,
+            self._log("rollback", self.now, self.now + 1e-9, lost_work_s=before - ledger.progress,
                       work_s=ledger.progress)
         return from_memory
 
@@ -321,15 +331,15 @@ class Replica:
         pool = self.pool
         if pool is None or not self.missing:
             return None
-        self.missing -= pool.take(self.env.now, self.missing)
+        self.missing -= pool.take(self.now, self.missing)
         # shrinking keeps at least one replica: wait for the nodes beyond what the survivors can spare
         tolerable = math.floor((self.p.dp_replicas - 1) / self._replicas_per_node()) if self.p.shrink else 0
         if self.missing > tolerable:
             wanted = self.missing - tolerable
-            again = yield from self._until(pool.ready_at(self.env.now, wanted))
+            again = yield from self._until(pool.ready_at(self.now, wanted))
             if again is not None:
                 return again
-            pool.take(self.env.now, wanted)
+            pool.take(self.now, wanted)
             self.missing = tolerable
         return None
 
