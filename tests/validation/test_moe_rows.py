@@ -77,3 +77,23 @@ def test_gb200_rows_keep_each_ep_group_inside_one_nvlink_domain():
     assert cluster["topology"]["node"]["scale_up"]["domain_gpus"] == 64
     assert cluster["topology"]["node"]["scale_up"]["domain_gpus"] % by_id[
         "mcore-dsv3-gb200-256gpu-mxfp8-baseline"]["parallelism"]["expert"] == 0
+
+
+#: The one MoE row outside 30 %: the GB200 report's own starting point, 1.96x slower than its final row on the same
+#: layout from software alone (unfused router, 10x slower permute kernel, MXFP8 scale allocations, no CUDA graphs,
+#: unbound CPUs, NCCL all-to-all), which a scenario cannot express (README "Mixture of experts"). Measured -57.9 %.
+SOFTWARE_BASELINE = "mcore-dsv3-gb200-256gpu-mxfp8-baseline"
+
+
+def test_moe_check_rows_accuracy():
+    """Check rows (no constant set from them): MAPE <= 15 % (measured 13.7 %), every row within 30 % but the
+    software baseline, which stays under-predicted."""
+    outcomes = [validation.simulate_row(r) for r in validation_moe.rows()]
+    check = [o for o in outcomes if o.row.tag == "check"]
+    errors = {o.row.id: o.error for o in check}
+    assert all(e is not None for e in errors.values())
+    assert sum(abs(e) for e in errors.values()) / len(errors) <= 0.15
+    assert {k: e for k, e in errors.items() if abs(e) > 0.30}.keys() <= {SOFTWARE_BASELINE}
+    assert errors[SOFTWARE_BASELINE] < -0.30
+    fit = [o for o in outcomes if o.row.tag == "fit"]  # the natural-routing row the imbalance was fitted on
+    assert [o.row.id for o in fit] == list(validation_moe.FIT_ROWS) and abs(fit[0].error) <= 0.30
