@@ -2,7 +2,7 @@
 that exercise the same feature at a comparable scale.
 
 A layout's *features* (:func:`features`) are the choices a search varies whose cost the model could get
-wrong: the TP overlap mode, the ZeRO stage, CP at the sequence length, EP inside or across nodes, the
+wrong: the TP overlap mode, the ZeRO stage, CP at the sequence length, the
 recompute mode, the pipeline schedule, TP beyond one node. The catalog
 (``sim/catalog/validation/coverage.yaml``) is computed offline from the validation rows' own layouts and
 errors by ``python scripts/build_coverage.py``; for each feature it holds how many rows exercise it, how
@@ -44,8 +44,11 @@ def features(s: Scenario) -> list[str]:
     if p.pipeline > 1:
         out.append(f"schedule={p.schedule.value}")
     if p.expert > 1:
-        members = expert_members(ParallelMesh.from_layout(p), p.expert)[0]
-        out.append(f"ep={'across nodes' if members.max() // node != members.min() // node else 'in node'}")
+        # the EP groups of Megatron's folded expert mesh (ETP ranks apart), within one NVLink domain or not
+        domain = s.cluster.topology.domain_gpus
+        members = expert_members(ParallelMesh.from_layout(p), p.expert, p.expert_tensor_degree)
+        across = bool((members.max(axis=1) // domain != members.min(axis=1) // domain).any())
+        out.append(f"ep={'across nvlink domains' if across else 'in nvlink domain'}")
     return out
 
 

@@ -52,7 +52,8 @@ def _positive(kind):
 
 
 #: ``--fix`` keys: the search option each sets to one value.
-FIX_KEYS = {"tp": "tp", "pp": "pp", "cp": "cp", "dp": "dp", "vp": "vp", "mb": "micro_batches", "zero": "zero",
+FIX_KEYS = {"tp": "tp", "pp": "pp", "cp": "cp", "dp": "dp", "vp": "vp", "ep": "ep", "etp": "etp",
+            "mb": "micro_batches", "zero": "zero",
             "recompute": "recompute", "schedule": "schedules", "tp_overlap": "tp_overlap"}
 
 
@@ -139,10 +140,16 @@ def _register_search(sub) -> None:
         cmd.add_argument(f"--{flag}", type=_int_list, metavar="LIST",
                          help=f"{what} degrees tried (default: every one that fits the GPU count)"
                          if flag != "vp" else f"{what} tried (default 2..--max-virtual)")
+    cmd.add_argument("--ep", type=_int_list, metavar="LIST",
+                     help="MoE: expert-parallel degrees tried (default: every divisor of the routed experts that "
+                          "the expert mesh fits)")
+    cmd.add_argument("--etp", type=_int_list, metavar="LIST",
+                     help="MoE: expert tensor-parallel degrees tried (default: every divisor of the layout's TP)")
     cmd.add_argument("--tp-overlap", type=_bool_list, default=(False, True), metavar="LIST",
                      help="TP communication overlapped with GEMMs: off,on (default both; on only with TP > 1)")
     cmd.add_argument("--fix", type=_fix, action="append", metavar="KEY=VALUE,...",
-                     help="pin dimensions to one value, e.g. tp=8,pp=16,zero=1,recompute=selective,tp_overlap=on "
+                     help="pin dimensions to one value, e.g. tp=8,pp=16,zero=1,recompute=selective,tp_overlap=on, "
+                          "ep=8,etp=1 "
                           f"(keys: {', '.join(FIX_KEYS)})")
     cmd.add_argument("--validated-only", action="store_true",
                      help="rank only layouts whose every feature validation covers (rows within 15 %% exercising "
@@ -166,7 +173,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise TrainsimError(f"--zero {args.zero}: stages are 0, 1, 2, 3")
     if 0 in args.micro_batches:
         raise TrainsimError("--micro-batches: sizes must be >= 1")
-    for flag in ("tp", "pp", "cp", "dp", "vp"):
+    for flag in ("tp", "pp", "cp", "dp", "vp", "ep", "etp"):
         if getattr(args, flag) is not None and 0 in getattr(args, flag):
             raise TrainsimError(f"--{flag}: degrees must be >= 1")
     _check_common(args)
@@ -175,11 +182,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_dir(args.plot, "--plot")
     base = load_checked(args.scenario)
+    for flag in ("ep", "etp"):
+        if base.model.moe is None and getattr(args, flag) is not None:
+            raise TrainsimError(f"--{flag}: the model is dense (no model.moe); there is no expert mesh to vary")
     # more model chunks per rank than layers cannot be valid: the enumeration stops there
     space = SearchSpace(micro_batch_sizes=args.micro_batches, zero_stages=args.zero, recomputes=args.recompute,
                         schedules=args.schedules, max_virtual=min(args.max_virtual, max(2, base.model.num_layers)),
                         tp_comm_overlaps=args.tp_overlap, tensor=args.tp, pipeline=args.pp, context=args.cp,
-                        data=args.dp, virtual_pipelines=args.vp)
+                        data=args.dp, virtual_pipelines=args.vp, expert=args.ep, expert_tensor=args.etp)
     try:
         result = search(base, space, simulate=args.simulate, run_top=args.top, replicas=args.replicas,
                         objective=args.objective, workers=args.workers, validated_only=args.validated_only,
@@ -200,6 +210,7 @@ def _apply_fix(args: argparse.Namespace) -> None:
     from sim.specs.enums import Recompute, Schedule
 
     parsers = {"tp": _int_list, "pp": _int_list, "cp": _int_list, "dp": _int_list, "vp": _int_list,
+               "ep": _int_list, "etp": _int_list,
                "micro_batches": _int_list, "zero": _int_list, "recompute": _enum_list(Recompute),
                "schedules": _enum_list(Schedule), "tp_overlap": _bool_list}
     for fixed in args.fix or []:
@@ -214,15 +225,18 @@ def _apply_fix(args: argparse.Namespace) -> None:
 
 
 def _search_report(result, space, top: int) -> str:
-    from sim.analysis.explore.prescreen import MEMORY_SLACK
-
     enum, s = result.enumeration, result.enumeration.base
     c = enum.cluster
     t = result.timings_s
+    experts = ""
+    if s.model.moe is not None:
+        eps = ",".join(map(str, space.expert)) if space.expert else f"divisors of the {s.model.moe.num_experts} experts"
+        etps = ",".join(map(str, space.expert_tensor)) if space.expert_tensor else "divisors of TP"
+        experts = f"; expert mesh ETP x EP x EDP over each stage's GPUs: EP {eps}, ETP {etps}"
     lines = [
         f"{s.name}: {s.model.preset or 'model'} on {c.num_gpus:,} x {c.gpu} ({c.topology.name}), global batch "
         f"{s.training.global_batch_size:,} x {s.model.seq_len:,} tokens",
-        f"layouts enumerated   {enum.total:>9,}  every TP x PP x CP x DP = {c.num_gpus:,}; "
+        f"layouts enumerated   {enum.total:>9,}  every TP x PP x CP x DP = {c.num_gpus:,}{experts}; "
         f"{', '.join(x.value for x in space.schedules)} (interleaved x 2..{space.max_virtual} chunks); micro-batch "
         f"{','.join(map(str, space.micro_batch_sizes))}; ZeRO {','.join(map(str, space.zero_stages))}; "
         f"recompute {','.join(r.value for r in space.recomputes)}; embedding/loss pipeline split or not",
@@ -230,9 +244,11 @@ def _search_report(result, space, top: int) -> str:
     ]
     for r in sorted(enum.rejected.values(), key=lambda r: -r.count):
         lines.append(f"  {r.count:>12,}  {r.example}")
+    for z, why in enum.zero_left_out.items():
+        lines.append(f"  ZeRO {z} not tried: {why}")
     lines += [
         f"rejected for memory  {result.screened_out_of_memory + result.out_of_memory:>9,}  "
-        f"{result.screened_out_of_memory:,} by the pre-screen (> {s.gpu.memory_gib:g} GiB + {MEMORY_SLACK:.0%}), "
+        f"{result.screened_out_of_memory:,} by the pre-screen (> {s.gpu.memory_gib:g} GiB), "
         f"{result.out_of_memory:,} by the exact memory model",
         f"simulated            {result.simulated:>9,}  the best pre-screen estimates"
         f"{' and the scenario' + chr(39) + 's own layout' if result.own in result.rows else ''}",
@@ -298,7 +314,8 @@ def _write_search_table(result, path: str) -> None:
     from sim.analysis.explore.objective import FIGURE_COLUMNS
     from sim.report.tables import write_table
 
-    columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
+    columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "expert", "expert_tensor",
+               "zero_stage", "micro_batch_size",
                "recompute", "schedule", "split", "tp_comm_overlap", "status", "est_step_time_s", "est_memory_gib",
                *FIGURE_COLUMNS, "unvalidated")
     n = write_table(path, result.table(), columns)

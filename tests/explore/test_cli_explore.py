@@ -54,6 +54,30 @@ def test_search_fix_pins_dimensions(tiny_file, tmp_path, capsys):
     assert "* the scenario's own layout" in text  # pure DP: outside the pinned space, simulated anyway
 
 
+def test_search_varies_and_pins_ep_and_etp_on_moe_models(tiny_file, tmp_path, capsys):
+    moe = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 128}
+    path = tiny_file(num_gpus=8, global_batch=16)
+    mapping = yaml.safe_load(path.read_text())
+    mapping["model"]["moe"] = moe
+    path.write_text(yaml.safe_dump(mapping))
+    out = tmp_path / "all.csv"
+    assert main(["search", str(path), "--fix", "zero=1,recompute=none,mb=1", "--simulate", "4", "--workers", "1",
+                 "-q", "-o", str(out)]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["expert"] for r in rows} == {"1", "2", "4", "8"} and {r["expert_tensor"] for r in rows} >= {"1", "2"}
+    text = capsys.readouterr().out
+    assert "expert mesh ETP x EP x EDP" in text and " EP" in text and "ETP" in text
+    assert main(["search", str(path), "--fix", "ep=4,etp=1", "--tp", "2", "--simulate", "2", "--workers", "1", "-q",
+                 "-o", str(out)]) == 0
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {(r["tensor"], r["expert"], r["expert_tensor"]) for r in rows} == {("2", "4", "1")}
+    capsys.readouterr()
+    assert main(["search", str(tiny_file()), "--ep", "2", "-q"]) == 2  # dense model
+    assert "--ep: the model is dense" in capsys.readouterr().err
+
+
 def test_search_bad_arguments_exit_2(tiny_file, capsys):
     assert main(["search", str(tiny_file()), "--fix", "tp=2/4", "-q"]) == 2
     assert "--fix" in capsys.readouterr().err

@@ -60,3 +60,27 @@ def test_validated_only_ranks_only_covered_layouts(monkeypatch):
     unvalidated = [row for row in marked.rows.values() if row["unvalidated"]]
     assert unvalidated and all(row["unvalidated"] == "recompute=full" for row in unvalidated)
     assert len(ranked) == marked.simulated - len(unvalidated)
+
+
+def moe_scenario(num_gpus: int, **parallelism):
+    """``scenario`` with 16 routed experts."""
+    return scenario_from_mapping({
+        "model": {**TINY_MODEL, "moe": {"num_experts": 16, "top_k": 2, "expert_ffn_hidden_size": 128}},
+        "cluster": {"gpu": "H100-SXM-80GB", "num_gpus": num_gpus, "topology": "dgx-h100-superpod"},
+        "parallelism": {"tensor": 2, "pipeline": 2, "context": 2, "data": 2, **parallelism},
+        "training": {"global_batch_size": 16}})
+
+
+def test_ep_feature_is_inside_or_across_the_nvlink_domain_of_the_folded_expert_mesh():
+    """DGX H100: 8-GPU NVLink domains. Expert mesh over a stage's GPUs (TP2 CP2 DP2 = 8 per stage, stage 0 on GPUs
+    0-7 with tp,cp,dp,pp order): EP4 x ETP2 fills GPUs 0-7 (one domain); with 32 GPUs (DP 8, 32 per stage) EP16 x
+    ETP1 spans GPUs 0-15 (two domains), EP8 x ETP1 0-7 (one)."""
+    inside = moe_scenario(16, expert=4, expert_tensor=2)
+    assert "ep=in nvlink domain" in features(inside)
+    across = moe_scenario(64, data=8, expert=16, expert_tensor=1)
+    assert "ep=across nvlink domains" in features(across)
+    assert "ep=in nvlink domain" in features(moe_scenario(64, data=8, expert=8, expert_tensor=1))
+    assert not any(f.startswith("ep=") for f in features(moe_scenario(16)))  # EP 1: no expert dispatch
+    # the MoE validation rows cover both placements (the generated catalog)
+    table = coverage.coverage_table()["features"]
+    assert table["ep=in nvlink domain"]["within"] > 0 and table["ep=across nvlink domains"]["within"] > 0

@@ -1,7 +1,7 @@
 """The pre-screen's peak memory per GPU equals the memory model (``sim.costs.memory.peak_memory``) on random
 layouts: every axis of the search space, and the base settings the space does not vary (framework, sequence
-parallelism, gradient dtype, fp8). Dense models only: on MoE models the pre-screen averages the per-layer
-parameters over the layers (its ``MEMORY_SLACK``)."""
+parallelism, gradient dtype, fp8), on dense and MoE models (routed experts split over EP x ETP, their state
+ZeRO-sharded over EDP; leading dense layers, shared experts)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,27 @@ def test_prescreen_memory_equals_the_memory_model_on_random_dense_layouts(gpus, 
     base = scenario_from_mapping(mapping)
     enum = enumerate_space(base, SearchSpace(micro_batch_sizes=(1, 2, 4), zero_stages=zeros, max_virtual=2))
     assert len(enum.valid) > 0
+    rows = data.draw(st.lists(st.integers(0, len(enum.valid) - 1), min_size=1, max_size=12, unique=True))
+    _check(enum, rows)
+
+
+#: 8 routed experts (top-2) of width 128 and one shared expert, after one leading dense layer.
+TINY_MOE = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 128, "shared_experts": 1, "first_dense_layers": 1}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gpus=st.sampled_from([8, 16]), zero_stage=st.sampled_from([0, 1, 2, 3]), fp8=st.booleans(),
+       gbs=st.sampled_from([16, 32, 64]), frequency=st.sampled_from([1, 2]), data=st.data())
+def test_prescreen_memory_equals_the_memory_model_on_random_moe_layouts(gpus, zero_stage, fp8, gbs, frequency,
+                                                                      data):
+    mapping = tiny_mapping(gpus, gbs)
+    mapping["model"]["moe"] = {**TINY_MOE, "moe_layer_frequency": frequency}
+    if fp8:
+        mapping["training"].update(precision="fp8", fp8_recipe="tensorwise")
+    base = scenario_from_mapping(mapping)
+    space = SearchSpace(micro_batch_sizes=(1, 2), zero_stages=(zero_stage,), max_virtual=2)
+    enum = enumerate_space(base, space)
+    assert len(set(enum.valid["expert"])) > 2 and len(set(enum.valid["expert_tensor"])) > 1  # EP and ETP vary
     rows = data.draw(st.lists(st.integers(0, len(enum.valid) - 1), min_size=1, max_size=12, unique=True))
     _check(enum, rows)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from sim.analysis.explore.space import Layout, enumerate_space, factorizations, reason_key
+from sim.analysis.explore.space import SCHEDULES, Layout, enumerate_space, factorizations, reason_key, shapes
 from sim.errors import ScenarioError
 from sim.specs.enums import Recompute, Schedule
-from tests.explore.conftest import TINY_SPACE, tiny
+from sim.specs.scenario import scenario_from_mapping
+from tests.explore.conftest import TINY_SPACE, tiny, tiny_mapping
 
 
 @pytest.mark.parametrize(("n", "count"), [(1, 1), (4, 10), (8, 20), (12, 40)])
@@ -95,3 +98,64 @@ def test_pinned_degrees_and_find():
     layout = enum.valid.layout(3)
     assert enum.valid.find(layout) == 3
     assert enum.valid.find(dataclasses.replace(layout, tensor=1)) is None
+
+
+def tiny_moe(num_gpus: int = 8, **parallelism):
+    """The tiny model with 8 routed experts (top-2, width 96: ETP 4 does not divide it)."""
+    mapping = tiny_mapping(num_gpus, 16)
+    mapping["model"]["moe"] = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 96}
+    mapping["parallelism"].update(parallelism)
+    return scenario_from_mapping(mapping)
+
+
+def test_moe_layouts_vary_ep_and_etp_and_each_is_what_full_validation_says():
+    """The expert rules are validated once per (PP, EP, ETP) and spread; validating every layout of the space
+    with every (EP, ETP) gives the same valid set and the same rejected count."""
+    base = tiny_moe()
+    space = dataclasses.replace(TINY_SPACE, zero_stages=(0,), recomputes=(Recompute.NONE,))
+    enum = enumerate_space(base, space)
+    valid = {enum.valid.layout(i) for i in range(len(enum.valid))}
+    assert {x.expert for x in valid} == {1, 2, 4, 8} and {x.expert_tensor for x in valid} == {1, 2}
+    brute, total = set(), 0
+    for t, p, v, c, d, mb, sched, split in shapes(8, space):
+        for e in (1, 2, 4, 8):
+            for x in (k for k in (1, 2, 4, 8) if t % k == 0):
+                total += 1
+                layout = Layout(tensor=t, pipeline=p, virtual_pipeline=v, context=c, data=d, zero_stage=0,
+                                micro_batch_size=mb, activation_recompute=Recompute.NONE,
+                                schedule=SCHEDULES[sched], split=bool(split), expert=e, expert_tensor=x)
+                try:
+                    layout.apply(base)
+                except ScenarioError:
+                    continue
+                brute.add(layout)
+    assert valid == brute
+    assert enum.total == total and enum.num_rejected == total - len(brute)
+    assert any("expert_tensor" in k for k in enum.rejected)  # ETP 4 with TP 4 does not divide 96
+    assert any(k.startswith("parallelism.expert:") for k in enum.rejected)  # ETP x EP beyond a stage's GPUs
+
+
+def test_moe_pins_and_labels():
+    base = tiny_moe(expert=2)
+    enum = enumerate_space(base, dataclasses.replace(TINY_SPACE, expert=(2,), expert_tensor=(1,)))
+    assert set(enum.valid["expert"].tolist()) == {2} and set(enum.valid["expert_tensor"].tolist()) == {1}
+    own = Layout.of(base)
+    assert (own.expert, own.expert_tensor) == (2, 1)  # ETP explicit: the attention TP it defaults to
+    assert "EP2 ETP1" in own.label()
+    assert "EP" not in Layout.of(tiny()).label()
+    assert own.apply(base).parallelism.expert_tensor == 1
+
+
+def test_stage_specific_base_options_apply_where_they_mean_something():
+    """A base running FSDP without resharding (ZeRO-3 only) still yields ZeRO-0/1/2 layouts, without that option;
+    torchtitan's unrunnable ZeRO-1/2 are left out with the reason."""
+    base = tiny(parallelism={"data": 4, "zero_stage": 3, "reshard_after_forward": False})
+    enum = enumerate_space(base, dataclasses.replace(TINY_SPACE, zero_stages=(0, 1, 2, 3)))
+    assert set(enum.valid["zero_stage"].tolist()) == {0, 1, 2, 3} and not enum.zero_left_out
+    for i in range(len(enum.valid)):
+        p = enum.valid.layout(i).apply(base).parallelism
+        assert p.reshard_after_forward is (False if p.zero_stage == 3 else None)
+    titan = tiny(parallelism={"data": 4, "zero_stage": 3, "framework": "torchtitan"})
+    enum = enumerate_space(titan, dataclasses.replace(TINY_SPACE, zero_stages=(0, 1, 2, 3)))
+    assert set(enum.valid["zero_stage"].tolist()) == {0, 3} and set(enum.zero_left_out) == {1, 2}
+    assert "torchtitan" in enum.zero_left_out[1]

@@ -1,18 +1,24 @@
 """Fast analytic pre-screen of a candidate table: estimated step time and peak memory per GPU.
 
 Per-layer figures come from the real cost model (``sim.costs.layer``, ``sim.costs.memory``,
-``sim.network.paths``), evaluated once per distinct (TP, CP, micro-batch, recompute) or communication
-group; the pipeline is then assembled in closed form with numpy over the whole table:
+``sim.costs.zero``, ``sim.network.paths``), evaluated once per distinct (TP, CP, micro-batch, recompute, EP,
+ETP), pipeline split or communication group; the pipeline is then assembled in closed form with numpy over
+the whole table:
 
 * step ``= (m + (p-1)/v) T_mb`` for interleaved 1F1B, ``(m + p - 1) T_mb`` for 1F1B and GPipe, with
-  ``T_mb`` the forward + backward of the most loaded stage, plus the pipeline fill's activation
-  transfers, the exposed tail of the DP gradient reduction and parameter gather, and the optimizer;
-  ZeRO-3 layers run at ``max(compute, parameter all-gather)``.
-* memory mirrors ``sim.costs.memory.stage_memory`` (model state and buffers from its own functions, per
-  distinct key) on the first, second and last pipeline ranks (the
-  only ones that can peak: the first holds the embedding and the most micro-batches, the last the LM
-  head and logits, the second the most micro-batches of the middle ranks), with each schedule's
-  in-flight micro-batch count in closed form.
+  ``T_mb`` the forward + backward of the most loaded stage (its dense and MoE layers each at their own
+  time), plus the pipeline fill's activation transfers, the DP traffic the ZeRO plan the engine runs
+  (``memory.dp_plan``) leaves exposed, and the optimizer on the plan's shard. The plan decides the traffic:
+  one gradient reduction per step, or one per micro-batch (ZeRO-2/3 ``every-microbatch``), exposed beyond
+  the last chunk's tail only when it outlasts the compute it overlaps; ZeRO-3 layer passes take the longer
+  of their compute (plus FSDP2's copies) and their parameter gathers (as many per pass as the plan says:
+  resharding, re-gather for recompute) plus the per-micro-batch reduce-scatter; parameters held from the
+  first forward are gathered once.
+* memory mirrors ``sim.costs.memory.stage_memory`` (parameters per rank, routed-expert parameters sharded
+  over EP x ETP and ZeRO over EDP, model state and buffers from its own functions, per distinct key) on the
+  pipeline ranks that can peak (the first holds the embedding and the most micro-batches, the last the LM
+  head and logits; of the middle ranks with the same layers and parameters, the lowest holds the most
+  micro-batches), with each schedule's in-flight micro-batch count in closed form.
 
 The estimate only orders candidates for simulation and discards the clearly out-of-memory ones; every
 figure the search reports comes from ``evaluate``.
@@ -27,19 +33,19 @@ import numpy as np
 
 from sim import catalog
 from sim.analysis.explore.space import SCHEDULES, Candidates, Enumeration
-from sim.costs import flops, fp8, layer, memory, shapes, zero
+from sim.costs import flops, fp8, kernels, layer, memory, shapes, zero
 from sim.costs.collectives import Collective, collective_time
 from sim.network.paths import group_path
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
-from sim.specs.enums import GradDtype, Schedule
+from sim.parallelism.sharding import chunk_layers
+from sim.specs.enums import Schedule
 from sim.specs.scenario import Scenario
 from sim.units import GIB
 
-#: A layout is discarded by the pre-screen only when its estimated peak exceeds the GPU's memory by
-#: more than this fraction; closer ones go to the exact memory model. The estimate reproduces
-#: ``peak_memory`` for dense models (tests/explore/test_prescreen_memory.py); the slack covers MoE models,
-#: whose per-stage parameters it averages over layers.
-MEMORY_SLACK = 0.05
+#: A layout is discarded by the pre-screen only when its estimated peak exceeds the GPU's memory by more than this
+#: fraction. The estimate reproduces ``peak_memory`` for dense and MoE models (tests/explore/test_prescreen_memory.py,
+#: to 1e-9): the slack only absorbs float rounding.
+MEMORY_SLACK = 1e-6
 
 INTERLEAVED = SCHEDULES.index(Schedule.INTERLEAVED)
 GPIPE = SCHEDULES.index(Schedule.GPIPE)
@@ -59,14 +65,21 @@ class Estimate:
         return self.memory_bytes <= self.capacity_bytes * (1 + MEMORY_SLACK)
 
 
-def per_key(cands: Candidates, keys: Sequence[str], fn: Callable[[int], Sequence[float]]) -> np.ndarray:
+def per_key(cands: Candidates, keys: Sequence[str], fn: Callable[[int], Sequence[float]],
+            pad: int | None = None) -> np.ndarray:
     """``fn(i)`` on the first candidate of each distinct value of the ``keys`` columns, spread to all rows.
 
-    Returns an array of shape (len(cands), len(fn's result)).
+    Returns an array of shape (len(cands), len(fn's result)). With ``pad``, results may differ in length: the
+    shorter ones repeat their ``pad`` values after the first two (one pipeline rank's figures, see
+    :meth:`_Probe.stage_figures`) up to the longest.
     """
     table = np.stack([cands[k] for k in keys], axis=1)
     _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
-    values = np.array([fn(int(i)) for i in first], dtype=float)
+    results = [list(fn(int(i))) for i in first]
+    if pad is not None:
+        width = max(len(r) for r in results)
+        results = [r + r[2:2 + pad] * ((width - len(r)) // pad) for r in results]
+    values = np.array(results, dtype=float)
     return values[inverse.reshape(-1)]
 
 
@@ -95,7 +108,8 @@ class _Probe:
         return group_path(self.topo, self.gpu, mesh.group(*axes))
 
     def layer_figures(self, i: int) -> tuple[float, ...]:
-        """Per (TP, CP, micro-batch, recompute, TP overlap): layer, embedding and head times; activation bytes."""
+        """Per (TP, CP, micro-batch, recompute, TP overlap, EP, ETP): forward and backward times of a dense and of
+        an MoE layer, embedding and head times; activation bytes."""
         s = self.scenario(i)
         mesh = ParallelMesh.from_layout(s.parallelism)
         topo, gpu = self.topo, self.gpu
@@ -104,39 +118,76 @@ class _Probe:
         paths = layer.Paths(tp=group_path(topo, gpu, mesh.group(Axis.TP)),
                             cp=group_path(topo, gpu, mesh.group(Axis.CP)), ep=group_path(topo, gpu, expert),
                             etp=group_path(topo, gpu, Group(etp, 1)))
-        m = s.model
-        moe_share = flops.num_moe_layers(m) / m.num_layers
         dense = layer.layer_time(s, gpu, paths, moe=False)
-        moe = layer.layer_time(s, gpu, paths, moe=True) if moe_share else dense
-        fwd = (1 - moe_share) * dense.forward.total + moe_share * moe.forward.total
-        bwd = (1 - moe_share) * dense.backward.total + moe_share * moe.backward.total
+        moe = layer.layer_time(s, gpu, paths, moe=True) if s.model.moe is not None else dense
         emb, head = layer.embedding_time(s, gpu), layer.head_time(s, gpu, paths)
-        return (fwd, bwd, emb.forward.total + emb.backward.total, head.forward.total + head.backward.total,
+        return (dense.forward.total, dense.backward.total, moe.forward.total, moe.backward.total,
+                emb.forward.total + emb.backward.total, head.forward.total + head.backward.total,
                 memory.layer_activation_bytes(s), memory.recompute_working_bytes(s))
 
-    def param_figures(self, i: int) -> tuple[float, float, float, float]:
-        """Per TP degree: mean and largest layer parameters per GPU, the embedding's share, and the head's
-        parameters besides an untied embedding copy (final norm, MTP modules)."""
+    def stage_figures(self, i: int) -> tuple[float, ...]:
+        """Per (TP, PP, virtual PP, split, EP, ETP), from the memory model's own functions: the parameters per GPU
+        of a dense and of an MoE layer, then :data:`RANK_FIELDS` of every pipeline rank that can peak or be the
+        slowest: the first, the last, and of the middle ranks the lowest of each distinct set of figures (the
+        same figures on a later rank hold fewer micro-batches in flight), padded to ``max_ranks`` with the
+        first rank's."""
         s = self.scenario(i)
-        params = [memory.layer_params_per_gpu(s, k) for k in range(s.model.num_layers)]
-        emb = memory.embedding_params_per_gpu(s)
-        p = s.parallelism
-        tied_alone = s.model.tied_embeddings and p.pipeline * p.virtual_pipeline == 1
-        return float(np.mean(params)), max(params), emb, memory.head_params_per_gpu(s) - (0.0 if tied_alone else emb)
+        p, m = s.parallelism, s.model
+        chunks = chunk_layers(s)
+        kinds = {flops.is_moe_layer(m, x): x for x in range(m.num_layers)}
+        dense_layer = memory.layer_params_per_gpu(s, kinds.get(False, 0))
+        moe_layer = memory.layer_params_per_gpu(s, kinds[True]) if True in kinds else dense_layer
+        out: dict[tuple[float, ...], int] = {}
+        for rank in (0, p.pipeline - 1, *range(1, p.pipeline - 1)):
+            layers = [x for j in range(p.virtual_pipeline) for x in chunks[j * p.pipeline + rank]]
+            moe = sum(flops.is_moe_layer(m, x) for x in layers)
+            figures = (memory.stage_params_per_gpu(s, rank), memory.stage_expert_params_per_gpu(s, rank),
+                       max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline)),
+                       len(layers) - moe, moe)
+            if rank in (0, p.pipeline - 1):
+                out[(rank, *figures)] = rank
+            else:
+                out.setdefault(figures, rank)
+        rows = [(rank, *figures[-5:]) for figures, rank in out.items()]
+        return (dense_layer, moe_layer, *(x for row in rows for x in row))
 
-    def state_figures(self, i: int) -> tuple[float, float, float]:
-        """Per (PP, CP, DP, ZeRO): bytes per parameter of weights (fp8 copies included), gradients and optimizer
-        state under the scenario's data-parallel plan (``sim.costs.zero``: sharding per stage, framework,
-        gradient sync, resharding, HSDP shard group)."""
+    def state_figures(self, i: int) -> tuple[float, float]:
+        """Per (PP, CP, DP, ZeRO, EP, ETP): bytes per parameter of weights (fp8 copies included), gradients and
+        optimizer state under the scenario's data-parallel plan (``sim.costs.zero``: sharding per stage,
+        framework, gradient sync, resharding, HSDP shard group), for a dense and for a routed-expert parameter
+        (sharded over the EDP group instead). ``zero.state_bytes`` is linear in both counts."""
         s = self.scenario(i)
-        state = zero.state_bytes(memory.dp_plan(s), 1.0, memory.OPTIMIZER_BYTES[s.training.optimizer])
+        plan, opt = memory.dp_plan(s), memory.OPTIMIZER_BYTES[s.training.optimizer]
         fp8_weights = fp8.weight_copy_bytes(s, 1.0) if s.parallelism.zero_stage < 3 else 0.0
-        return state.weights + fp8_weights, state.gradients, state.optimizer
+        dense, expert = zero.state_bytes(plan, 1.0, opt), zero.state_bytes(plan, 1.0, opt, 1.0)
+        return (dense.weights + dense.gradients + dense.optimizer + fp8_weights,
+                expert.weights + expert.gradients + expert.optimizer + fp8_weights)
+
+    def plan_figures(self, i: int) -> tuple[float, ...]:
+        """Per (TP, PP, CP, DP, ZeRO, recompute, EP, ETP): the data-parallel plan (``memory.dp_plan``, the one the
+        engine runs) as :data:`PLAN_FIELDS`."""
+        s = self.scenario(i)
+        plan = memory.dp_plan(s)
+        return (plan.grads_sharded, plan.gathers(True, False), plan.gathers(False, False), plan.params_held,
+                plan.gather_copy_passes, plan.reduce_copy_passes, plan.grad_bytes, plan.replicas, plan.shard,
+                plan.expert_shard)
 
     def buffer_bytes(self, i: int) -> tuple[float]:
-        """Per (TP, PP, CP, DP, ZeRO, micro-batch): the memory model's communication buffers."""
+        """Per (TP, PP, CP, DP, ZeRO, micro-batch, EP, ETP): the memory model's communication buffers."""
         s = self.scenario(i)
         return (memory.buffer_bytes(s, memory.dp_plan(s)),)
+
+
+#: Per pipeline rank of :meth:`_Probe.stage_figures`: its index, parameters per GPU (before ZeRO), the routed-expert
+#: part of them, the layers of its largest model chunk, its dense and its MoE layers.
+RANK_FIELDS = ("rank", "params", "expert_params", "chunk_layers", "dense_layers", "moe_layers")
+
+EXPERT_MESH = ("expert", "expert_tensor")
+
+#: :meth:`_Probe.plan_figures`: what ``zero.DataParallelPlan`` says of one step (gathers per forward and backward
+#: pass of a layer after its first forward).
+PLAN_FIELDS = ("grads_sharded", "forward_gathers", "backward_gathers", "params_held", "gather_copy_passes",
+               "reduce_copy_passes", "grad_bytes", "replicas", "shard", "expert_shard")
 
 
 def prescreen(enum: Enumeration) -> Estimate:
@@ -144,39 +195,21 @@ def prescreen(enum: Enumeration) -> Estimate:
     c, s, probe = enum.valid, enum.base, _Probe(enum)
     if len(c) == 0:
         return Estimate(np.zeros(0), np.zeros(0), s.gpu.memory_gib * GIB)
-    pp, vp, split = c["pipeline"], c["virtual_pipeline"], c["split"]
     m = s.training.global_batch_size // (c["data"] * c["micro_batch_size"])
-    lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap"),
-                  probe.layer_figures)
-    fwd, bwd, emb_t, head_t, act, working = lay.T
-    lp, _, emb_p, head_extra = per_key(c, ("tensor",), probe.param_figures).T
-    shape = _StageShape(s, pp, vp, split, emb_p, lp, head_extra)
-    state = per_key(c, ("pipeline", "context", "data", "zero_stage"), probe.state_figures)
-    buffers = per_key(c, ("tensor", "pipeline", "context", "data", "zero_stage", "micro_batch_size"),
+    lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap",
+                      *EXPERT_MESH), probe.layer_figures)
+    stages = per_key(c, ("tensor", "pipeline", "virtual_pipeline", "split", *EXPERT_MESH), probe.stage_figures,
+                     pad=len(RANK_FIELDS))
+    n = len(RANK_FIELDS)
+    layer_params = stages[:, :2].T
+    ranks = [dict(zip(RANK_FIELDS, stages[:, 2 + k * n:2 + (k + 1) * n].T, strict=True))
+             for k in range((stages.shape[1] - 2) // n)]
+    state = per_key(c, ("pipeline", "context", "data", "zero_stage", *EXPERT_MESH), probe.state_figures)
+    buffers = per_key(c, ("tensor", "pipeline", "context", "data", "zero_stage", "micro_batch_size", *EXPERT_MESH),
                       probe.buffer_bytes)[:, 0]
-    mem = _peak_memory(s, c, m, shape, act, working, state, buffers)
-    step = _step_time(s, c, probe, m, shape, fwd, bwd, emb_t, head_t)
+    mem = _peak_memory(s, c, m, ranks, lay[:, 6], lay[:, 7], state, buffers)
+    step = _step_time(s, c, probe, m, ranks, layer_params, lay[:, :6].T)
     return Estimate(step, mem, s.gpu.memory_gib * GIB)
-
-
-class _StageShape:
-    """Layers and parameters of the first, a middle and the last pipeline rank (vectorised)."""
-
-    def __init__(self, s: Scenario, pp, vp, split, emb_p, lp, head_extra) -> None:
-        per = (s.model.num_layers + 2 * split) // (pp * vp)
-        self.per = per
-        self.first_layers = per * vp - split
-        self.last_layers = per * vp - split - np.where(pp == 1, split, 0)
-        self.mid_layers = per * vp
-        head_p = head_extra + np.where(s.model.tied_embeddings & (pp * vp == 1), 0.0, emb_p)
-        self.emb_p, self.head_p = emb_p, head_p
-        self.first_params = self.first_layers * lp + emb_p + np.where(pp == 1, head_p, 0.0)
-        self.last_params = self.last_layers * lp + head_p
-        self.mid_params = self.mid_layers * lp
-
-    def chunk_layers(self, rank_is_end: np.ndarray, vp, split) -> np.ndarray:
-        """Largest chunk of a rank: one layer fewer on an end rank without other chunks."""
-        return self.per - np.where(rank_is_end & (vp == 1), split, 0)
 
 
 def in_flight(schedule, pp, vp, rank, m) -> np.ndarray:
@@ -186,37 +219,42 @@ def in_flight(schedule, pp, vp, rank, m) -> np.ndarray:
     return np.where(schedule == GPIPE, m, np.where(schedule == INTERLEAVED, interleaved, one_f_one_b))
 
 
-def _peak_memory(s: Scenario, c: Candidates, m, shape: _StageShape, act, working, state, buffers) -> np.ndarray:
-    """``memory.stage_memory`` of ranks 0, 1 and p-1; the largest total. ``state``: bytes per parameter of
-    weights, gradients and optimizer state (columns); ``buffers``: bytes per GPU."""
+def _peak_memory(s: Scenario, c: Candidates, m, ranks, act, working, state, buffers) -> np.ndarray:
+    """``memory.stage_memory`` of the ranks that can peak; the largest total. ``state``: bytes per
+    dense and per routed-expert parameter (columns); ``buffers``: bytes per GPU."""
     mdl = s.model
-    tp, pp, vp, cp, mb, split = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"],
-                                 c["micro_batch_size"], c["split"])
+    tp, pp, vp, cp, mb = c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"], c["micro_batch_size"]
     tokens = np.asarray(shapes.tokens_per_microbatch(mdl.seq_len, cp, mb))
     sp = shapes.sequence_split(tp, s.parallelism.sequence_parallel)
     consts = catalog.efficiency_table()["memory"]
-    per_param = state.sum(axis=1)
     peak = np.zeros(len(c))
-    for rank in (np.zeros_like(pp), np.minimum(1, pp - 1), pp - 1):
+    for r in ranks:
+        rank = r["rank"]
         first, last = rank == 0, rank == pp - 1
-        params = np.where(first, shape.first_params, np.where(last, shape.last_params, shape.mid_params))
         held = in_flight(c["schedule"], pp, vp, rank, m)
-        acts = held * shape.chunk_layers(first | last, vp, split) * act + working
+        acts = held * r["chunk_layers"] * act + working
         acts = acts + np.where(first, held * 2 * tokens * mdl.hidden_size / sp, 0.0)
         acts = acts + np.where(last, tokens * mdl.vocab_size / tp * (2 + 4), 0.0)
-        counted = params * per_param + acts + buffers
+        model_state = (r["params"] - r["expert_params"]) * state[:, 0] + r["expert_params"] * state[:, 1]
+        counted = model_state + acts + buffers
         reserve = consts["runtime_reserve_gib"]["value"] * GIB + consts["fragmentation_fraction"]["value"] * counted
         peak = np.maximum(peak, counted + reserve)
     return peak
 
 
-def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, shape: _StageShape, fwd, bwd, emb_t, head_t):
+def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params, layer_times) -> np.ndarray:
     """Closed-form step time of each candidate (see the module docstring)."""
-    p, mdl = s.parallelism, s.model
-    tp, pp, vp, cp, dp, zero, mb = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"], c["data"],
-                                    c["zero_stage"], c["micro_batch_size"])
-    grad_bytes = 4 if p.grad_reduce_dtype is GradDtype.FP32 else 2
+    tp, pp, vp, cp, dp, zero_stage = (c["tensor"], c["pipeline"], c["virtual_pipeline"], c["context"], c["data"],
+                                      c["zero_stage"])
+    mdl = s.model
+    plan = dict(zip(PLAN_FIELDS, per_key(c, ("tensor", "pipeline", "context", "data", "zero_stage",
+                                              "activation_recompute", *EXPERT_MESH), probe.plan_figures).T,
+                    strict=True))
+    dense_f, dense_b, moe_f, moe_b, emb_t, head_t = layer_times
+    dense_p, moe_p = layer_params
     dp_n = dp * cp
+    sharded_dp = (zero_stage == 3) & (dp_n > 1)
+    grads_sharded = plan["grads_sharded"] > 0
 
     def dp_time(op: Collective):
         return lambda t, c_, d, nbytes: collective_time(op, nbytes, probe.group_path(t, c_, d, Axis.CP, Axis.DP))
@@ -224,31 +262,68 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, shape: _StageShape,
     def p2p_time(t, c_, d, nbytes):
         return collective_time(Collective.SEND_RECV, nbytes, probe.group_path(t, c_, d, Axis.PP))
 
-    gather = _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, shape.mid_params / shape.mid_layers * 2)
-    layer_f = np.where(zero == 3, np.maximum(fwd, gather), fwd)
-    layer_b = np.where(zero == 3, np.maximum(bwd, gather), bwd)
-    per_layer = layer_f + layer_b
-    t_first = shape.first_layers * per_layer + emb_t + np.where(pp == 1, head_t, 0.0)
-    t_last = shape.last_layers * per_layer + head_t
-    t_mid = np.where(pp > 2, shape.mid_layers * per_layer, 0.0)
-    t_mb = np.maximum(np.maximum(t_first, t_last), t_mid)
+    def gather(params):
+        return _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * zero.PARAM_BYTES)
+
+    def copies(params, passes):
+        """FSDP2's copy-out / chunk_cat around a collective, on the compute stream (the engine's _copy_time)."""
+        return _unique_map(lambda n: kernels.hbm_time(probe.gpu, n), passes * 2 * params * zero.PARAM_BYTES)
+
+    # ZeRO-3: every layer pass waits for its parameter gathers (``gathers`` per pass, prefetched) and, with sharded
+    # gradients, its backward's reduce-scatter shares the DP link: the pass takes the longer of compute and traffic.
+    held = plan["params_held"] > 0
+    gf = np.where(held, 0, plan["forward_gathers"])
+    gb = np.where(held, 0, plan["backward_gathers"])
+    times = []
+    for fwd, bwd, params in ((dense_f, dense_b, dense_p), (moe_f, moe_b, moe_p)):
+        g = gather(params)
+        rs = np.where(grads_sharded, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
+                                                 params * plan["grad_bytes"]), 0.0)
+        f3 = np.maximum(fwd + copies(params, gf * plan["gather_copy_passes"]), gf * g)
+        b3 = np.maximum(bwd + copies(params, gb * plan["gather_copy_passes"]
+                                     + np.where(grads_sharded, plan["reduce_copy_passes"], 0)), gb * g + rs)
+        times.append((np.where(sharded_dp, f3, fwd), np.where(sharded_dp, b3, bwd), g))
+    (dense_f3, dense_b3, dense_g), (moe_f3, moe_b3, moe_g) = times
+    busy = [r["dense_layers"] * (dense_f3 + dense_b3) + r["moe_layers"] * (moe_f3 + moe_b3)
+            + np.where(r["rank"] == 0, emb_t, 0.0) + np.where(r["rank"] == pp - 1, head_t, 0.0) for r in ranks]
+    t_mb = np.max(busy, axis=0)
     pipeline = np.where(c["schedule"] == INTERLEAVED, (m + (pp - 1) / vp) * t_mb, (m + pp - 1) * t_mb)
-    tokens = np.asarray(shapes.tokens_per_microbatch(mdl.seq_len, cp, mb))
-    act_bytes = np.asarray(shapes.activation_bytes(tokens, mdl.hidden_size, tp, p.sequence_parallel))
-    p2p = _unique_map(p2p_time, tp, cp, dp, act_bytes)
-    fill = 2 * (pp - 1) * p2p
-    params = np.maximum(np.maximum(shape.first_params, shape.last_params), shape.mid_params)
-    reduce_op = np.where(zero == 0, 0, 1)
-    reduce = np.where(reduce_op == 0,
-                      _unique_map(dp_time(Collective.ALL_REDUCE), tp, cp, dp, params * grad_bytes),
-                      _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp, params * grad_bytes))
-    last_backward = shape.mid_layers / vp * layer_b
-    exposed = np.where(dp_n > 1, np.maximum(reduce / vp, reduce - last_backward), 0.0)
-    if p.overlap_param_gather:
-        ag_chunk = _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params / vp * 2)
-    else:
-        ag_chunk = _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * 2)
-    exposed = exposed + np.where((zero == 1) | (zero == 2), ag_chunk, np.where(zero == 3, gather, 0.0))
-    local = params / np.where(zero >= 1, dp_n, 1)
+    tokens = np.asarray(shapes.tokens_per_microbatch(mdl.seq_len, cp, c["micro_batch_size"]))
+    act_bytes = np.asarray(shapes.activation_bytes(tokens, mdl.hidden_size, tp, s.parallelism.sequence_parallel))
+    fill = 2 * (pp - 1) * _unique_map(p2p_time, tp, cp, dp, act_bytes)
+
+    # The rank with the most parameters reduces the most gradients and updates the largest shard.
+    top = np.argmax(np.stack([r["params"] for r in ranks]), axis=0)
+    params = np.choose(top, [r["params"] for r in ranks])
+    expert_params = np.choose(top, [r["expert_params"] for r in ranks])
+    layers = np.choose(top, [r["dense_layers"] + r["moe_layers"] for r in ranks])
+    grad = params * plan["grad_bytes"]
+    reduce = np.where(zero_stage == 0, _unique_map(dp_time(Collective.ALL_REDUCE), tp, cp, dp, grad),
+                      _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp, grad))
+    # HSDP: each gradient shard is all-reduced across the replica groups (costed on the DP path)
+    reduce = reduce + np.where(plan["replicas"] > 1, _unique_map(dp_time(Collective.ALL_REDUCE), tp, cp, dp,
+                                                                 grad / plan["shard"]), 0.0)
+    # Gradients reduced once per step (or every micro-batch with sharded gradients, ZeRO-2 every-microbatch):
+    # the last chunk's reduction ends after the last backward; the rest is hidden unless the link is busier than
+    # the compute it overlaps.
+    per_layer_b = (dense_b3 * np.choose(top, [r["dense_layers"] for r in ranks])
+                   + moe_b3 * np.choose(top, [r["moe_layers"] for r in ranks])) / np.maximum(layers, 1)
+    tail = np.maximum(reduce / vp, reduce - layers / vp * per_layer_b)
+    reductions = np.where(grads_sharded, m, 1)
+    exposed = np.where(sharded_dp & grads_sharded, 0.0, np.maximum(tail, reductions * reduce - m * t_mb))
+    exposed = np.where(dp_n > 1, exposed, 0.0)
+    # ZeRO-1/2 gather the updated parameters (ahead of each chunk's first forward when overlapped); ZeRO-3 cannot
+    # hide the first layer's gather, and when the parameters are held the whole stage is gathered in the first
+    # forward.
+    stage_gather = gather(params / np.where(s.parallelism.overlap_param_gather, vp, 1))
+    first_layer = np.where(moe_p > dense_p, moe_g, dense_g)
+    held_gathers = np.maximum(first_layer, sum(r_l * np.maximum(g - f, 0.0) for r_l, g, f in (
+        (np.choose(top, [r["dense_layers"] for r in ranks]), dense_g, dense_f),
+        (np.choose(top, [r["moe_layers"] for r in ranks]), moe_g, moe_f))))
+    gathers = np.where(zero_stage == 3, np.where(held, held_gathers, first_layer),
+                       np.where(zero_stage >= 1, stage_gather, 0.0))
+    exposed = exposed + np.where(dp_n > 1, gathers, 0.0)
+    local = np.where(zero_stage >= 1, (params - expert_params) / plan["shard"] + expert_params / plan["expert_shard"],
+                     params)
     optimizer = _unique_map(lambda n: layer.optimizer_time(s, probe.gpu, n), local)
     return pipeline + fill + exposed + optimizer

@@ -1,4 +1,4 @@
-"""The layout space of a scenario: every (TP, PP, virtual PP, CP, DP, ZeRO, micro-batch, recompute,
+"""The layout space of a scenario: every (TP, PP, virtual PP, CP, DP, EP, ETP, ZeRO, micro-batch, recompute,
 TP overlap, schedule, pipeline split) whose degrees multiply to the GPU count, checked by the spec
 validation.
 
@@ -8,6 +8,18 @@ interleaving, nodes) accept or reject it, with their messages. The *free* axes (
 ZeRO stage, recompute, TP overlap) never change validity, so each *shape* (the other axes) is
 validated once and expanded over them. A new axis is a :class:`Layout` field, a column, and either a
 shape axis (``shapes``) or a free axis (one entry of :data:`FREE_AXES`).
+
+MoE models add the expert mesh (Megatron's MoE parallel folding: ETP x EP x EDP over the GPUs of a pipeline
+stage, as TP x CP x DP): EP and ETP multiply the shapes. The spec's expert rules (``Scenario`` validation,
+``_expert_issues``) read only the pipeline degree, EP and ETP, so each (PP, EP, ETP) is validated once, on a
+shape valid without experts, and its verdict spread to the shapes of that PP
+(tests/explore/test_space.py checks this against validating every combination).
+
+A layout's options that only mean something at some ZeRO stages (``reshard_after_forward`` at 3,
+``grad_sync`` at 2 and 3) keep the base's value where they apply and the framework default elsewhere; so
+do an explicit uneven pipeline split (kept for the base's own PP, virtual PP and embedding/loss split only)
+and ``moe_a2a_overlap`` (kept with EP > 1). ZeRO stages the base's framework cannot run (torchtitan's 1 and
+2) are left out of the space.
 """
 
 from __future__ import annotations
@@ -30,8 +42,12 @@ RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
 
 #: Columns of a candidate table, in order (schedule and recompute as indices into the tuples above;
 #: split = the embedding and the loss each take one layer slot of the pipeline split).
-COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "zero_stage", "micro_batch_size",
-           "activation_recompute", "schedule", "split", "tp_comm_overlap")
+COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "expert", "expert_tensor", "zero_stage",
+           "micro_batch_size", "activation_recompute", "schedule", "split", "tp_comm_overlap")
+
+#: Validity-relevant columns of a shape, in the order :func:`shapes` yields them.
+SHAPE_COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "micro_batch_size", "schedule", "split",
+                 "expert", "expert_tensor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +69,11 @@ class SearchSpace:
     data: tuple[int, ...] | None = None
     virtual_pipelines: tuple[int, ...] | None = None
     """interleaved-1f1b chunk counts tried (default 2..max_virtual)."""
+    expert: tuple[int, ...] | None = None
+    """EP degrees tried on MoE models (default: every divisor of the routed experts)."""
+    expert_tensor: tuple[int, ...] | None = None
+    """ETP degrees tried on MoE models (default: every divisor of the layout's TP degree, Megatron's default
+    ETP = TP among them)."""
 
     def allows(self, tensor: int, pipeline: int, context: int, data: int) -> bool:
         return all(values is None or n in values for values, n in ((self.tensor, tensor), (self.pipeline, pipeline),
@@ -93,39 +114,57 @@ class Layout:
     schedule: Schedule
     split: bool
     tp_comm_overlap: bool = False
+    expert: int = 1
+    expert_tensor: int = 0
+    """ETP; 0 on dense models (no expert mesh: ``expert_tensor`` unset)."""
 
     @classmethod
     def of(cls, s: Scenario) -> Layout:
-        """The layout of scenario ``s`` (``split``: its embedding split flag)."""
+        """The layout of scenario ``s`` (``split``: its embedding split flag; ETP explicit on MoE models)."""
         p = s.parallelism
         return cls(tensor=p.tensor, pipeline=p.pipeline, virtual_pipeline=p.virtual_pipeline, context=p.context,
                    data=p.data, zero_stage=p.zero_stage, micro_batch_size=p.micro_batch_size,
                    activation_recompute=p.activation_recompute, schedule=p.schedule,
-                   split=p.account_for_embedding_in_pipeline_split, tp_comm_overlap=p.tp_comm_overlap)
+                   split=p.account_for_embedding_in_pipeline_split, tp_comm_overlap=p.tp_comm_overlap,
+                   expert=p.expert, expert_tensor=p.expert_tensor_degree if s.model.moe is not None else 0)
 
     def apply(self, base: Scenario, cluster: ClusterSpec | None = None) -> Scenario:
-        """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "split"}
+        """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid. The base's
+        stage-specific options apply where they mean something (the module docstring)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in ("split", "expert_tensor")}
+        b = base.parallelism
+        same_pipeline = ((self.pipeline, self.virtual_pipeline, self.split)
+                         == (b.pipeline, b.virtual_pipeline, b.account_for_embedding_in_pipeline_split))
         try:
-            par = dataclasses.replace(base.parallelism, **fields,
-                                      account_for_embedding_in_pipeline_split=self.split,
-                                      account_for_loss_in_pipeline_split=self.split)
+            par = dataclasses.replace(
+                b, **fields, expert_tensor=self.expert_tensor or None,
+                account_for_embedding_in_pipeline_split=self.split, account_for_loss_in_pipeline_split=self.split,
+                reshard_after_forward=b.reshard_after_forward if self.zero_stage == 3 else None,
+                grad_sync=b.grad_sync if self.zero_stage >= 2 else None,
+                moe_a2a_overlap=b.moe_a2a_overlap and self.expert > 1,
+                pipeline_layout=b.pipeline_layout if same_pipeline else None,
+                first_stage_layers=b.first_stage_layers if same_pipeline else None,
+                last_stage_layers=b.last_stage_layers if same_pipeline else None)
         except ScenarioError as err:
             raise ScenarioError([dataclasses.replace(i, path=f"parallelism.{i.path}") for i in err.issues]) from None
         return dataclasses.replace(base, parallelism=par, cluster=cluster or base.cluster)
 
     def label(self) -> str:
-        """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss``."""
+        """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss`` (MoE: ``EP8 ETP1`` after
+        DP)."""
         vp = f"x{self.virtual_pipeline}" if self.virtual_pipeline > 1 else ""
         split = " +emb/loss" if self.split else ""
         overlap = " tp-overlap" if self.tp_comm_overlap else ""
-        return (f"TP{self.tensor} PP{self.pipeline}{vp} CP{self.context} DP{self.data} Z{self.zero_stage} "
+        experts = f" EP{self.expert} ETP{self.expert_tensor}" if self.expert_tensor else ""
+        return (f"TP{self.tensor} PP{self.pipeline}{vp} CP{self.context} DP{self.data}{experts} Z{self.zero_stage} "
                 f"mb{self.micro_batch_size} {self.activation_recompute.value} {self.schedule.value}{split}{overlap}")
 
     def row(self) -> dict[str, object]:
         """The layout as table columns (enums by value)."""
         return {"tensor": self.tensor, "pipeline": self.pipeline, "virtual_pipeline": self.virtual_pipeline,
-                "context": self.context, "data": self.data, "zero_stage": self.zero_stage,
+                "context": self.context, "data": self.data, "expert": self.expert,
+                "expert_tensor": self.expert_tensor, "zero_stage": self.zero_stage,
                 "micro_batch_size": self.micro_batch_size, "recompute": self.activation_recompute.value,
                 "schedule": self.schedule.value, "split": self.split, "tp_comm_overlap": self.tp_comm_overlap}
 
@@ -152,7 +191,8 @@ class Candidates:
                       micro_batch_size=c["micro_batch_size"],
                       activation_recompute=RECOMPUTES[c["activation_recompute"]],
                       schedule=SCHEDULES[c["schedule"]], split=bool(c["split"]),
-                      tp_comm_overlap=bool(c["tp_comm_overlap"]))
+                      tp_comm_overlap=bool(c["tp_comm_overlap"]), expert=c["expert"],
+                      expert_tensor=c["expert_tensor"])
 
     def find(self, layout: Layout) -> int | None:
         """Index of ``layout`` in the table, if it is there."""
@@ -183,6 +223,8 @@ class Enumeration:
     total: int
     valid: Candidates
     rejected: dict[str, Rejected] = field(default_factory=dict)
+    zero_left_out: dict[int, str] = field(default_factory=dict)
+    """ZeRO stages of the space the base cannot run, with the reason (see :func:`runnable_zero_stages`)."""
 
     @property
     def num_rejected(self) -> int:
@@ -230,32 +272,79 @@ def reason_key(message: str) -> str:
     return re.sub(r"\b\d+\b", "#", message.split("; ")[0])
 
 
+def divisors(n: int) -> tuple[int, ...]:
+    return tuple(d for d in range(1, n + 1) if n % d == 0)
+
+
+def expert_options(base: Scenario, tensor: int, space: SearchSpace) -> list[tuple[int, int]]:
+    """(EP, ETP) pairs tried with TP ``tensor``: one (1, 0) on a dense model (no expert mesh)."""
+    moe = base.model.moe
+    if moe is None:
+        return [(1, 0)]
+    return [(e, x) for e in space.expert or divisors(moe.num_experts)
+            for x in space.expert_tensor or divisors(tensor)]
+
+
+def runnable_zero_stages(base: Scenario, space: SearchSpace) -> tuple[tuple[int, ...], dict[int, str]]:
+    """The space's ZeRO stages the base's framework and options can run (checked on the base's own layout), and
+    the first problem of each left out."""
+    kept, dropped = [], {}
+    for z in space.zero_stages:
+        try:
+            dataclasses.replace(Layout.of(base), zero_stage=z).apply(base)
+        except ScenarioError as err:
+            dropped[z] = str(err.issues[0])
+            continue
+        kept.append(z)
+    return tuple(kept), dropped
+
+
 def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
     """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
     cluster = cluster or base.cluster
     if space.tp_comm_overlaps is None or not tp_overlap_allowed(base):
         # TP overlap is a free axis only where the framework can run it (torchtitan's async TP needs compile)
         space = dataclasses.replace(space, tp_comm_overlaps=(base.parallelism.tp_comm_overlap,))
+    stages, dropped = runnable_zero_stages(base, space)
+    space = dataclasses.replace(space, zero_stages=stages)
     ok: list[tuple[int, ...]] = []
     rejected: dict[str, Rejected] = {}
-    shape_rows = list(shapes(cluster.num_gpus, space))
+
+    def reject(message: str, count: int) -> None:
+        group = rejected.setdefault(reason_key(message), Rejected(example=message))
+        group.count += count
+
+    shape_rows = list(shapes(cluster.num_gpus, space)) if stages else []
     free = _free_values(space)
     per_shape = _expansions(np.array([r[0] for r in shape_rows], dtype=np.int64), free)
-    total = int(per_shape.sum())
+    total = 0
+    expert_verdicts: dict[tuple[int, int, int], str] = {}  # (PP, EP, ETP) -> first issue ("" when valid)
     for shape, expand in zip(shape_rows, per_shape.tolist(), strict=True):
         t, p, v, c, d, mb, sched, split = shape
+        combos = expert_options(base, t, space)
+        total += expand * len(combos)
         layout = Layout(tensor=t, pipeline=p, virtual_pipeline=v, context=c, data=d,
                         zero_stage=space.zero_stages[0], micro_batch_size=mb,
-                        activation_recompute=space.recomputes[0], schedule=SCHEDULES[sched], split=bool(split))
+                        activation_recompute=space.recomputes[0], schedule=SCHEDULES[sched], split=bool(split),
+                        expert=1, expert_tensor=int(base.model.moe is not None))
         try:
             layout.apply(base, cluster)
         except ScenarioError as err:
-            first = str(err.issues[0])
-            group = rejected.setdefault(reason_key(first), Rejected(example=first))
-            group.count += expand
+            reject(str(err.issues[0]), expand * len(combos))
             continue
-        ok.append(shape)
-    return Enumeration(base, cluster, total, _expand(ok, free), rejected)
+        for e, x in combos:
+            key = (p, e, x)
+            if key not in expert_verdicts:
+                try:
+                    dataclasses.replace(layout, expert=e, expert_tensor=x).apply(base, cluster)
+                    expert_verdicts[key] = ""
+                except ScenarioError as err:
+                    expert_verdicts[key] = str(err.issues[0])
+            if expert_verdicts[key]:
+                reject(expert_verdicts[key], expand)
+            else:
+                ok.append((*shape, e, x))
+    return Enumeration(base, cluster, total, _expand(ok, free), rejected, dropped)
 
 
 def _free_values(space: SearchSpace) -> np.ndarray:
@@ -279,13 +368,11 @@ def _expansions(tensor: np.ndarray, free: np.ndarray) -> np.ndarray:
 
 
 def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray) -> Candidates:
-    """Valid shapes x the meaningful combinations of the free axes, as integer columns."""
-    arr = np.array(shape_rows, dtype=np.int64).reshape(-1, 8)
+    """Valid shapes (:data:`SHAPE_COLUMNS`) x the meaningful combinations of the free axes, as integer columns."""
+    arr = np.array(shape_rows, dtype=np.int64).reshape(-1, len(SHAPE_COLUMNS))
     keep = _applies(arr[:, 0], free).ravel()
     rows = np.repeat(arr, len(free), axis=0)[keep]
     values = np.tile(free, (len(arr), 1))[keep]
-    t, p, v, c, d, mb, sched, split = rows.T
-    cols = {"tensor": t, "pipeline": p, "virtual_pipeline": v, "context": c, "data": d, "micro_batch_size": mb,
-            "schedule": sched, "split": split}
+    cols = dict(zip(SHAPE_COLUMNS, rows.T, strict=True))
     cols.update({axis.column: values[:, k] for k, axis in enumerate(FREE_AXES)})
     return Candidates({k: cols[k] for k in COLUMNS})
