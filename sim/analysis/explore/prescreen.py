@@ -12,8 +12,10 @@ the whole table:
   one gradient reduction per step, or one per micro-batch (ZeRO-2/3 ``every-microbatch``), exposed beyond
   the last chunk's tail only when it outlasts the compute it overlaps; ZeRO-3 layer passes take the longer
   of their compute (plus FSDP2's copies) and their parameter gathers (as many per pass as the plan says:
-  resharding, re-gather for recompute) plus the per-micro-batch reduce-scatter; parameters held from the
-  first forward are gathered once.
+  resharding, re-gather for recompute) plus the per-micro-batch reduce-scatter, or their sum where the
+  plan's collectives block (DeepSpeed 0.3; their host time is not estimated); parameters held from the
+  first forward are gathered once. Expert gradients are costed with the dense ones on the DP path (the
+  engine reduces them over EDP).
 * memory mirrors ``sim.costs.memory.stage_memory`` (parameters per rank, routed-expert parameters sharded
   over EP x ETP and ZeRO over EDP, model state and buffers from its own functions, per distinct key) on the
   pipeline ranks that can peak (the first holds the embedding and the most micro-batches, the last the LM
@@ -170,7 +172,7 @@ class _Probe:
         plan = memory.dp_plan(s)
         return (plan.grads_sharded, plan.gathers(True, False), plan.gathers(False, False), plan.params_held,
                 plan.gather_copy_passes, plan.reduce_copy_passes, plan.grad_bytes, plan.replicas, plan.shard,
-                plan.expert_shard)
+                plan.expert_shard, plan.blocking)
 
     def buffer_bytes(self, i: int) -> tuple[float]:
         """Per (TP, PP, CP, DP, ZeRO, micro-batch, EP, ETP): the memory model's communication buffers."""
@@ -187,7 +189,7 @@ EXPERT_MESH = ("expert", "expert_tensor")
 #: :meth:`_Probe.plan_figures`: what ``zero.DataParallelPlan`` says of one step (gathers per forward and backward
 #: pass of a layer after its first forward).
 PLAN_FIELDS = ("grads_sharded", "forward_gathers", "backward_gathers", "params_held", "gather_copy_passes",
-               "reduce_copy_passes", "grad_bytes", "replicas", "shard", "expert_shard")
+               "reduce_copy_passes", "grad_bytes", "replicas", "shard", "expert_shard", "blocking")
 
 
 def prescreen(enum: Enumeration) -> Estimate:
@@ -279,9 +281,12 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
         g = gather(params)
         rs = np.where(grads_sharded, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
                                                  params * plan["grad_bytes"]), 0.0)
-        f3 = np.maximum(fwd + copies(params, gf * plan["gather_copy_passes"]), gf * g)
-        b3 = np.maximum(bwd + copies(params, gb * plan["gather_copy_passes"]
-                                     + np.where(grads_sharded, plan["reduce_copy_passes"], 0)), gb * g + rs)
+        fc = fwd + copies(params, gf * plan["gather_copy_passes"])
+        passes = gb * plan["gather_copy_passes"] + np.where(grads_sharded, plan["reduce_copy_passes"], 0)
+        bc = bwd + copies(params, passes)
+        blocking = plan["blocking"] > 0  # DeepSpeed 0.3: the collectives wait for an idle device, nothing overlaps
+        f3 = np.where(blocking, fc + gf * g, np.maximum(fc, gf * g))
+        b3 = np.where(blocking, bc + gb * g + rs, np.maximum(bc, gb * g + rs))
         times.append((np.where(sharded_dp, f3, fwd), np.where(sharded_dp, b3, bwd), g))
     (dense_f3, dense_b3, dense_g), (moe_f3, moe_b3, moe_g) = times
     busy = [r["dense_layers"] * (dense_f3 + dense_b3) + r["moe_layers"] * (moe_f3 + moe_b3)
