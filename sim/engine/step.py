@@ -108,6 +108,8 @@ class Blocks:
         self._layer_cache: dict[bool, LayerTime] = {}
         self._pieces: dict[tuple[int, Phase], list[tuple[str, PhaseTime, int | None]]] = {}
         self._totals: dict[tuple[int, Phase], PhaseTime] = {}
+        self._params: dict[tuple[int, Phase], list[float]] = {}
+        self._expert_params: dict[tuple[int, Phase], list[float]] = {}
 
     def layer(self, index: int) -> LayerTime:
         moe = flops.is_moe_layer(self.s.model, index)
@@ -121,6 +123,28 @@ class Blocks:
         if key not in self._pieces:
             self._pieces[key] = self._build_pieces(vs, phase)
         return self._pieces[key]
+
+    def piece_params(self, vs: int, phase: Phase) -> list[float]:
+        """Parameters per GPU of each block of :meth:`pieces` (a layer, the embedding, or final norm + LM head)."""
+        key = (vs, phase)
+        if key not in self._params:
+            s = self.s
+            self._params[key] = [
+                layer_params_per_gpu(s, index) if index is not None
+                else embedding_params_per_gpu(s) if name == "embedding" else head_params_per_gpu(s)
+                for name, _t, index in self.pieces(vs, phase)]
+        return self._params[key]
+
+    def piece_expert_params(self, vs: int, phase: Phase) -> list[float]:
+        """The routed-expert part of :meth:`piece_params` (the MTP modules' experts with the head)."""
+        key = (vs, phase)
+        if key not in self._expert_params:
+            s = self.s
+            mtp = s.model.mtp_layers * expert_layer_params_per_gpu(s, s.model.num_layers - 1)
+            self._expert_params[key] = [
+                expert_layer_params_per_gpu(s, index) if index is not None else 0.0 if name == "embedding" else mtp
+                for name, _t, index in self.pieces(vs, phase)]
+        return self._expert_params[key]
 
     def block_time(self, vs: int, phase: Phase) -> PhaseTime:
         """Summed time of all blocks of virtual stage ``vs`` for one pass."""
@@ -165,6 +189,8 @@ class StepSimulation:
         self.shard_path, self.replica_path = (hsdp_paths(s.cluster.topology, self.gpu, s.parallelism)
                                               if self.dp.replicas > 1 else (paths.dp, paths.dp))
         self.blocks = Blocks(s, self.paths)
+        #: (latency, bandwidth time) per (collective, bytes, id of its path): sizes repeat across ranks
+        self.collective_costs: dict[tuple[Collective, float, int], tuple[float, float]] = {}
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
 
@@ -274,7 +300,7 @@ class SymmetricIO(RankIO):
         self.dp = DpLink(rank, ("dp_reduce", "dp_gather"), timeline)
         self.dp_contention = sim.dp_path.sm_contention
         self.pp_contention = sim.pp_path.sm_contention
-        self._costs: dict[tuple[Collective, float, GroupPath], tuple[float, float]] = {}  # sizes repeat
+        self._costs = sim.collective_costs
 
     @property
     def now(self) -> float:
@@ -290,8 +316,10 @@ class SymmetricIO(RankIO):
         if not dp.idle():
             dp.advance(start)
         if not dp.idle():
-            extra += (dp.busy_until(GATHER, end) - dp.busy_until(GATHER, start)) * self.dp_contention
-            extra += (dp.busy_until(REDUCE, end) - dp.busy_until(REDUCE, start)) * self.dp_contention
+            gather, reduce = dp.busy_both(start)
+            gather_end, reduce_end = dp.busy_both(end)
+            extra += (gather_end - gather) * self.dp_contention
+            extra += (reduce_end - reduce) * self.dp_contention
         for ch in self.pp_channels:
             if ch.free_at > start:
                 extra += (ch.busy_until(end) - ch.busy_until(start)) * self.pp_contention
@@ -307,7 +335,7 @@ class SymmetricIO(RankIO):
 
     def _cost(self, op: Collective, nbytes: float, path: GroupPath) -> tuple[float, float]:
         """(latency, bandwidth time) of one collective, cached per (op, size, path)."""
-        key = (op, nbytes, path)
+        key = (op, nbytes, id(path))  # the paths live as long as the simulation
         if key not in self._costs:
             self._costs[key] = (collective_latency(op, nbytes, path), collective_bandwidth_time(op, nbytes, path))
         return self._costs[key]
@@ -372,6 +400,8 @@ class PipelineRank:
         self.dp = sim.dp
         self.gathered_chunks: set[int] = set()  # ZeRO-3 chunks whose parameters were gathered this step
         self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
+        self.recording = sim.timeline.enabled
+        self._times: dict[tuple[int, Phase, int], list[PhaseTime]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
     def _param_bytes(self, params: float) -> float:
@@ -439,14 +469,16 @@ class PipelineRank:
     def _pp_send(self, kind: str, to_vs: int, op: PipeOp) -> None:
         """Send the activation (``act``) or input gradient (``grad``) of ``op`` to virtual stage ``to_vs``."""
         vs = op.chunk * self.sim.p + self.r
-        self.io.send_pp(kind, (to_vs, op.microbatch), f"{op.phase}{op.microbatch}.vs{vs}", self.pp_bytes)
+        name = f"{op.phase}{op.microbatch}.vs{vs}" if self.recording else ""
+        self.io.send_pp(kind, (to_vs, op.microbatch), name, self.pp_bytes)
 
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
         """Run one pass of virtual stage ``vs``; a backward reduces its gradients when the plan says so
         (every micro-batch with sharded gradients, else the chunk's ``last`` backward)."""
-        label = f"{op.phase}{op.microbatch}.vs{vs}"
+        # names only matter to the timeline: not formatted when it is off
+        label = f"{op.phase}{op.microbatch}.vs{vs}" if self.recording else ""
         if self.zero == 3 and self.dp_n > 1:
-            yield from self._run_sharded(self.blocks.pieces(vs, op.phase), label, op, vs, last)
+            yield from self._run_sharded(label, op, vs, last)
             return
         total = self.blocks.block_time(vs, op.phase)
         reduce = op.phase is Phase.BACKWARD and self.dp.reduces_after(last)
@@ -461,11 +493,12 @@ class PipelineRank:
         # The last backward of a chunk: buckets are reduced as their gradients become final.
         buckets = grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)
         piece = total.scaled(1 / len(buckets))
+        rec = self.recording
         for k, (bucket, bucket_expert) in enumerate(buckets):
-            yield from self.io.compute(f"{label}.bucket{k}", piece, microbatch=op.microbatch, vs=vs)
-            self._reduce_grads(f"grads.vs{vs}.bucket{k}", bucket, bucket_expert)
+            yield from self.io.compute(f"{label}.bucket{k}" if rec else "", piece, microbatch=op.microbatch, vs=vs)
+            self._reduce_grads(f"grads.vs{vs}.bucket{k}" if rec else "", bucket, bucket_expert)
 
-    def _run_sharded(self, pieces, label: str, op: PipeOp, vs: int, last: bool):
+    def _run_sharded(self, label: str, op: PipeOp, vs: int, last: bool):
         """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again
         before backward and before a recompute unless held), ``prefetch_layers`` blocks ahead of the one
         computing; reduce-scatter its gradients after every backward, or the chunk's last only."""
@@ -474,30 +507,32 @@ class PipelineRank:
         if forward:
             self.gathered_chunks.add(vs)
         reduce = not forward and self.dp.reduces_after(last)
-        params = [self._piece_params(name, index) for name, _t, index in pieces]
-        experts = [self._piece_expert_params(name, index) for name, _t, index in pieces]
+        pieces = self.blocks.pieces(vs, op.phase)
+        params = self.blocks.piece_params(vs, op.phase)
+        experts = self.blocks.piece_expert_params(vs, op.phase)
+        copies = count * self.dp.gather_copy_passes + (self.dp.reduce_copy_passes if reduce else 0)
+        times = self._piece_times(vs, op.phase, copies)
+        io, rec, ahead, last_piece = self.io, self.recording, self.dp.prefetch_layers, len(pieces) - 1
+        blocking = self.dp.blocking
         gathers: list[list[Any]] = []
-
-        def issue_through(k: int) -> None:
-            while len(gathers) <= min(k, len(pieces) - 1):
-                j = len(gathers)
+        for j, n in enumerate(params):
+            while count and len(gathers) <= min(j + ahead, last_piece):
+                k = len(gathers)
                 gathers.append([tr for g in range(count)
-                                for tr in self._gather(f"gather{g}.{pieces[j][0]}", params[j], experts[j])])
-
-        for j, ((name, t, index), n, e) in enumerate(zip(pieces, params, experts, strict=True)):
-            issue_through(j + self.dp.prefetch_layers)
-            for event in gathers[j]:
-                yield from self.io.wait_dp(event, "dp_comm")
-            yield from self._blocking_overhead(count, index)
-            copies = count * self.dp.gather_copy_passes + (self.dp.reduce_copy_passes if reduce else 0)
-            if copies:
-                t = t + self._copy_time(n, copies)
-            yield from self.io.compute(f"{label}.{name}", t, microbatch=op.microbatch)
+                                for tr in self._gather(f"gather{g}.{pieces[k][0]}" if rec else "", params[k],
+                                                       experts[k])])
+            if count:
+                for event in gathers[j]:
+                    yield from io.wait_dp(event, "dp_comm")
+            index = pieces[j][2]
+            if blocking:
+                yield from self._blocking_overhead(count, index)
+            yield from io.compute(f"{label}.{pieces[j][0]}" if rec else "", times[j], microbatch=op.microbatch)
             if reduce:
-                self._reduce_grads(f"grads.{name}", n, e)
-                if self.dp.blocking:  # waited before anything else runs (DeepSpeed 0.3)
+                self._reduce_grads(f"grads.{pieces[j][0]}" if rec else "", n, experts[j])
+                if blocking:  # waited before anything else runs (DeepSpeed 0.3)
                     while self.pending:
-                        yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
+                        yield from io.wait_dp(self.pending.pop(0), "dp_comm")
                     yield from self._blocking_overhead(1, index)
 
     def _blocking_overhead(self, collectives: int, index: int | None):
@@ -511,20 +546,14 @@ class PipelineRank:
         yield from self.io.hold(zero.blocking_overhead_s(self.dp, tensors, collectives, latency))
         self.io.spent["dp_comm"] += self.io.now - start
 
-    def _piece_params(self, name: str, index: int | None) -> float:
-        """Parameters of one block per GPU (a layer, the embedding, or final norm + LM head)."""
-        s = self.sim.s
-        if index is not None:
-            return layer_params_per_gpu(s, index)
-        return embedding_params_per_gpu(s) if name == "embedding" else head_params_per_gpu(s)
-
-    def _piece_expert_params(self, name: str, index: int | None) -> float:
-        """The routed-expert part of ``_piece_params`` (the MTP modules' experts with the head)."""
-        s = self.sim.s
-        if index is not None:
-            return expert_layer_params_per_gpu(s, index)
-        mtp = s.model.mtp_layers * expert_layer_params_per_gpu(s, s.model.num_layers - 1)
-        return 0.0 if name == "embedding" else mtp
+    def _piece_times(self, vs: int, phase: Phase, copies: int) -> list[PhaseTime]:
+        """Durations of the blocks of ``vs``, each with ``copies`` memory-bound copy passes of its parameters."""
+        key = (vs, phase, copies)
+        if key not in self._times:
+            pieces, params = self.blocks.pieces(vs, phase), self.blocks.piece_params(vs, phase)
+            self._times[key] = [t + self._copy_time(n, copies) if copies else t
+                                for (_name, t, _index), n in zip(pieces, params, strict=True)]
+        return self._times[key]
 
     def _start_param_gathers(self) -> dict[int, list[Any]]:
         """ZeRO-1/2 with overlapped gather: the updated parameters of each chunk are gathered ahead

@@ -92,6 +92,8 @@ class Intervals:
 
     def busy_until(self, t: float) -> float:
         """Busy seconds of the recorded intervals up to ``t``."""
+        if not self.ends or t >= self.ends[-1]:  # all of them ended by t (the usual question: now)
+            return self._total
         i = bisect.bisect_right(self.ends, t)  # intervals 0..i-1 ended by t
         done = self.before[i - 1] + (self.ends[i - 1] - self.starts[i - 1]) if i else 0.0
         if i < len(self.starts) and self.starts[i] < t:
@@ -138,7 +140,7 @@ class DpLink:
 
     Analytic and lazy: the state is advanced only as far as the owning rank asks (``advance``), which is
     exact because only that rank submits, in its own time order: nothing can change the past of a time
-    it has reached."""
+    it has reached. Written out for its two channels (the step's innermost loop)."""
 
     def __init__(self, rank: int, names: tuple[str, str], timeline: Timeline) -> None:
         self.rank, self.names, self.timeline = rank, names, timeline
@@ -161,6 +163,14 @@ class DpLink:
     def busy_until(self, channel: int, t: float) -> float:
         """Busy seconds of ``channel`` up to ``t`` (advances the link to ``t``)."""
         self.advance(t)
+        return self._busy(channel, t)
+
+    def busy_both(self, t: float) -> tuple[float, float]:
+        """Busy seconds of the (gather, reduce) channels up to ``t`` (advances the link to ``t``)."""
+        self.advance(t)
+        return self._busy(1, t), self._busy(0, t)
+
+    def _busy(self, channel: int, t: float) -> float:
         done = self.busy[channel].busy_until(t)
         queue = self.queues[channel]
         if queue and queue[0].start < t:  # type: ignore[operator]
@@ -179,38 +189,54 @@ class DpLink:
         q0, q1 = self.queues
         while (q0 or q1) and self.t < until:
             self._step(until)
-        self.t = max(self.t, until)
+        if until > self.t:
+            self.t = until
 
     def _step(self, until: float) -> None:
         """Move to the next phase change (a latency over, a transfer done) or ``until``, if sooner."""
         t = self.t
-        heads = [q[0] for q in self.queues if q]
-        moving = [h for h in heads if h.start + h.latency <= t]  # type: ignore[operator]
-        nxt = min([h.start + h.latency for h in heads if h not in moving]  # type: ignore[operator]
-                  + [t + h.left * len(moving) for h in moving])
+        q0, q1 = self.queues
+        h0 = q0[0] if q0 else None
+        h1 = q1[0] if q1 else None
+        # a head moves bytes once its latency is over; the moving heads share the link equally
+        m0 = h0 is not None and h0.start + h0.latency <= t  # type: ignore[operator]
+        m1 = h1 is not None and h1.start + h1.latency <= t  # type: ignore[operator]
+        n = m0 + m1
+        nxt = math.inf
+        if h0 is not None:
+            nxt = t + h0.left * n if m0 else h0.start + h0.latency  # type: ignore[operator]
+        if h1 is not None:
+            other = t + h1.left * n if m1 else h1.start + h1.latency  # type: ignore[operator]
+            if other < nxt:
+                nxt = other
         step_to = min(max(nxt, t), until)
-        if moving and step_to == t < until:
+        if n and step_to == t < until:
             # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
             # cannot move: those transfers are done now, or the loop would spin forever
-            for h in moving:
-                if h.left * len(moving) <= math.ulp(t):
-                    h.left = 0.0
-        elif moving:
-            share = (step_to - t) / len(moving)
-            for h in moving:
-                h.left -= share
+            tick = math.ulp(t)
+            if m0 and h0.left * n <= tick:  # type: ignore[union-attr]
+                h0.left = 0.0  # type: ignore[union-attr]
+            if m1 and h1.left * n <= tick:  # type: ignore[union-attr]
+                h1.left = 0.0  # type: ignore[union-attr]
+        elif n:
+            share = (step_to - t) / n
+            if m0:
+                h0.left -= share  # type: ignore[union-attr]
+            if m1:
+                h1.left -= share  # type: ignore[union-attr]
         self.t = step_to
-        for h in moving:
-            if h.left <= REL_TOL * max(1.0, abs(h.left)):
-                self._complete(h)
+        if m0 and h0.left <= REL_TOL * max(1.0, abs(h0.left)):  # type: ignore[union-attr]
+            self._complete(h0, q0)  # type: ignore[arg-type]
+        if m1 and h1.left <= REL_TOL * max(1.0, abs(h1.left)):  # type: ignore[union-attr]
+            self._complete(h1, q1)  # type: ignore[arg-type]
 
-    def _complete(self, tr: DpTransfer) -> None:
+    def _complete(self, tr: DpTransfer, queue: deque[DpTransfer]) -> None:
         assert tr.start is not None
         tr.end = self.t
-        queue = self.queues[tr.channel]
         queue.popleft()
         self.busy[tr.channel].append(tr.start, tr.end)
-        self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, tr.end, **tr.args)
+        if self.timeline.enabled:
+            self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, tr.end, **tr.args)
         if queue:
             queue[0].start = self.t
 
