@@ -63,10 +63,11 @@ def evaluate_with_run(args: argparse.Namespace, record: bool = False):
     """Load ``args.scenario``, simulate its step, and its run level when it fits and has ``training.tokens``:
     ``(Evaluation, RunSummary | None)``. ``record`` keeps the step's timeline and replica 0's run events."""
     from sim.analysis.evaluate import evaluate
-    from sim.analysis.runlevel import simulate_run_level
     ev = evaluate(load_checked(args.scenario), record=record)
     if ev.step is None or not ev.scenario.training.tokens:
         return ev, None
+    from sim.analysis.runlevel import simulate_run_level  # its SimPy engine only when the run is simulated
+
     progress = progress_bar("run level") if sys.stderr.isatty() and not args.quiet else None
     return ev, simulate_run_level(ev.scenario, ev.step.step_time_s, replicas=args.replicas, seed=args.seed,
                                   progress=progress, record=record)

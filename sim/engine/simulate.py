@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from sim.engine.full import FullStepSimulation
 from sim.engine.step import StepResult, StepSimulation
 from sim.specs.enums import Fidelity
 from sim.specs.scenario import Scenario
@@ -13,5 +12,7 @@ def simulate_step(scenario: Scenario, record: bool = False) -> StepResult:
     """Simulate one optimizer step of ``scenario`` at its ``simulation.fidelity``; ``record`` keeps the
     timeline of every interval (traces, plots)."""
     if scenario.simulation.fidelity is Fidelity.FULL:
+        from sim.engine.full import FullStepSimulation  # the fabric process and flow routes: only when asked
+
         return FullStepSimulation(scenario, record).run()
     return StepSimulation(scenario, record).run()

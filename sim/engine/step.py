@@ -316,10 +316,9 @@ class SymmetricIO(RankIO):
         if not dp.idle():
             dp.advance(start)
         if not dp.idle():
-            gather, reduce = dp.busy_both(start)
-            gather_end, reduce_end = dp.busy_both(end)
-            extra += (gather_end - gather) * self.dp_contention
-            extra += (reduce_end - reduce) * self.dp_contention
+            gather, reduce = dp.busy_between(start, end)
+            extra += gather * self.dp_contention
+            extra += reduce * self.dp_contention
         for ch in self.pp_channels:
             if ch.free_at > start:
                 extra += (ch.busy_until(end) - ch.busy_until(start)) * self.pp_contention

@@ -165,10 +165,13 @@ class DpLink:
         self.advance(t)
         return self._busy(channel, t)
 
-    def busy_both(self, t: float) -> tuple[float, float]:
-        """Busy seconds of the (gather, reduce) channels up to ``t`` (advances the link to ``t``)."""
-        self.advance(t)
-        return self._busy(1, t), self._busy(0, t)
+    def busy_between(self, start: float, end: float) -> tuple[float, float]:
+        """Busy seconds of both channels together from ``start`` to ``end`` (gather's, then reduce's: the order
+        the step adds them in); advances the link to ``end``."""
+        self.advance(start)
+        gather, reduce = self._busy(1, start), self._busy(0, start)
+        self.advance(end)
+        return self._busy(1, end) - gather, self._busy(0, end) - reduce
 
     def _busy(self, channel: int, t: float) -> float:
         done = self.busy[channel].busy_until(t)
@@ -180,65 +183,71 @@ class DpLink:
     def finish(self, tr: DpTransfer) -> float:
         """End of ``tr``, advancing the link until it is done (the owner is waiting for it: no new
         submission can come before)."""
-        while tr.end is None:
-            self._step(math.inf)
-        return tr.end
+        if tr.end is None:
+            self._run(math.inf, tr)
+        return tr.end  # type: ignore[return-value]
 
     def advance(self, until: float) -> None:
         """Move the link's state to ``until`` (a time before the state's is already there)."""
-        q0, q1 = self.queues
-        while (q0 or q1) and self.t < until:
-            self._step(until)
-        if until > self.t:
+        if self.t < until:
+            self._run(until, None)
             self.t = until
 
-    def _step(self, until: float) -> None:
-        """Move to the next phase change (a latency over, a transfer done) or ``until``, if sooner."""
-        t = self.t
+    def _run(self, until: float, target: DpTransfer | None) -> None:
+        """Move from phase change to phase change (a latency over, a transfer done) up to ``until``, or until
+        ``target`` is done. A head moves bytes once its latency is over; the moving heads share the link
+        equally. One loop, no call per phase change: the step's innermost loop."""
         q0, q1 = self.queues
-        h0 = q0[0] if q0 else None
-        h1 = q1[0] if q1 else None
-        # a head moves bytes once its latency is over; the moving heads share the link equally
-        m0 = h0 is not None and h0.start + h0.latency <= t  # type: ignore[operator]
-        m1 = h1 is not None and h1.start + h1.latency <= t  # type: ignore[operator]
-        n = m0 + m1
-        nxt = math.inf
-        if h0 is not None:
-            nxt = t + h0.left * n if m0 else h0.start + h0.latency  # type: ignore[operator]
-        if h1 is not None:
-            other = t + h1.left * n if m1 else h1.start + h1.latency  # type: ignore[operator]
-            if other < nxt:
-                nxt = other
-        step_to = min(max(nxt, t), until)
-        if n and step_to == t < until:
-            # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
-            # cannot move: those transfers are done now, or the loop would spin forever
-            tick = math.ulp(t)
-            if m0 and h0.left * n <= tick:  # type: ignore[union-attr]
-                h0.left = 0.0  # type: ignore[union-attr]
-            if m1 and h1.left * n <= tick:  # type: ignore[union-attr]
-                h1.left = 0.0  # type: ignore[union-attr]
-        elif n:
-            share = (step_to - t) / n
-            if m0:
-                h0.left -= share  # type: ignore[union-attr]
-            if m1:
-                h1.left -= share  # type: ignore[union-attr]
-        self.t = step_to
-        if m0 and h0.left <= REL_TOL * max(1.0, abs(h0.left)):  # type: ignore[union-attr]
-            self._complete(h0, q0)  # type: ignore[arg-type]
-        if m1 and h1.left <= REL_TOL * max(1.0, abs(h1.left)):  # type: ignore[union-attr]
-            self._complete(h1, q1)  # type: ignore[arg-type]
+        t = self.t
+        while q0 or q1:
+            if target is None:
+                if t >= until:
+                    break
+            elif target.end is not None:
+                break
+            h0 = q0[0] if q0 else None
+            h1 = q1[0] if q1 else None
+            m0 = h0 is not None and h0.start + h0.latency <= t  # type: ignore[operator]
+            m1 = h1 is not None and h1.start + h1.latency <= t  # type: ignore[operator]
+            n = m0 + m1
+            nxt = math.inf
+            if h0 is not None:
+                nxt = t + h0.left * n if m0 else h0.start + h0.latency  # type: ignore[operator]
+            if h1 is not None:
+                other = t + h1.left * n if m1 else h1.start + h1.latency  # type: ignore[operator]
+                if other < nxt:
+                    nxt = other
+            step_to = min(max(nxt, t), until)
+            if n and step_to == t < until:
+                # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
+                # cannot move: those transfers are done now, or the loop would spin forever
+                tick = math.ulp(t)
+                if m0 and h0.left * n <= tick:  # type: ignore[union-attr]
+                    h0.left = 0.0  # type: ignore[union-attr]
+                if m1 and h1.left * n <= tick:  # type: ignore[union-attr]
+                    h1.left = 0.0  # type: ignore[union-attr]
+            elif n:
+                share = (step_to - t) / n
+                if m0:
+                    h0.left -= share  # type: ignore[union-attr]
+                if m1:
+                    h1.left -= share  # type: ignore[union-attr]
+            t = step_to
+            if m0 and h0.left <= REL_TOL * max(1.0, abs(h0.left)):  # type: ignore[union-attr]
+                self._complete(h0, q0, t)  # type: ignore[arg-type]
+            if m1 and h1.left <= REL_TOL * max(1.0, abs(h1.left)):  # type: ignore[union-attr]
+                self._complete(h1, q1, t)  # type: ignore[arg-type]
+        self.t = t
 
-    def _complete(self, tr: DpTransfer, queue: deque[DpTransfer]) -> None:
+    def _complete(self, tr: DpTransfer, queue: deque[DpTransfer], t: float) -> None:
         assert tr.start is not None
-        tr.end = self.t
+        tr.end = t
         queue.popleft()
-        self.busy[tr.channel].append(tr.start, tr.end)
+        self.busy[tr.channel].append(tr.start, t)
         if self.timeline.enabled:
-            self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, tr.end, **tr.args)
+            self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, t, **tr.args)
         if queue:
-            queue[0].start = self.t
+            queue[0].start = t
 
 
 class Mailbox:

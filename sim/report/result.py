@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim import __version__
 from sim.analysis.estimate import ASSUMED_MFU, estimate_6nd_days
 from sim.analysis.evaluate import Evaluation
-from sim.analysis.runlevel import LOSS_LABELS, RunSummary, energy_mwh
 from sim.costs import flops
 from sim.network.crossings import crossings
 from sim.specs.scenario import Scenario
 from sim.units import GIB
+
+if TYPE_CHECKING:  # the run level (its SimPy engine, numpy) is imported only when a run was simulated
+    from sim.analysis.runlevel import RunSummary
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -58,6 +60,8 @@ def _naive_block(ev: Evaluation, run: RunSummary | None) -> dict[str, Any]:
     block: dict[str, Any] = {"days_at_assumed_mfu": _round(days), "assumed_mfu": ASSUMED_MFU}
     if days is not None and run is not None:
         gpu_hours = days * 24 * ev.scenario.cluster.num_gpus
+        from sim.analysis.runlevel import energy_mwh
+
         energy = energy_mwh(run.costs, run.gpu_power_w, run.host_power_w, gpu_hours)
         block.update({"gpu_hours": _round(gpu_hours), "cost_usd": _round(gpu_hours * run.costs.usd_per_gpu_hour),
                       "energy_mwh": _round(energy), "co2_tonnes": _round(energy * run.costs.grid_kgco2_per_kwh)})
@@ -157,6 +161,8 @@ def _placement_lines(s: Scenario) -> list[str]:
 
 
 def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
+    from sim.analysis.runlevel import LOSS_LABELS
+
     s, plan = ev.scenario, run.plan
     naive = _naive_block(ev, run)
     lines = [f"run     {s.training.tokens:.3g} tokens = {plan.steps:,} steps; {len(run.replicas)} Monte Carlo "
