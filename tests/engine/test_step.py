@@ -8,7 +8,7 @@ from sim.costs import flops, layer
 from sim.costs.collectives import Collective, collective_bandwidth_time, collective_latency
 from sim.costs.memory import stage_params_per_gpu
 from sim.engine.simulate import simulate_step
-from sim.engine.step import PipelineRank, StepSimulation, grad_buckets
+from sim.engine.step import StepSimulation, grad_buckets
 from sim.parallelism.schedules import Phase
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
@@ -128,8 +128,8 @@ def test_deepspeed_03_zero3_runs_every_collective_alone():
     dp, path = sim.dp, sim.shard_path
     latency = collective_latency(Collective.ALL_GATHER, 1.0, path)
     expected = 0.0
-    for name, _t, index in sim.blocks.pieces(0, Phase.FORWARD):
-        params = PipelineRank(sim, 0, None)._piece_params(name, index)
+    pieces = sim.blocks.pieces(0, Phase.FORWARD)
+    for (_name, _t, index), params in zip(pieces, sim.blocks.piece_params(0, Phase.FORWARD), strict=True):
         tensors = zero.layer_param_tensors(s.model) if index is not None else 1
         gather = collective_time(Collective.ALL_GATHER, 2 * params, path)
         reduce = collective_time(Collective.REDUCE_SCATTER, 4 * params, path)
