@@ -126,6 +126,8 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
         memory_replicas=ck.memory_replicas if ck else 0, memory_load_s=ck.memory_load_s if ck else 0.0,
         dp_replicas=s.parallelism.data, nodes_per_replica=replica_gpus / gpn,
         straggler_fraction=st.fraction_of_nodes if st else 0.0, straggler_slowdown=st.slowdown if st else 0.0,
+        straggler_count=st.count if st else None,
+        straggler_evict_s=st.evict_after_minutes * 60 if st and st.evict_after_minutes is not None else None,
         **realism)
     return RunPlan(params, ck, rule, steps, mtbi, tuple(notes))
 
@@ -220,6 +222,17 @@ class RunSummary:
     @property
     def goodput(self) -> float:
         return float(np.mean([r.goodput for r in self.replicas]))
+
+    @property
+    def training_pace(self) -> float:
+        """Share of the training time at full speed: failure-free compute over the time spent training,
+        stragglers and fail-slow episodes included (restarts, saves and lost work are not training), mean over
+        replicas. The step's MFU times this is the effective MFU."""
+        def pace(r: ReplicaResult) -> float:
+            slow = r.losses_s["slowdown"] + r.losses_s["fail_slow"]
+            trained = r.work_s + r.losses_s["lost_work"] + r.losses_s["silent_corruption"]
+            return trained / (trained + slow) if trained + slow > 0 else 1.0
+        return float(np.mean([pace(r) for r in self.replicas]))
 
     @property
     def interruptions_mean(self) -> float:

@@ -20,8 +20,9 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     return None if x is None else float(f"{x:.{digits}g}")
 
 
-def run_block(run: RunSummary) -> dict[str, Any]:
-    """The ``run`` object of spec/result.md: the contract's fields first, then the details."""
+def run_block(run: RunSummary, step_mfu: float | None = None) -> dict[str, Any]:
+    """The ``run`` object of spec/result.md: the contract's fields first, then the details; ``step_mfu`` (the
+    step's MFU) gives the effective MFU."""
     plan, ck = run.plan, run.plan.checkpoint
     params = plan.params
     return {
@@ -29,6 +30,8 @@ def run_block(run: RunSummary) -> dict[str, Any]:
         "gpu_hours": _round(run.gpu_hours), "cost_usd": _round(run.cost_usd),
         "energy_mwh": _round(run.energy_mwh), "co2_tonnes": _round(run.co2_tonnes),
         "interruptions_mean": _round(run.interruptions_mean), "goodput": _round(run.goodput),
+        "training_pace": _round(run.training_pace),
+        "mfu_effective": _round(step_mfu * run.training_pace) if step_mfu is not None else None,
         "days_mean": _round(run.days_mean), "failure_free_days": _round(run.failure_free_days),
         "steps": plan.steps, "replicas": len(run.replicas), "unfinished_replicas": run.unfinished,
         "days_are_lower_bounds": run.days_are_lower_bounds,
@@ -99,7 +102,7 @@ def result_dict(ev: Evaluation, run: RunSummary | None = None) -> dict[str, Any]
             "breakdown_gib": {k: _round(v, 4) for k, v in ev.memory.gib().items()},
             "peak_stage": ev.memory.stage,
         },
-        "run": None if run is None else run_block(run),
+        "run": None if run is None else run_block(run, step.mfu if step is not None else None),
         "estimate_6nd": _naive_block(ev, run),
         "model": {"params": flops.total_params(s.model), "active_params": flops.active_params(s.model),
                   "model_flops_per_token": flops.model_flops_per_token(s.model)},
@@ -196,6 +199,10 @@ def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
     lines.append(f"        {'':<16} {'simulated':>20} {f'6ND at {ASSUMED_MFU:.0%} MFU':>18}")
     lines += [f"        {name:<16} {sim:>20} {est:>18}" for name, sim, est in rows]
     lines.append(f"        failure-free steps alone: {run.failure_free_days:.1f} days")
+    if ev.step is not None and run.training_pace < 1:
+        lines.append(f"        effective MFU {ev.step.mfu * run.training_pace:.1%} while training (step "
+                     f"{ev.step.mfu:.1%} x pace {run.training_pace:.1%}: stragglers, shrunk replicas, fail-slow "
+                     "episodes)")
     losses = run.loss_days()
     lost = sum(losses.values())
     if lost > 0:

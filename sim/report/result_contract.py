@@ -59,6 +59,11 @@ RESULT_FIELDS: tuple[Out, ...] = (
     Out("run.co2_tonnes", "number", "energy_mwh x `costs.grid_kgco2_per_kwh`"),
     Out("run.interruptions_mean", "number", "interruptions per run, mean over replicas"),
     Out("run.goodput", "number", "effective training time ratio: failure-free time / wall time, mean over replicas"),
+    Out("run.training_pace", "number", "share of training time at full speed: failure-free compute / time "
+        "training, with stragglers, shrunk replicas and fail-slow episodes (restarts and saves excluded), mean "
+        "over replicas"),
+    Out("run.mfu_effective", "number | null", "step.mfu x training_pace: the MFU while training, counting "
+        "stragglers and fail-slow episodes; null without a step"),
     Out("run.days_mean", "number", "mean days over replicas"),
     Out("run.failure_free_days", "number", "steps x step_time_s: the days with nothing going wrong"),
     Out("run.steps", "integer", "optimizer steps: ceil(tokens / tokens_per_step)"),

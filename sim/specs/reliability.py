@@ -200,9 +200,15 @@ def _lemon_multiplier_default() -> float:
 class StragglerSpec(Spec):
     """Fail-slow nodes: a synchronous step runs at the pace of its slowest node."""
 
-    fraction_of_nodes: float = spec_field(0.005, doc="share of nodes that are slow (MegaScale: ~0.5 %)",
-                                          ge=0, le=1)
+    fraction_of_nodes: float = spec_field(0.005, doc="share of nodes that are slow (MegaScale: ~0.5 %), drawn "
+                                          "anew at every (re)start", ge=0, le=1)
     slowdown: float = spec_field(0.10, doc="how much slower a slow node is (0.10 = 10 %)", ge=0)
+    count: int | None = spec_field(
+        None, doc="exactly this many slow nodes in the job, kept across restarts until evicted (instead of "
+                  "fraction_of_nodes)", ge=0)
+    evict_after_minutes: float | None = spec_field(
+        None, doc="detect-and-evict: after this many minutes of slow training the slow nodes are swapped for "
+                  "spares (a save first, then a restart without detection or diagnosis); absent = never", ge=0)
     episodes_per_day: float = spec_field(
         0.0, doc="transient fail-slow episodes per day of the job (0 = none); the job runs slower while one lasts",
         ge=0)

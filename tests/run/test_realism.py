@@ -173,15 +173,18 @@ def _all_on(**kw) -> RunParams:
        spares=st.one_of(st.none(), st.integers(0, 3)), shrink=st.booleans(), burst=st.floats(0, 1),
        lemons=st.floats(0, 0.3), sdc_h=st.floats(0, 10), sdc_mtbi_h=st.floats(2, 50),
        episodes_per_h=st.floats(0, 2), slow=st.floats(0, 1), memory=st.integers(0, 3),
-       stragglers=st.floats(0, 0.05), seed=st.integers(0, 2**16))
+       stragglers=st.floats(0, 0.05), slow_count=st.one_of(st.none(), st.integers(0, 3)),
+       evict_min=st.one_of(st.none(), st.floats(0, 120)), seed=st.integers(0, 2**16))
 def test_invariants_with_everything_on(work_h, interval_h, stall, persist, mtbi_h, restart, spares, shrink, burst,
-                                       lemons, sdc_h, sdc_mtbi_h, episodes_per_h, slow, memory, stragglers, seed):
+                                       lemons, sdc_h, sdc_mtbi_h, episodes_per_h, slow, memory, stragglers, slow_count,
+                                       evict_min, seed):
     """Wall = work + the named losses; losses non-negative; the same with record=True (no quiet cycles)."""
     p = _all_on(work_s=work_h * H, interval_s=interval_h * H, stall_s=stall, persist_s=persist,
                 rate=1 / (mtbi_h * H), sdc_rate=1 / (sdc_mtbi_h * H), restart_s=restart, spares=spares,
                 shrink=shrink, burst_fraction=burst, lemon_fraction=lemons, sdc_detection_s=sdc_h * H,
                 episode_rate_per_s=episodes_per_h / H, episode_slowdown=slow, memory_replicas=memory,
-                straggler_fraction=stragglers, straggler_slowdown=0.1)
+                straggler_fraction=stragglers, straggler_slowdown=0.1, straggler_count=slow_count,
+                straggler_evict_s=None if evict_min is None else evict_min * 60)
     r = simulate_run(p, _rng(seed))
     assert set(r.losses_s) == set(LOSSES) and all(v >= -1e-6 for v in r.losses_s.values())
     if r.finished:

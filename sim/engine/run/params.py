@@ -36,6 +36,8 @@ class RunParams:
     nodes_per_replica: float = 1.0  # nodes one DP replica occupies (< 1: several replicas per node)
     straggler_fraction: float = 0.0
     straggler_slowdown: float = 0.0
+    straggler_count: int | None = None  # exactly this many slow nodes, kept until evicted (None: the fraction)
+    straggler_evict_s: float | None = None  # swap slow nodes for spares after this long slow (None: never)
     burst_fraction: float = 0.0  # share of node-evicting events that evict several nodes at once
     burst_continue: float = 0.5  # burst size: 2 nodes, then each further one with this probability
     burst_max_nodes: int = 8
@@ -100,6 +102,10 @@ def _problems(p: RunParams) -> list[str]:
         out.append(f"lemon_multiplier: {p.lemon_multiplier} must be >= 1 and x lemon_fraction < 1")
     if p.lemon_fraction >= 1:
         out.append("lemon_fraction: must be < 1 (the other nodes balance the fleet mean)")
+    if p.straggler_count is not None and p.straggler_count < 0:
+        out.append(f"straggler_count: {p.straggler_count} must be >= 0")
+    if p.straggler_evict_s is not None and not p.straggler_evict_s >= 0:
+        out.append(f"straggler_evict_s: {p.straggler_evict_s} must be >= 0")
     if p.memory_replicas < 0:
         out.append(f"memory_replicas: {p.memory_replicas} must be >= 0")
     if p.horizon_s is not None and not p.horizon_s >= 0:

@@ -32,7 +32,11 @@ from sim.engine.run.fleet import Lemons, SparePool, blast
 from sim.engine.run.ledger import CheckpointLedger
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams
 from sim.engine.run.recovery import recovery_policy
-from sim.engine.run.slow import Episodes, straggler_speed
+from sim.engine.run.slow import Episodes, slow_nodes, straggler_speed
+
+#: Swapping slow nodes for spares: announced by the straggler detector, so a save comes first and no detection
+#: or diagnosis is paid (a planned stop's restart).
+EVICTION = FailureClass("straggler_eviction", "straggler", 0.0, 0, False, planned=True)
 
 
 class _Stop(Exception):
@@ -70,6 +74,8 @@ class Replica:
         self.failure_count = 0
         self.waiting_for_nodes = False
         self.segment: tuple[float, float, float, float] | None = None  # (start, work at start, compute s, pace)
+        self.slow_nodes = params.straggler_count or 0  # an exact count stays until evicted
+        self.evict_at = math.inf  # when the straggler detector swaps the slow nodes out
         self.now = 0.0  # the job's clock: SimPy's, plus the quiet time advanced since the last interruption
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -96,13 +102,21 @@ class Replica:
         self.losses["slowdown"] += ran * factor * (1 - self.speed)
         self.losses["fail_slow"] += ran * (1 - factor)
 
-    def _draw_speed(self) -> None:
+    def _draw_speed(self, evicted: bool = False) -> None:
+        """The job's speed from this (re)start: stragglers (none just after an eviction; an exact count
+        stays, a per-node probability is drawn anew) and the replicas lost when shrunk."""
         p = self.p
-        speed = straggler_speed(p, self.rng)
+        if evicted:
+            self.slow_nodes = 0
+        elif p.straggler_count is None:
+            self.slow_nodes = slow_nodes(p, self.rng)
+        speed = straggler_speed(p, self.slow_nodes)
         if p.shrink and self.missing:
             lost = min(p.dp_replicas, math.ceil(self.missing * self._replicas_per_node()))
             speed *= (p.dp_replicas - lost) / p.dp_replicas
         self.speed = speed
+        slow = self.slow_nodes > 0 and p.straggler_slowdown > 0
+        self.evict_at = self.now + p.straggler_evict_s if slow and p.straggler_evict_s is not None else math.inf
 
     # --- interruptions -----------------------------------------------------------------------
     def _pop(self) -> None:
@@ -162,17 +176,32 @@ class Replica:
             self.arrivals.rescale(t, self.lemons.swap(evicted, self.rng))
         self.lost_nodes += evicted
         self._pop()
-        if evicted and self.pool is not None:
-            self.missing += evicted
-            for _ in range(evicted):
+        self._to_repair(t, evicted)
+        self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
+        return cls
+
+    def _to_repair(self, t: float, nodes: int) -> None:
+        """``nodes`` leave the job at ``t`` for repair; with a pool the job needs as many replacements."""
+        p = self.p
+        if nodes and self.pool is not None:
+            self.missing += nodes
+            for _ in range(nodes):
                 end = t + float(self.rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
                 self.repairs.append((t, end))
                 self.pool.repaired_at(end)
-        elif evicted:  # replacements are always there; the fleet still has the node in repair
+        elif nodes:  # replacements are always there; the fleet still has the node in repair
             self.repairs += [(t, t + float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)))
-                             for _ in range(evicted)]
-        self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
-        return cls
+                             for _ in range(nodes)]
+
+    def _evict_stragglers(self):
+        """The straggler detector fired: swap the slow nodes for spares (they go to repair) and restart."""
+        nodes = self.slow_nodes
+        self.by_category[EVICTION.category] += 1
+        self.by_name[EVICTION.name] += 1
+        self._to_repair(self.now, nodes)
+        self._log("failure", self.now, self.now + 1e-9, cause=EVICTION.name, category=EVICTION.category,
+                  nodes=nodes)
+        yield from self._recover(EVICTION)
 
     # --- the job -----------------------------------------------------------------------------
     def job(self):
@@ -188,7 +217,14 @@ class Replica:
         aligned = True  # the job stands at a checkpoint (or a restart): whole cycles lie ahead
         while True:
             ledger.durable_at(self.now)  # prune finished persists
+            if self.now >= self.evict_at:
+                yield from self._evict_stragglers()
+                ledger.anchor()
+                next_ckpt = ledger.progress + p.interval_s
+                aligned = True
+                continue
             factor, change = self._pace()
+            change = min(change, self.evict_at)  # the pace changes when the slow nodes are evicted
             quiet = self._quiet_cycles(factor, change) if aligned else None
             if quiet is not None:
                 k, duration, waits, first, cycle = quiet
@@ -297,7 +333,7 @@ class Replica:
                 self.losses["restart"] += self.now - start
                 self._log("restart", start, self.now, cause=cause.name, from_memory=from_memory)
                 self.lost_nodes = 0  # the snapshots are whole again
-                self._draw_speed()
+                self._draw_speed(evicted=cause is EVICTION)
                 return
             self.losses[phase] += self.now - start
             self._log(phase, start, self.now, cause=cause.name, interrupted=True)

@@ -1,7 +1,8 @@
-"""Slow training: stragglers drawn per (re)start and transient fail-slow episodes.
+"""Slow training: stragglers and transient fail-slow episodes.
 
 A synchronous step runs at the pace of its slowest node, so for stragglers only whether *any* node is slow
-matters (an order statistic, not a loop over nodes). Episodes slow the whole job while one lasts; their
+matters (an order statistic, not a loop over nodes). With a per-node probability the slow nodes are drawn
+anew at each (re)start; with an exact count they stay until evicted. Episodes slow the whole job while one lasts; their
 starts and ends are the moments the pace changes.
 """
 
@@ -14,12 +15,17 @@ import numpy as np
 from sim.engine.run.params import RunParams
 
 
-def straggler_speed(params: RunParams, rng: np.random.Generator) -> float:
-    """The job's speed for one (re)start: 1 / (1 + slowdown) when any of its nodes is slow."""
+def slow_nodes(params: RunParams, rng: np.random.Generator) -> int:
+    """Slow nodes of the job at a (re)start when each node is slow with ``straggler_fraction``."""
     p = params
-    if p.straggler_fraction > 0 and p.straggler_slowdown > 0 and rng.binomial(p.nodes, p.straggler_fraction) > 0:
-        return 1 / (1 + p.straggler_slowdown)
-    return 1.0
+    if p.straggler_fraction > 0 and p.straggler_slowdown > 0:
+        return int(rng.binomial(p.nodes, p.straggler_fraction))
+    return 0
+
+
+def straggler_speed(params: RunParams, slow: int) -> float:
+    """The job's speed with ``slow`` slow nodes: 1 / (1 + slowdown) when there is any."""
+    return 1 / (1 + params.straggler_slowdown) if slow > 0 else 1.0
 
 
 class Episodes:
