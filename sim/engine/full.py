@@ -127,6 +127,7 @@ class FullIO(RankIO):
         self.contention = [(self.dp[GATHER], dp_c), (self.dp[REDUCE], dp_c), (self.pp["act"], pp_c),
                            (self.pp["grad"], pp_c)]
         self.issued: dict[str, int] = defaultdict(int)
+        self.routes: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     @property
     def now(self) -> float:
@@ -163,18 +164,25 @@ class FullIO(RankIO):
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
         """A pipeline send: one flow to the peer GPU in the next (or previous) stage."""
         done = self._message(kind, key)
-        step = 1 if kind == "act" else -1
-        fs = self.fs
-        peer = int(fs.grid[((self.stage + step) % fs.p, *self.replica)])
-        links = fs.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
-        eff = flow_efficiency(fs.fabric, links, fs.eff.up_p2p, fs.eff.out_p2p)
-        latency = float(route_latency(fs.fabric, links)[0])
-        flows = fs.fabric_flows
+        links, eff, latency = self._route(kind)
+        flows = self.fs.fabric_flows
 
         def work() -> simpy.Event:
             return self.env.process(after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
 
         self.env.process(self.pp[kind].run(name, work, done, bytes=nbytes))
+
+    def _route(self, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """The route to the peer GPU in the next (``act``) or previous (``grad``) stage: its links, point-to-point
+        efficiency and latency (the same for every send of a kind: computed once)."""
+        if kind not in self.routes:
+            step = 1 if kind == "act" else -1
+            fs = self.fs
+            peer = int(fs.grid[((self.stage + step) % fs.p, *self.replica)])
+            links = fs.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
+            eff = flow_efficiency(fs.fabric, links, fs.eff.up_p2p, fs.eff.out_p2p)
+            self.routes[kind] = (links, eff, float(route_latency(fs.fabric, links)[0]))
+        return self.routes[kind]
 
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
                 path: GroupPath | None = None) -> simpy.Event:
