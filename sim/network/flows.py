@@ -146,13 +146,13 @@ class Efficiency:
 
 def flow_efficiency(fabric: Fabric, links: np.ndarray, ring: float, out: float) -> np.ndarray:
     """Per flow: ``out`` where the route leaves the scale-up domain, else ``ring``."""
-    leaves = (np.where(links >= 0, fabric.level[np.maximum(links, 0)], 0) >= 1).any(axis=1)
+    leaves = (fabric.level_padded[links] >= 1).any(axis=1)  # the -1 padding reads level 0
     return np.where(leaves, out, ring)
 
 
 def route_latency(fabric: Fabric, links: np.ndarray) -> np.ndarray:
     """One-way latency of each route, s."""
-    return np.where(links >= 0, fabric.latency[np.maximum(links, 0)], 0.0).sum(axis=1)
+    return fabric.latency_padded[links].sum(axis=1)  # the -1 padding reads 0.0
 
 
 # ---- group structure -------------------------------------------------------------------------------

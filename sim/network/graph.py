@@ -124,6 +124,16 @@ class Fabric:
             lvl[self._offsets[k]:self._offsets[k + 1]] = k // 2
         return lvl
 
+    @functools.cached_property
+    def level_padded(self) -> np.ndarray:
+        """``level`` with one more entry, 0, at the end: indexed by a -1-padded route, the padding reads 0."""
+        return np.append(self.level, 0)
+
+    @functools.cached_property
+    def latency_padded(self) -> np.ndarray:
+        """``latency`` with one more entry, 0.0, at the end (as ``level_padded``)."""
+        return np.append(self.latency, 0.0)
+
     def level_name(self, level: int) -> str:
         if level == 0:
             return f"{self.scale_up_kind.value} domain"
@@ -164,9 +174,10 @@ class Fabric:
                 np.where(same_domain, self.scale_up_link(dst, False), self.nic_link(dst, False))]
         # a flow climbs tier t's uplink while its ends sit under different groups of tier t
         for t in range(len(self.tiers) - 1):
-            climbs = ~same_domain & (self.unit(t, src) != self.unit(t, dst))
-            cols.append(np.where(climbs, self.tier_link(t, src, True), -1))
-            cols.append(np.where(climbs, self.tier_link(t, dst, False), -1))
+            src_unit, dst_unit = self.unit(t, src), self.unit(t, dst)
+            climbs = ~same_domain & (src_unit != dst_unit)
+            cols.append(np.where(climbs, src_unit + self._offsets[4 + 2 * t], -1))  # tier_link, unit computed once
+            cols.append(np.where(climbs, dst_unit + self._offsets[5 + 2 * t], -1))
         same = src == dst
         out = np.stack(cols, axis=1)
         out[same] = -1

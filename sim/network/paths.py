@@ -92,7 +92,9 @@ def _ring_figures(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> tuple[
     batches = _rings(fabric, groups)
     links = [fabric.path_links(r.ravel(), np.roll(r, -1, axis=2).ravel()) for _, r in batches]
     width = max(x.shape[1] for x in links)
-    routes = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1) for x in links])
+    padded = [x if x.shape[1] == width else np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1)
+              for x in links]
+    routes = padded[0] if len(padded) == 1 else np.concatenate(padded)
     rates = max_min_rates(routes, fabric.capacity)
     speed = flow_efficiency(fabric, routes, eff.up_ring, eff.out_ring) * rates
     out_latency = np.where(flow_efficiency(fabric, routes, 0.0, 1.0) > 0, route_latency(fabric, routes), 0.0)

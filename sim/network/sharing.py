@@ -39,12 +39,17 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
     valid = links >= 0
     flow_of = np.repeat(np.arange(n_flows), links.shape[1])[valid.ravel()]
     link_of = links[valid]
+    # only the links some flow crosses, renumbered (a fabric has many more): the same figures per link
+    crossed = np.zeros(len(remaining), dtype=bool)
+    crossed[link_of] = True
+    link_of = (np.cumsum(crossed) - 1)[link_of]
+    remaining = remaining[crossed]
     rates = np.zeros(n_flows)
     frozen = np.logical_not(valid.any(axis=1))
     rates[frozen] = np.inf
     while not frozen.all():
-        active = ~frozen[flow_of]
-        count = np.bincount(link_of[active], minlength=len(remaining))
+        # flow_of / link_of hold only the unfrozen flows' (flow, link) pairs: frozen ones are dropped below
+        count = np.bincount(link_of, minlength=len(remaining))
         used = count > 0
         share = np.full(len(remaining), np.inf)
         share[used] = remaining[used] / count[used]
@@ -53,8 +58,10 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
         remaining[used] -= step * count[used]
         saturated = used & (share <= step * (1 + REL_TOL))
         hit = np.zeros(n_flows, dtype=bool)
-        hit[flow_of[active & saturated[link_of]]] = True
+        hit[flow_of[saturated[link_of]]] = True
         frozen |= hit
+        keep = ~hit[flow_of]
+        flow_of, link_of = flow_of[keep], link_of[keep]
     return rates
 
 
