@@ -29,6 +29,7 @@ class FailureClass:
     hang: bool  # found by the collective watchdog rather than by an explicit error
     planned: bool = False  # maintenance: a checkpoint is forced first, so no work is lost
     silent: bool = False  # silent data corruption: found only after RunParams.sdc_detection_s
+    repair_s: tuple[float, ...] = ()  # a trace event's evicted nodes' repair times (else drawn from the law)
 
 
 def failure_classes(spec: FailureSpec, num_gpus: int, gpus_per_node: int) -> tuple[FailureClass, ...]:

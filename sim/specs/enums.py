@@ -98,6 +98,13 @@ class Routing(StrEnum):
     NATURAL = "natural"  # the router's own, uneven load
 
 
+class TraceMode(StrEnum):
+    """How a failure trace drives the run: its faults in order, or gaps and faults drawn from it."""
+
+    REPLAY = "replay"
+    RESAMPLE = "resample"
+
+
 class RatesMode(StrEnum):
     ADD = "add"
     REPLACE = "replace"

@@ -4,7 +4,7 @@ Editors (the YAML language server, VS Code, JetBrains) validate a file against i
 schema says what the loader's field-by-field checks say (types, ranges, enum values, unknown keys); the
 cross-field rules (``tensor`` divides the heads, degrees multiply to ``num_gpus``...) stay with the loader.
 It accepts everything the loader accepts: numbers written as strings (``15.6e12``, which YAML 1.1 reads as
-a string), a model given by ``preset`` alone, a topology given by name or path.
+a string), a model given by ``preset`` alone, a topology given by name or path, a failure trace by a CSV path.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from sim.specs._schema import NUMBER_PATTERN, yaml_key
+from sim.specs.reliability import FailureSpec
 from sim.specs.scenario import ClusterSpec, ModelSpec, Scenario
 from sim.specs.topology import TopologySpec
 
@@ -24,6 +25,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: Fields the loader resolves before validating them (scenario.py ``_merge_preset`` / ``_resolve_topology``).
 _PRESET_CLASS = ModelSpec
 _TOPOLOGY_FIELD = (ClusterSpec, "topology")
+_TRACE_FIELD = (FailureSpec, "trace")
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -55,6 +57,9 @@ def _object(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
         if (cls, f.name) == _TOPOLOGY_FIELD:
             prop = {"anyOf": [{"type": "string", "minLength": 1, "description": "a bundled topology name or "
                                "a path relative to the scenario file"}, prop]}
+        if (cls, f.name) == _TRACE_FIELD:
+            prop = {"anyOf": [{"type": "string", "minLength": 1, "description": "a CSV path relative to the "
+                               "scenario file (columns time_hours,node,category,repair_hours)"}, prop]}
         prop = {**prop, "description": f.metadata.get("doc", "")}
         default = _default(f)
         if default is not dataclasses.MISSING:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sim import catalog
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import FailureDistribution, RatesMode, SparesExhausted
+from sim.specs.enums import FailureDistribution, RatesMode, SparesExhausted, TraceMode
+from sim.specs.failure_trace import FailureTraceSpec
 
 #: Above this many interruptions per minute of wall time a rate is almost surely a unit mistake.
 MAX_INTERRUPTIONS_PER_MINUTE = 1.0
@@ -47,6 +48,18 @@ class RestartSpec(Spec):
     diagnose_s: float | None = spec_field(None, doc="diagnosis and localisation (default 300 s, MegaScale)", ge=0)
     reschedule_s: float | None = spec_field(None, doc="rescheduling, containers (default 120 s, assumed)", ge=0)
     warmup_s: float | None = spec_field(None, doc="first steps, compilation (default 60 s, assumed)", ge=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StandbySpec(Spec):
+    """Warm standby nodes beside the job (TrainMover): a node fault is handled by switching to one."""
+
+    nodes: int = spec_field(1, doc="warm standby nodes, kept loaded and paid for (their GPUs count in GPU-hours, "
+                                   "cost and energy, at idle power)", ge=1)
+    switch_over_s: float | None = spec_field(
+        None, doc="failure to training resumed on a standby, s (default: the catalog's, TrainMover ~20 s at 1,024 "
+                  "GPUs); replaces detection, restart stages and checkpoint load; only the step in flight is lost",
+        ge=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +112,21 @@ class FailureSpec(Spec):
     sdc_detection_hours: float = spec_field(
         0.0, doc="silent data corruption found this long after it happens (0 = at once); the job then rolls "
                  "back to the last durable checkpoint taken before it", ge=0)
+    trace: FailureTraceSpec | None = spec_field(
+        None, doc="a failure trace instead of the packaged set's unplanned populations (its planned stops stay): a "
+                  "CSV path, relative to the scenario file, with columns time_hours,node,category,repair_hours, or "
+                  "the columns inline; each row evicts one node for its repair_hours, rows at one time are a burst")
+    trace_mode: TraceMode | None = spec_field(
+        None, doc="replay (default: the trace's faults in order, cycled if the run outlasts it) | resample (gaps "
+                  "between events and the events, with their repair times, drawn from the trace)")
+    trace_nodes: int | None = spec_field(
+        None, doc="nodes of the traced fleet (default: the distinct node ids; give it when nodes that never failed "
+                  "are not in the trace); a job of N nodes sees the fleet's events at N / trace_nodes of its "
+                  "rate: trace hours are stretched by trace_nodes / N", ge=1)
+    warm_standby: StandbySpec | None = spec_field(
+        None, doc="warm standby nodes {nodes, switch_over_s}: a fault evicting at most the standbys available "
+                  "costs the switch-over and the step in flight; the used standby is replaced from the spare pool "
+                  "(at once without hot_spares)")
 
     def _issues(self) -> list[Issue]:
         issues = []
@@ -132,13 +160,50 @@ class FailureSpec(Spec):
         if self.sdc_detection_hours > 0 and not self._has_silent_population():
             issues.append(Issue("sdc_detection_hours", f"rate set {self.model!r} has no silent-data-corruption "
                                 "population; add one with rates: {sdc: ...} or use model: llama3"))
+        return issues + self._trace_issues()
+
+    def _trace_issues(self) -> list[Issue]:
+        if self.trace is None:
+            return [Issue(name, "only meaningful with a trace") for name in ("trace_mode", "trace_nodes")
+                    if getattr(self, name) is not None]
+        issues = []
+        if self.trace_nodes is not None and self.trace_nodes < self.trace.distinct_nodes:
+            issues.append(Issue("trace_nodes", f"{self.trace_nodes} is fewer than the trace's "
+                                f"{self.trace.distinct_nodes} distinct node ids"))
+        if max(self.trace.time_hours) <= 0:
+            issues.append(Issue("trace", "every fault is at hour 0: a trace needs a fault after its start (its "
+                                "span sets the event rate)"))
+        if self.trace_mode is TraceMode.RESAMPLE and len(self.trace.event_times()) < 2:
+            issues.append(Issue("trace_mode", "resample needs a trace of at least two fault times"))
+        conflicts = {"node_failures_per_1000_node_days": self.node_failures_per_1000_node_days is not None,
+                     "distribution": self.distribution is not FailureDistribution.EXPONENTIAL,
+                     "burst_fraction": self.burst_fraction > 0, "lemon_fraction": self.lemon_fraction > 0}
+        issues += [Issue(name, "not with a trace (the trace gives the node faults, their gaps, bursts and "
+                               "repeat offenders)") for name, given in conflicts.items() if given]
         return issues
+
+    @property
+    def fleet_nodes(self) -> int:
+        """Nodes of the traced fleet (``trace_nodes``, else the trace's distinct node ids)."""
+        assert self.trace is not None
+        return self.trace_nodes or self.trace.distinct_nodes
+
+    def trace_hours_per_job_hour(self, job_nodes: int) -> float:
+        """Trace hours one hour of a ``job_nodes`` job covers: the job is job_nodes / fleet_nodes of the traced
+        fleet (and ``rate_scale`` speeds the trace up)."""
+        return job_nodes * self.rate_scale / self.fleet_nodes
+
+    def trace_events_per_hour(self, job_nodes: int) -> float:
+        """Trace events (fault times) per hour of a ``job_nodes`` job (0 without a trace)."""
+        if self.trace is None:
+            return 0.0
+        return len(self.trace.event_times()) / self.trace.span_hours() * self.trace_hours_per_job_hour(job_nodes)
 
     @property
     def packaged_unplanned(self) -> bool:
         """Whether the packaged set's unplanned populations fail (not custom, not replaced)."""
         return (self.model != "custom" and self.rates_mode is RatesMode.ADD
-                and self.node_failures_per_1000_node_days is None)
+                and self.node_failures_per_1000_node_days is None and self.trace is None)
 
     def _has_silent_population(self) -> bool:
         table = catalog.reliability_table()
@@ -180,13 +245,18 @@ class FailureSpec(Spec):
         """Rules that need the job's size: a rate implying more than one interruption a minute."""
         if self.allow_extreme_rates:
             return []
-        per_h = sum(p.rate_per_h for p in self.populations(num_gpus, gpus_per_node)) + self.planned_rate_per_day() / 24
+        traced = self.trace_events_per_hour(max(1, num_gpus // gpus_per_node))
+        per_h = (sum(p.rate_per_h for p in self.populations(num_gpus, gpus_per_node)) + traced
+                 + self.planned_rate_per_day() / 24)
         if per_h / 60 <= MAX_INTERRUPTIONS_PER_MINUTE:
             return []
-        top = max(self.populations(num_gpus, gpus_per_node), key=lambda p: p.rate_per_h)
-        where = f"rates.{top.name}" if top.name in (self.rates or {}) else (
-            "node_failures_per_1000_node_days" if top.name == "node" and self.node_failures_per_1000_node_days
-            else "rate_scale")
+        top = max(self.populations(num_gpus, gpus_per_node), key=lambda p: p.rate_per_h, default=None)
+        if top is None or traced > top.rate_per_h:
+            where = "trace"
+        else:
+            where = f"rates.{top.name}" if top.name in (self.rates or {}) else (
+                "node_failures_per_1000_node_days" if top.name == "node" and self.node_failures_per_1000_node_days
+                else "rate_scale")
         return [Issue(where, f"{per_h / 60:.3g} interruptions per minute of wall time for this {num_gpus:,}-GPU "
                       "job: rates are failures per component-hour (per 1,000 node-days: "
                       "node_failures_per_1000_node_days); set allow_extreme_rates: true if meant")]

@@ -16,6 +16,7 @@ from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, short_repr, spec_field
 from sim.specs.enums import Attention, Fidelity, Framework, Precision, Schedule
+from sim.specs.failure_trace import read_trace_csv
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
 from sim.specs.model import ModelSpec
@@ -351,6 +352,15 @@ def _resolve_topology(cluster: Any, base: Path | None, issues: list[Issue]) -> A
     return {**cluster, "topology": data}
 
 
+def _resolve_trace(failures: Any, base: Path | None, issues: list[Issue]) -> Any:
+    """A ``failures.trace`` given as a CSV path, read (relative to the scenario's folder) into its columns."""
+    if not isinstance(failures, dict) or not isinstance(failures.get("trace"), str):
+        return failures
+    columns, found = read_trace_csv(failures["trace"], base, "failures.trace")
+    issues.extend(found)
+    return None if found else {**failures, "trace": columns}
+
+
 def scenario_from_mapping(data: Any, base: Path | None = None, source: str = "") -> Scenario:
     """Validate a parsed scenario mapping; ``base`` is the folder relative paths start from."""
     if not isinstance(data, dict):
@@ -362,6 +372,8 @@ def scenario_from_mapping(data: Any, base: Path | None = None, source: str = "")
         data["model"] = _merge_preset(data["model"], issues)
     if "cluster" in data:
         data["cluster"] = _resolve_topology(data["cluster"], base, issues)
+    if "failures" in data:
+        data["failures"] = _resolve_trace(data["failures"], base, issues)
     failed = {i.path.split(".")[0] for i in issues}
     if issues:
         from sim.specs._schema import _build  # same package: collect the other sections' issues too
