@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sim import catalog
+from sim.costs.failure_trace import TraceSchedule, trace_schedule
 from sim.costs.reliability import (
     CheckpointTimes,
     checkpoint_times,
@@ -69,7 +70,8 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     table = catalog.reliability_table()
     fail = s.failures
     classes = failure_classes(fail, s.cluster.num_gpus, gpn) if fail else ()
-    total_rate = sum(c.rate_per_s for c in classes)
+    trace = trace_schedule(fail, nodes) if fail else None
+    total_rate = sum(c.rate_per_s for c in classes) + (trace.rate_per_s if trace else 0.0)
     mtbi = 1 / total_rate if total_rate > 0 else math.inf
 
     ck_spec = s.checkpoint
@@ -95,6 +97,10 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     repair_mu, repair_sigma = repair_lognormal(fail.repair_hours if fail else None)
     inject: tuple[float, ...] = ()
     realism: dict[str, Any] = {}
+    if fail is not None and fail.warm_standby is not None:
+        switch = fail.warm_standby.switch_over_s
+        realism.update(standby_nodes=fail.warm_standby.nodes, standby_switch_s=(
+            table["warm_standby"]["switch_over_s"]["value"] if switch is None else switch))
     if fail is not None:
         if fail.restart_minutes is not None:
             restart_s = fail.restart_minutes * 60
@@ -120,7 +126,8 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     params = RunParams(
         work_s=steps * step_time_s, interval_s=interval,
         stall_s=ck.stall_s if ck else 0.0, persist_s=ck.persist_s if ck else 0.0,
-        failures=classes, weibull_shape=weibull, inject_s=inject, restart_s=restart_s, stages=stages,
+        failures=classes, trace=trace, step_s=step_time_s, weibull_shape=weibull, inject_s=inject,
+        restart_s=restart_s, stages=stages,
         nodes=nodes, spares=spares,
         repair_mu_ln_s=repair_mu, repair_sigma_ln=repair_sigma, shrink=shrink,
         memory_replicas=ck.memory_replicas if ck else 0, memory_load_s=ck.memory_load_s if ck else 0.0,
@@ -135,11 +142,15 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
 def check_run_budget(params: RunParams, replicas: int, record: bool) -> None:
     """Refuse (sim/specs/budget.py) a run level whose replicas x expected events would take hours: events are
     interruptions and fail-slow episodes over the failure-free time, and every checkpoint when recorded."""
-    rate = sum(c.rate_per_s for c in params.failures) + params.episode_rate_per_s
+    rate = sum(c.rate_per_s for c in params.failures) + params.episode_rate_per_s + _trace_rate(params.trace)
     events = params.work_s * rate + len(params.inject_s)
     if record and params.interval_s > 0:
         events += params.work_s / params.interval_s
     budget.check_run(replicas, params.work_s / DAY, events)
+
+
+def _trace_rate(trace: TraceSchedule | None) -> float:
+    return trace.rate_per_s if trace is not None else 0.0
 
 
 def host_power_w(costs: CostsSpec, gpu: str) -> float:
@@ -185,6 +196,7 @@ class RunSummary:
     costs_assumed: bool  # the scenario had no costs block: defaults used
     host_power_w: float = 0.0  # per GPU
     failures_modelled: bool = True  # the scenario has a failures block
+    standby_gpus: int = 0  # GPUs of warm standby nodes, paid and powered (idle) for the whole run
 
     @property
     def replica_days(self) -> np.ndarray:
@@ -311,7 +323,12 @@ class RunSummary:
 
     @property
     def gpu_hours(self) -> float:
-        return self.days_mean * 24 * self.num_gpus
+        """The job's GPUs and its warm standbys' for the mean wall time."""
+        return self.days_mean * 24 * (self.num_gpus + self.standby_gpus)
+
+    @property
+    def standby_switch_overs(self) -> float:
+        return float(np.mean([r.standby_switch_overs for r in self.replicas]))
 
     @property
     def cost_usd(self) -> float:
@@ -319,11 +336,13 @@ class RunSummary:
 
     @property
     def energy_mwh(self) -> float:
-        """Hours spent restarting or waiting for nodes draw the idle GPU power (see :func:`energy_mwh`)."""
+        """Hours spent restarting or waiting for nodes draw the idle GPU power (see :func:`energy_mwh`), and
+        so do warm standbys all along."""
         n = len(self.replicas)
         idle_h = sum(r.losses_s["restart"] + r.losses_s["spare_wait"] for r in self.replicas) / n / 3600
+        standby_h = self.days_mean * 24 * self.standby_gpus
         return energy_mwh(self.costs, self.gpu_power_w, self.host_power_w, self.gpu_hours,
-                          min(idle_h * self.num_gpus, self.gpu_hours))
+                          min(idle_h * self.num_gpus + standby_h, self.gpu_hours))
 
     @property
     def co2_tonnes(self) -> float:
@@ -348,7 +367,8 @@ def simulate_run_level(s: Scenario, step_time_s: float, replicas: int | None = N
     costs = s.costs or CostsSpec()
     power = costs.gpu_power_w if costs.gpu_power_w is not None else s.gpu.tdp_w
     return RunSummary(plan, tuple(results), s.cluster.num_gpus, costs, power, s.costs is None,
-                      host_power_w(costs, s.gpu.name), s.failures is not None)
+                      host_power_w(costs, s.gpu.name), s.failures is not None,
+                      plan.params.standby_nodes * s.cluster.topology.node.gpus)
 
 
 @dataclass(frozen=True, slots=True)

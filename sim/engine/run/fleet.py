@@ -83,6 +83,11 @@ class SparePool:
             heapq.heappop(self.returns)
             self.level += 1
 
+    def available(self, now: float) -> int:
+        """Nodes in the pool at ``now``."""
+        self._release(now)
+        return self.level
+
     def take(self, now: float, wanted: int) -> int:
         """Take up to ``wanted`` nodes at ``now``; how many were there."""
         self._release(now)

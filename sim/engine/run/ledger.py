@@ -107,6 +107,12 @@ class CheckpointLedger:
         self.progress, self.pending = level, []
         self.memory_work = level
 
+    def step_back(self, level: float) -> None:
+        """Resume from ``level`` without the job dying (a standby switch-over): persists in flight go on, the
+        newest snapshot stays where it was."""
+        self.progress = level
+        self.memory_work = min(self.memory_work, level)
+
     def clean_checkpoint(self, work: float) -> float:
         """The last checkpoint of the current line at or before ``work``: from the anchor below it, one
         every ``interval_s`` of work (arithmetic, so no event per checkpoint is kept)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from sim.costs.failure_trace import TraceSchedule
 from sim.costs.reliability import FailureClass, RestartStages
 
 LOSSES = ("lost_work", "restart", "spare_wait", "checkpoint", "slowdown", "silent_corruption", "fail_slow")
@@ -50,6 +51,10 @@ class RunParams:
     episode_slowdown: float = 0.0  # the job runs 1 / (1 + this) as fast while an episode lasts
     memory_replicas: int = 0  # in-memory checkpoints held by this many nodes each (0: storage only)
     memory_load_s: float = 0.0  # checkpoint load from peers' host memory (replaces the stages' load_s)
+    trace: TraceSchedule | None = None  # a failure trace's events, beside ``failures`` (sim/costs/failure_trace.py)
+    step_s: float = 0.0  # one optimizer step: what a standby switch-over loses at most (0: nothing)
+    standby_nodes: int = 0  # warm standby nodes (0: none)
+    standby_switch_s: float = 0.0  # failure to training resumed on a standby
     horizon_s: float | None = None  # stop at this wall-clock time (a window of the run)
     max_wall_factor: float = 20.0  # give up (unfinished) past this many times ``work_s``
     max_failures: int = 1_000_000  # give up (unfinished) past this many failures (a runaway rate)
@@ -69,7 +74,8 @@ class RunParams:
 
 
 _NON_NEGATIVE = ("work_s", "stall_s", "persist_s", "repair_sigma_ln", "straggler_slowdown", "sdc_detection_s",
-                 "episode_rate_per_s", "episode_sigma_ln", "episode_slowdown", "memory_load_s")
+                 "episode_rate_per_s", "episode_sigma_ln", "episode_slowdown", "memory_load_s", "step_s",
+                 "standby_switch_s")
 _FRACTIONS = ("straggler_fraction", "burst_fraction", "burst_continue", "lemon_fraction")
 
 
@@ -84,7 +90,7 @@ def _problems(p: RunParams) -> list[str]:
         out.append(f"weibull_shape: {p.weibull_shape} must be > 0")
     if p.restart_s is not None and not p.restart_s >= 0:
         out.append(f"restart_s: {p.restart_s} must be >= 0")
-    if (p.failures or p.inject_s) and p.restart_s is None and p.stages is None:
+    if (p.failures or p.inject_s or p.trace) and p.restart_s is None and p.stages is None:
         out.append("restart_s: failures need restart_s or stages")
     if any(not c.rate_per_s >= 0 or c.blast_nodes < 0 for c in p.failures):
         out.append("failures: rates and blast radii must be >= 0")
@@ -106,6 +112,8 @@ def _problems(p: RunParams) -> list[str]:
         out.append(f"straggler_count: {p.straggler_count} must be >= 0")
     if p.straggler_evict_s is not None and not p.straggler_evict_s >= 0:
         out.append(f"straggler_evict_s: {p.straggler_evict_s} must be >= 0")
+    if p.standby_nodes < 0:
+        out.append(f"standby_nodes: {p.standby_nodes} must be >= 0")
     if p.memory_replicas < 0:
         out.append(f"memory_replicas: {p.memory_replicas} must be >= 0")
     if p.horizon_s is not None and not p.horizon_s >= 0:
@@ -140,6 +148,7 @@ class ReplicaResult:
     repairs: tuple[tuple[float, float], ...] = ()  # (start, end) wall seconds of every node out of service
     memory_recoveries: int = 0  # recoveries from peers' host memory (in-memory checkpoints)
     storage_fallbacks: int = 0  # recoveries from storage because every holder of a lost shard had failed
+    standby_switch_overs: int = 0  # recoveries by switching to warm standby nodes
 
     @property
     def goodput(self) -> float:

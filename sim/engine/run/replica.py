@@ -33,6 +33,8 @@ from sim.engine.run.ledger import CheckpointLedger
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams
 from sim.engine.run.recovery import recovery_policy
 from sim.engine.run.slow import Episodes, slow_nodes, straggler_speed
+from sim.engine.run.standby import WarmStandby
+from sim.engine.run.traced import TracedArrivals
 
 #: Swapping slow nodes for spares: announced by the straggler detector, so a save comes first and no detection
 #: or diagnosis is paid (a planned stop's restart).
@@ -59,13 +61,18 @@ class Replica:
         self.events: list[RunEvent] = []
         self.done = False
         self.lemons = Lemons(params, rng)
-        self.arrivals = RenewalArrivals(params, rng, self.lemons.scale())
+        self.arrivals = (TracedArrivals(params, params.trace, rng) if params.trace is not None
+                         else RenewalArrivals(params, rng, self.lemons.scale()))
         self.episodes = Episodes(params, rng.spawn(1)[0]) if params.episode_rate_per_s > 0 else None
         # fleet draws (repairs without a spare pool, which shards a burst takes) come from a generator of their
         # own, so turning them on leaves the failure draws alone (common random numbers across recoveries)
         self.fleet_rng = rng.spawn(1)[0]
         self.repairs: list[tuple[float, float]] = []
         self.recovery = recovery_policy(params)
+        self.standby = WarmStandby(params, self.recovery) if params.standby_nodes > 0 else None
+        if self.standby is not None:
+            self.recovery = self.standby
+        self.recovering = False  # a recovery is under way (a fault then restarts it)
         self.lost_nodes = 0  # nodes evicted since the last completed recovery (their snapshots are gone)
         self.corrupt: dict[int, float] = {}  # undetected corruptions: detection key -> work when it happened
         self.sdc_work: float | None = None  # a found corruption: roll back to a checkpoint at or before this work
@@ -176,22 +183,29 @@ class Replica:
             self.arrivals.rescale(t, self.lemons.swap(evicted, self.rng))
         self.lost_nodes += evicted
         self._pop()
-        self._to_repair(t, evicted)
+        # warm standbys cover the evicted nodes if enough are there (the pool then owes the standbys, not the job)
+        covered = self.standby is not None and self.standby.take(evicted, cls, self.recovering, self.pool, t,
+                                                                          self.missing > 0)
+        self._to_repair(t, evicted, covered, cls.repair_s)
         self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
         return cls
 
-    def _to_repair(self, t: float, nodes: int) -> None:
-        """``nodes`` leave the job at ``t`` for repair; with a pool the job needs as many replacements."""
+    def _to_repair(self, t: float, nodes: int, covered: bool = False, durations: tuple[float, ...] = ()) -> None:
+        """``nodes`` leave the job at ``t`` for repair (for ``durations``, a trace's, else drawn from the law);
+        with a pool the job needs as many replacements, unless warm standbys ``covered`` them."""
         p = self.p
+        traced = durations[:nodes] if durations else (None,) * nodes
         if nodes and self.pool is not None:
-            self.missing += nodes
-            for _ in range(nodes):
-                end = t + float(self.rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
+            if not covered:
+                self.missing += nodes
+            for duration in traced:
+                end = t + (float(self.rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)) if duration is None
+                           else duration)
                 self.repairs.append((t, end))
                 self.pool.repaired_at(end)
         elif nodes:  # replacements are always there; the fleet still has the node in repair
-            self.repairs += [(t, t + float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln)))
-                             for _ in range(nodes)]
+            self.repairs += [(t, t + (float(self.fleet_rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
+                                      if duration is None else duration)) for duration in traced]
 
     def _evict_stragglers(self):
         """The straggler detector fired: swap the slow nodes for spares (they go to repair) and restart."""
@@ -305,6 +319,7 @@ class Replica:
         """Roll back to the recovery point, restart (again if interrupted), wait for nodes."""
         p, ledger = self.p, self.ledger
         from_memory = False
+        self.recovering = True
         while True:
             phase, start = "restart", self.now
             again = None
@@ -333,6 +348,9 @@ class Replica:
                 self.losses["restart"] += self.now - start
                 self._log("restart", start, self.now, cause=cause.name, from_memory=from_memory)
                 self.lost_nodes = 0  # the snapshots are whole again
+                self.recovering = False
+                if self.standby is not None:
+                    self.standby.recovered()
                 self._draw_speed(evicted=cause is EVICTION)
                 return
             self.losses[phase] += self.now - start
@@ -347,7 +365,10 @@ class Replica:
         level, from_memory = self.recovery.restore(ledger, self.now, cause, self.sdc_work is not None,
                                                    self.lost_nodes, self.fleet_rng)
         self.losses["lost_work"] += ledger.progress - level
-        ledger.roll_back(level)
+        if self.standby is not None and self.standby.switching:
+            ledger.step_back(level)  # the job did not die: its persists go on
+        else:
+            ledger.roll_back(level)
         if self.sdc_work is not None:
             # a found corruption: back to the last checkpoint taken before it happened
             clean = ledger.clean_checkpoint(min(self.sdc_work, ledger.durable))
@@ -393,7 +414,8 @@ class Replica:
         work = p.work_s if self.done else self._work_at(wall)  # a stop at the horizon may fall inside a segment
         return ReplicaResult(wall, work, self.done, dict(self.by_category), dict(self.by_name), self.losses,
                              self.checkpoints, tuple(self.events), tuple(self.repairs),
-                             self.recovery.memory_recoveries, self.recovery.storage_fallbacks)
+                             self.recovery.memory_recoveries, self.recovery.storage_fallbacks,
+                             self.standby.switch_overs if self.standby is not None else 0)
 
 
 def simulate_run(params: RunParams, rng: np.random.Generator, record: bool = False) -> ReplicaResult:
