@@ -74,6 +74,12 @@ def run_plan(s: Scenario, step_time_s: float) -> RunPlan:
     total_rate = sum(c.rate_per_s for c in classes) + (trace.rate_per_s if trace else 0.0)
     mtbi = 1 / total_rate if total_rate > 0 else math.inf
 
+    if trace is not None:
+        notes.append(f"failure trace {trace.file or '(inline)'} ({'resampled' if trace.resample else 'replayed'}): "
+                     f"{trace.faults} faults in {len(trace.events)} events of a {trace.fleet_nodes}-node fleet over "
+                     f"{trace.cycle_s * trace.trace_hours_per_job_hour / HOUR:,.0f} h; this {nodes}-node job sees "
+                     f"them at {trace.trace_hours_per_job_hour:.3g}x the fleet's pace (one event every "
+                     f"{1 / trace.rate_per_s / HOUR:.2f} h)")
     ck_spec = s.checkpoint
     if ck_spec is None and fail is not None:
         ck_spec = CheckpointSpec()

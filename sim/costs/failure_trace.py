@@ -33,6 +33,10 @@ class TraceSchedule:
     times_s: tuple[float, ...]  # of each event, from the start of a replay cycle
     cycle_s: float  # a replay cycle: the trace's last event
     resample: bool
+    file: str | None = None  # where the trace came from (None: given inline)
+    faults: int = 0  # rows (node faults) of the trace
+    fleet_nodes: int = 0  # nodes of the traced fleet
+    trace_hours_per_job_hour: float = 1.0  # job nodes / fleet nodes (x rate_scale)
 
     @property
     def gaps_s(self) -> np.ndarray:
@@ -56,7 +60,8 @@ def trace_schedule(spec: FailureSpec, job_nodes: int) -> TraceSchedule | None:
         rows.setdefault(t, []).append((cat, rep))
     events = tuple(_event(group, known) for group in rows.values())
     return TraceSchedule(events, tuple(t * stretch for t in rows), trace.span_hours() * stretch,
-                         spec.trace_mode is TraceMode.RESAMPLE)
+                         spec.trace_mode is TraceMode.RESAMPLE, trace.file, len(trace.time_hours), spec.fleet_nodes,
+                         spec.trace_hours_per_job_hour(job_nodes))
 
 
 def _event(group: list[tuple[str, float]], known: dict[str, dict]) -> FailureClass:

@@ -46,6 +46,13 @@ def run_block(run: RunSummary, step_mfu: float | None = None) -> dict[str, Any]:
         "suggested_spare_nodes": run.suggested_spares, "spare_wait_days": _round(run.spare_wait_days),
         "recoveries_from_memory_mean": _round(run.recoveries_from_memory) if ck and ck.memory_replicas else None,
         "storage_fallbacks_mean": _round(run.storage_fallbacks) if ck and ck.memory_replicas else None,
+        "standby_gpus": run.standby_gpus,
+        "standby_switch_overs_mean": _round(run.standby_switch_overs) if params.standby_nodes else None,
+        "failure_trace": None if params.trace is None else {
+            "file": params.trace.file, "mode": "resample" if params.trace.resample else "replay",
+            "faults": params.trace.faults, "events": len(params.trace.events),
+            "fleet_nodes": params.trace.fleet_nodes,
+            "trace_hours_per_job_hour": _round(params.trace.trace_hours_per_job_hour)},
         "checkpoint": None if ck is None else {
             "size_tb": _round(ck.size_bytes / 1e12), "interval_rule": plan.interval_rule,
             "interval_minutes": _round(params.interval_s / 60) if params.interval_s != float("inf") else None,
@@ -180,6 +187,10 @@ def _run_lines(ev: Evaluation, run: RunSummary) -> list[str]:
             lines.append(f"        in memory: each snapshot on {ck.memory_replicas} nodes, reload from a peer "
                          f"{ck.memory_load_s:.2f} s; {run.recoveries_from_memory:.0f} recoveries from memory, "
                          f"{run.storage_fallbacks:.1f} from storage (every holder of a shard lost)")
+    if plan.params.standby_nodes:
+        lines.append(f"        warm standby: {plan.params.standby_nodes} node(s) ({run.standby_gpus} GPUs, paid and "
+                     f"powered), switch-over {plan.params.standby_switch_s:g} s; {run.standby_switch_overs:.1f} "
+                     "switch-overs per run")
     if not run.failures_modelled:
         lines.append("        no failures modelled (no failures block): the run is failure-free; add "
                      "`failures: {model: llama3}` for interruptions")

@@ -53,7 +53,7 @@ RESULT_FIELDS: tuple[Out, ...] = (
         "`training.tokens`"),
     Out("run.days_p50", "number", "median wall-clock days to train `training.tokens`"),
     Out("run.days_p90", "number", "90th percentile of the days"),
-    Out("run.gpu_hours", "number", "num_gpus x mean days x 24"),
+    Out("run.gpu_hours", "number", "(num_gpus + standby_gpus) x mean days x 24"),
     Out("run.cost_usd", "number", "gpu_hours x `costs.usd_per_gpu_hour`"),
     Out("run.energy_mwh", "number", "(GPU draw + host share) x gpu_hours x PUE, with the idle draw while down"),
     Out("run.co2_tonnes", "number", "energy_mwh x `costs.grid_kgco2_per_kwh`"),
@@ -91,6 +91,13 @@ RESULT_FIELDS: tuple[Out, ...] = (
         "without `checkpoint.in_memory`"),
     Out("run.storage_fallbacks_mean", "number | null", "recoveries from storage per run with an in-memory tier "
         "(every holder of a lost snapshot failed, or a late silent corruption); null without it"),
+    Out("run.standby_gpus", "integer", "GPUs of warm standby nodes (`failures.warm_standby`), counted in "
+        "gpu_hours, cost and energy (idle draw)"),
+    Out("run.standby_switch_overs_mean", "number | null", "recoveries by switching to a warm standby per run; "
+        "null without standbys"),
+    Out("run.failure_trace", "object | null", "the failure trace driving the node faults, null without one: `file` "
+        "(as written; null inline), `mode` (replay | resample), `faults` (rows), `events` (distinct times; a burst is "
+        "one), `fleet_nodes`, `trace_hours_per_job_hour` (job nodes / fleet nodes x rate_scale)"),
     Out("run.checkpoint", "object | null", "the checkpoint plan; null without a `checkpoint` block"),
     Out("run.checkpoint.size_tb", "number", "bytes written per checkpoint (weights + optimizer), TB"),
     Out("run.checkpoint.interval_rule", "string", "fixed | young-daly | none"),

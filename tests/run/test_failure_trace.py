@@ -180,3 +180,21 @@ def test_invariants_with_a_trace_a_standby_and_everything_else_on(
     rec = simulate_run(p, np.random.default_rng(seed), record=True)
     assert rec.wall_s == pytest.approx(r.wall_s, rel=1e-9)
     assert rec.interruptions_by_name == r.interruptions_by_name
+
+
+def test_standby_gpus_are_paid_and_powered_idle_by_hand():
+    """16 H100 (2 nodes) and one standby node: 24 GPUs paid; the standby's 8 draw the idle 100 W all along."""
+    from sim.analysis.runlevel import simulate_run_level
+    from sim.specs.scenario import scenario_from_mapping
+    from tests.hostile.conftest import base_mapping
+
+    costs = {"usd_per_gpu_hour": 2.0, "pue": 1.0, "gpu_power_w": 700, "idle_gpu_power_w": 100,
+             "host_power_w_per_gpu": 0}
+    data = base_mapping(**{"failures": {"model": "custom", "restart_minutes": 10, "warm_standby": {"nodes": 1}},
+                           "costs": costs})
+    run = simulate_run_level(scenario_from_mapping(data), 2.0)
+    hours = run.days_mean * 24
+    assert run.standby_gpus == 8 and run.standby_switch_overs == 0
+    assert run.gpu_hours == pytest.approx(hours * 24)
+    assert run.cost_usd == pytest.approx(hours * 24 * 2.0)
+    assert run.energy_mwh == pytest.approx(hours * (16 * 700 + 8 * 100) / 1e6)
