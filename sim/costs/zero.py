@@ -87,6 +87,8 @@ class DataParallelPlan:
     gather_copy_passes: int  # full-size memory-bound copies per parameter all-gather (FSDP2 copy-out)
     reduce_copy_passes: int  # full-size memory-bound copies per gradient reduce-scatter (FSDP2 chunk_cat)
     grad_bytes: int
+    overlap_grad_reduce: bool = True  # ZeRO 0-2: gradient buckets reduced during backward
+    reduce_blocks_compute: bool = False  # ZeRO 0-2 without overlap: the reduction runs on the compute stream
     blocking: bool = False  # ZeRO-3 collectives issued once the device is idle and waited at once: no overlap
     per_tensor: bool = False  # ZeRO-3: one collective per parameter tensor (not one per layer)
     collective_host_s: float = 0.0  # host seconds per blocking collective call, the device idle meanwhile
@@ -146,6 +148,12 @@ def resolved_reshard_after_forward(p: ParallelismSpec) -> bool:
     return bool(_entry(p)["reshard_after_forward_with_pipeline"]) if p.pipeline > 1 else True
 
 
+def resolved_overlap_grad_reduce(p: ParallelismSpec) -> bool:
+    if p.overlap_grad_reduce is not None:
+        return p.overlap_grad_reduce
+    return bool(_entry(p)["overlap_grad_reduce"])
+
+
 def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
     """The data-parallel plan of ``s``; ``largest_layer_params`` (per GPU) decides DeepSpeed's re-gather
     for recompute (a layer larger than ``stage3_max_reuse_distance`` is freed between the two uses)."""
@@ -161,7 +169,9 @@ def plan(s: Scenario, largest_layer_params: float) -> DataParallelPlan:
         grad_sync=resolved_grad_sync(p), reshard_after_forward=resolved_reshard_after_forward(p),
         regather_for_recompute=regather, prefetch_layers=int(entry["prefetch_layers"]),
         gather_copy_passes=int(entry["gather_copy_passes"]), reduce_copy_passes=int(entry["reduce_copy_passes"]),
-        grad_bytes=grad_bytes(p.grad_reduce_dtype), blocking=bool(entry.get("blocking_collectives", False)),
+        grad_bytes=grad_bytes(p.grad_reduce_dtype), overlap_grad_reduce=resolved_overlap_grad_reduce(p),
+        reduce_blocks_compute=bool(entry["reduce_on_compute_stream"]),
+        blocking=bool(entry.get("blocking_collectives", False)),
         per_tensor=bool(entry.get("collective_per_tensor", False)),
         collective_host_s=float(entry.get("collective_host_s", 0.0))
         + float(entry.get("collective_host_per_rank_s", 0.0)) * p.shard_size)

@@ -485,9 +485,12 @@ class PipelineRank:
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
         params, expert = self._chunk_params(vs), chunk_expert_params_per_gpu(self.sim.s, vs)
-        if not self.layout.overlap_grad_reduce:
+        if not self.dp.overlap_grad_reduce:
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}", params, expert)
+            if self.dp.reduce_blocks_compute:  # on the compute stream: nothing runs until it is done
+                while self.pending:
+                    yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
             return
         # The last backward of a chunk: buckets are reduced as their gradients become final.
         buckets = grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)

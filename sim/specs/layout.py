@@ -38,7 +38,9 @@ class ParallelismSpec(Spec):
     micro_batch_size: int = spec_field(1, doc="sequences per micro-batch", ge=1)
     activation_recompute: Recompute = spec_field(Recompute.NONE, doc="none | selective | full")
     tp_comm_overlap: bool = spec_field(False, doc="overlap TP collectives with GEMMs (TE userbuffers)")
-    overlap_grad_reduce: bool = spec_field(True, doc="reduce gradient buckets during backward")
+    overlap_grad_reduce: bool | None = spec_field(
+        None, doc="reduce gradient buckets during backward (ZeRO 0-2); default: the framework's: true, deepspeed "
+        "false (its overlap_comm defaults to false below ZeRO-3, and its ZeRO-0/1 reduce after backward)")
     overlap_param_gather: bool = spec_field(True, doc="ZeRO-1/2 parameter all-gather overlaps next forward")
     grad_reduce_dtype: GradDtype = spec_field(GradDtype.FP32, doc="dtype of DP gradient reduction")
     grad_bucket_mparams: float = spec_field(40.0, doc="DP gradient bucket, million parameters", ge=1)
@@ -133,6 +135,9 @@ class ParallelismSpec(Spec):
         elif self.reshard_after_forward is False and fw is Framework.DEEPSPEED:
             issues.append(Issue("reshard_after_forward", "false is an FSDP option (torchtitan, megatron-core); "
                                 "DeepSpeed ZeRO-3 releases every gathered parameter after use"))
+        if self.overlap_grad_reduce and fw is Framework.DEEPSPEED and z < 2:
+            issues.append(Issue("overlap_grad_reduce", f"true: DeepSpeed at zero_stage {z} reduces gradients after "
+                                "backward (overlap_comm applies to ZeRO-2 and 3: DeepSpeed PR 1246)"))
         if fw is Framework.TORCHTITAN and z in (1, 2):
             issues.append(Issue("zero_stage", f"{z}: torchtitan shards with FSDP2 (zero_stage 3; "
                                 "reshard_after_forward false for SHARD_GRAD_OP) or replicates (0)"))

@@ -141,3 +141,14 @@ def test_layer_param_tensors():
     gpt, llama = make({}).model, make({}).model
     gpt = dataclasses.replace(gpt, activation=Activation.GELU)  # LayerNorm + biases: 12 tensors
     assert (zero.layer_param_tensors(gpt), zero.layer_param_tensors(llama)) == (12, 6)
+
+
+def test_gradient_reduction_overlap_is_the_frameworks_default():
+    # DeepSpeed's overlap_comm defaults to false below ZeRO-3, and its reduction then runs on the compute stream
+    ds, mcore, tt = (dp_plan(make({"zero_stage": z, "framework": f}))
+                     for z, f in ((2, "deepspeed"), (2, "megatron-core"), (0, "torchtitan")))
+    assert (ds.overlap_grad_reduce, ds.reduce_blocks_compute) == (False, True)
+    assert (mcore.overlap_grad_reduce, mcore.reduce_blocks_compute) == (True, False)
+    assert tt.overlap_grad_reduce
+    assert dp_plan(make({"zero_stage": 2, "framework": "deepspeed", "overlap_grad_reduce": True})).overlap_grad_reduce
+    assert not dp_plan(make({"zero_stage": 1, "overlap_grad_reduce": False})).overlap_grad_reduce

@@ -142,6 +142,23 @@ def test_deepspeed_03_zero3_runs_every_collective_alone():
     assert overlapped.step_time_s < r.step_time_s
 
 
+def test_deepspeed_zero2_without_overlap_comm_waits_for_every_reduce_scatter():
+    """DeepSpeed ZeRO-2's default (overlap_comm false): each micro-batch's gradients are reduce-scattered on the
+    compute stream, so all four reductions are exposed, besides the parameter gather before the first forward."""
+    from sim.costs.collectives import Collective, collective_time
+
+    s = make({"data": 8, "zero_stage": 2, "framework": "deepspeed"}, gbs=8 * 4)
+    sim = StepSimulation(s)
+    r = sim.run()
+    params = stage_params_per_gpu(s, 0)
+    expected = (4 * collective_time(Collective.REDUCE_SCATTER, 4 * params, sim.shard_path)
+                + collective_time(Collective.ALL_GATHER, 2 * params, sim.shard_path))
+    assert r.breakdown_s["dp_comm"] == pytest.approx(expected, rel=1e-9)
+    overlapped = simulate_step(make({"data": 8, "zero_stage": 2, "framework": "deepspeed",
+                                     "overlap_grad_reduce": True}, gbs=8 * 4))
+    assert overlapped.breakdown_s["dp_comm"] < r.breakdown_s["dp_comm"]
+
+
 # ---- the bottleneck stage (issue 10): the breakdown is taken on the busiest stage --------------
 @pytest.mark.parametrize(("layout", "busiest"), [([1, 7], 1), ([7, 1], 0)])
 def test_breakdown_is_taken_on_the_bottleneck_stage(layout, busiest):

@@ -177,6 +177,9 @@ CASES: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
     ("shard-group-on-deepspeed-zero-1",
      _all(_set("parallelism.framework", "deepspeed"), _set("parallelism.shard_group_size", 2)),
      "parallelism.shard_group_size", ("MiCS",)),
+    ("overlap-grad-reduce-on-deepspeed-zero-1",
+     _all(_set("parallelism.framework", "deepspeed"), _set("parallelism.overlap_grad_reduce", True)),
+     "parallelism.overlap_grad_reduce", ("after backward", "PR 1246")),
     # older framework releases (issue 11: DeepSpeed 0.3's ZeRO-3)
     ("framework-version-unknown",
      _all(_set("parallelism.zero_stage", 3), _set("parallelism.framework", "deepspeed"),
