@@ -3,6 +3,7 @@ message naming the field and the CSV line, never a traceback; the bundled sample
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -113,4 +114,9 @@ def test_the_bundled_sample_trace_loads_relative_to_the_scenario(tmp_path):
     scenario = folder / "s.yaml"
     scenario.write_text(yaml.safe_dump(base_mapping(**{"failures.trace": str(rel), "failures.trace_nodes": 64})),
                         encoding="utf-8")
-    assert_clean(run_in_process("run", scenario, "--json"))
+    res = run_in_process("run", scenario, "--json")
+    assert_clean(res)
+    trace = json.loads(res.out)["run"]["failure_trace"]
+    # the 16-GPU base job is 2 of the sample's 64 nodes: it runs through the trace at 2/64 of its pace
+    assert trace == {"file": str(rel), "mode": "replay", "faults": 55, "events": 49, "fleet_nodes": 64,
+                     "trace_hours_per_job_hour": 0.03125}
