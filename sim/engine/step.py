@@ -10,6 +10,7 @@ path. Every duration comes from ``sim.costs``; this module only sequences them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from sim.engine.streams import DpLink, DpTransfer, FifoChannel, Mailbox, Timelin
 from sim.network.paths import hsdp_paths, scenario_paths
 from sim.parallelism.schedules import Phase, PipeOp, stage_ops
 from sim.parallelism.sharding import chunk_layers
+from sim.specs.enums import Schedule
 from sim.specs.scenario import Scenario
 
 CATEGORIES = (
@@ -375,6 +377,12 @@ class SymmetricIO(RankIO):
         return NO_STEPS
 
 
+@functools.lru_cache(maxsize=1024)
+def _stage_ops(schedule: Schedule, p: int, v: int, rank: int, m: int) -> tuple[PipeOp, ...]:
+    """A rank's op list, shared by every step with the same schedule shape (a search's layouts repeat them)."""
+    return tuple(stage_ops(schedule, p, v, rank, m))
+
+
 #: Channels of the DP link.
 REDUCE, GATHER = 0, 1
 NO_STEPS: tuple[simpy.Event, ...] = ()
@@ -393,7 +401,7 @@ class PipelineRank:
         self.zero = self.layout.zero_stage
         self.dp_n = max(sim.dp_path.n, sim.edp_path.n)
         self.pending: list[Any] = []
-        self.ops = stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
+        self.ops = _stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
         self.local_expert_params = stage_expert_params_per_gpu(s, rank)
         self.dp = sim.dp
