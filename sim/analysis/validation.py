@@ -253,7 +253,10 @@ def _fill_open_choices(row: Row) -> tuple[Scenario, tuple[str, ...]]:
         if per_replica % mb:
             continue
         for rc in rc_options:
-            mapping = {**base, "parallelism": {**layout, "micro_batch_size": mb, "activation_recompute": rc}}
+            par = {**layout, "micro_batch_size": mb, "activation_recompute": rc}
+            if rc != "selective":
+                par.pop("recompute_modules", None)  # a row's selective modules (validation_moe) need selective
+            mapping = {**base, "parallelism": par}
             s = scenario_from_mapping(mapping)
             fallback = fallback or s
             if fits_in_memory(s):

@@ -24,8 +24,9 @@ Rules for what a row leaves open or writes as text, the same for every row:
 - precision: fp8 with the row's recipe (blockwise, mxfp8); "fp8 (inferred ...)" rows (no precision column) run
   per-tensor current scaling (``tensorwise``), as the row's inferred note assumes;
 - distributed optimizer = ZeRO-1, "Megatron FSDP" = ZeRO-3; recompute: full as stated; a selective list runs as
-  ``selective`` only if it names core attention (trainsim's selective), else as none (:func:`_recompute`); an
-  unstated one is chosen like the other sources' (none if it fits, else selective, else full);
+  ``selective`` with those Megatron ``recompute_modules`` (the rows' "norm, act" = layernorm, moe_act:
+  :data:`MODULE_NAMES`); an unstated one is chosen like the other sources' (none if it fits, else selective,
+  else full), its selective rung with the ModelZoo Qwen3 recipes' modules (:data:`UNSTATED_SELECTIVE`);
 - expert tensor parallelism: the row's ``etp``, 1 where not stated (Megatron-Bridge's MoE recipes);
 - cluster: DGX H100 rows on dgx-h100-superpod, GB200 rows on gb200-nvl72 with 64 GPUs used per rack (each 32-GPU
   EP group inside one NVLink domain, as the rows' reproduce guide places them: NVL72_GPUS_USED).
@@ -98,17 +99,30 @@ def parse_pipeline_layout(text: str) -> list[int]:
     return [stage.count("t") for stage in spec.split("|")]
 
 
-def _recompute(text: str | None) -> str | None:
-    """trainsim's selective recompute is Megatron's core-attention recompute; the rows' selective lists name
-    other modules (norms, activations, MLA up-projections, the MoE or MLP block), which it cannot express:
-    those rows run without recompute (norm and activation recompute are memory-bound passes of a few percent;
-    a recomputed MoE/MLP block is not costed)."""
+#: The rows' spellings of Megatron-Core's recompute modules (the ModelZoo rows shorten "layernorm" and "moe_act").
+MODULE_NAMES = {"norm": "layernorm", "layernorm": "layernorm", "act": "moe_act", "moe_act": "moe_act", "moe": "moe",
+                "mlp": "mlp", "mla up_proj": "mla_up_proj", "mla_up_proj": "mla_up_proj", "core_attn": "core_attn",
+                "core attention": "core_attn", "shared_experts": "shared_experts"}
+
+
+#: The selective rung tried for a row that states no recompute: the modules the Megatron-MoE-ModelZoo Qwen3 recipes
+#: list (rows modelzoo-qwen3-235b-*: "selective: norm, act" / "moe_act, layernorm").
+UNSTATED_SELECTIVE = ("layernorm", "moe_act")
+
+
+def _recompute(text: str | None) -> dict[str, Any]:
+    """The row's recompute as layout fields: ``full`` as stated; a ``selective: a, b`` list as Megatron-Core's
+    selective granularity with those ``recompute_modules``; "none" as none; unstated: chosen (none if it fits,
+    else selective with :data:`UNSTATED_SELECTIVE`, else full)."""
     if text is None:
-        return None
-    text = text.lower()
+        return {"recompute_modules": list(UNSTATED_SELECTIVE)}
+    text = text.lower().strip()
     if text.startswith("full"):
-        return "full"
-    return "selective" if "core_attn" in text or "core attention" in text else "none"
+        return {"activation_recompute": "full"}
+    if not text.startswith("selective:"):
+        return {"activation_recompute": "none"}
+    names = [n.strip() for n in text.removeprefix("selective:").split(",")]
+    return {"activation_recompute": "selective", "recompute_modules": [MODULE_NAMES[n] for n in names]}
 
 
 def _precision(text: str) -> dict[str, Any]:
@@ -162,9 +176,7 @@ def _layout(r: dict[str, Any], layers: int) -> dict[str, Any]:
         layout["moe_dispatcher"] = dispatcher
     if "a2a_overlap=1" in (par["moe_dispatcher"] or "").lower() or r["id"].endswith("1f1b-overlap"):
         layout["moe_a2a_overlap"] = True
-    recompute = _recompute(par["activation_recompute"])
-    if recompute is not None:
-        layout["activation_recompute"] = recompute
+    layout.update(_recompute(par["activation_recompute"]))
     if par["pipeline_layout"]:
         layout["pipeline_layout"] = parse_pipeline_layout(par["pipeline_layout"])
     elif layers % (pp * vpp) and (layers + 2) % (pp * vpp) == 0:

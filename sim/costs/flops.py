@@ -13,6 +13,8 @@ GEMM (``h x num_experts``, counted here; < 0.1% of DeepSeek-V3's FLOPs).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sim.specs.enums import Activation
 from sim.specs.model import ModelSpec
 
@@ -140,18 +142,34 @@ def model_flops_per_token(m: ModelSpec) -> float:
     return 3.0 * forward_flops_per_token(m)
 
 
-def recompute_flops_per_token(m: ModelSpec, mode: str) -> float:
+def recompute_flops_per_token(m: ModelSpec, mode: str, modules: Collection[str] | None = None) -> float:
     """Extra forward FLOPs per token from activation recompute (HFU counts these, MFU does not).
 
     Full recompute re-runs every layer's forward (not the LM head); selective re-runs the core
-    attention (scores and context), Korthikanti et al. 2022 §5.
+    attention (scores and context), Korthikanti et al. 2022 §5 -- or, given Megatron-Core's
+    ``recompute_modules``, the matmuls of those modules: ``core_attn`` the scores, ``mla_up_proj`` MLA's
+    up-projections, ``mlp`` the dense layers' MLP, ``shared_experts`` the shared experts, ``moe`` the MoE
+    block's active experts, shared experts and router (``layernorm`` and ``moe_act`` are elementwise).
     """
     if mode == "full":
         return 2.0 * sum(layer_matmul_params(m, i) for i in _layers(m)) + \
             m.num_layers * attention_score_flops_per_token(m)
-    if mode == "selective":
-        return m.num_layers * attention_score_flops_per_token(m)
-    return 0.0
+    if mode != "selective":
+        return 0.0
+    mods = set(modules or ("core_attn",))
+    extra = m.num_layers * attention_score_flops_per_token(m) if "core_attn" in mods else 0.0
+    if "mla_up_proj" in mods and m.mla is not None:
+        r, a = m.mla, m.num_attention_heads
+        up = r.kv_lora_rank * a * (r.qk_nope_head_dim + r.v_head_dim) + (r.q_lora_rank or 0) * a * r.qk_head_dim
+        extra += 2.0 * m.num_layers * up
+    moe_layers = num_moe_layers(m)
+    if "mlp" in mods:
+        extra += 2.0 * (m.num_layers - moe_layers) * dense_mlp_params(m)
+    if m.moe is not None and "moe" in mods:
+        extra += 2.0 * moe_layers * moe_mlp_params(m, active=True)
+    elif m.moe is not None and "shared_experts" in mods:
+        extra += 2.0 * moe_layers * m.moe.shared_experts * dense_mlp_params(m, m.moe.shared_expert_ffn_hidden_size)
+    return extra
 
 
 def _layers(m: ModelSpec) -> range:

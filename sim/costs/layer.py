@@ -15,7 +15,7 @@ from sim import catalog
 from sim.costs import fp8, kernels, shapes
 from sim.costs import moe as moe_costs
 from sim.costs.collectives import Collective, GroupPath, collective_time
-from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
+from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute, RecomputeModule
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
 
@@ -189,7 +189,7 @@ def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float, backward: 
     return PhaseTime(tp_comm=comm)
 
 
-def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[PhaseTime, PhaseTime, int]:
+def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[PhaseTime, PhaseTime, PhaseTime]:
     """Forward and backward of an MoE block's expert side (``sim.costs.moe``) and its extra kernels; with
     ``moe_a2a_overlap`` the steady-1F1B share of each pass's EP communication hides under the other pass's
     expert-side compute (a forward pairs with a backward of another micro-batch)."""
@@ -204,7 +204,19 @@ def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[Phas
         hidden_f, hidden_b = hidden_f + more_f, hidden_b + more_b
     forward = PhaseTime(compute=t.compute_fwd, ep_comm=comm_f, overlapped_comm=hidden_f, contention=c)
     backward = PhaseTime(compute=t.compute_bwd, ep_comm=comm_b, overlapped_comm=hidden_b, contention=c)
-    return forward, backward, t.launches
+    return forward, backward, _moe_recompute(s, t, forward)
+
+
+def _moe_recompute(s: Scenario, t: moe_costs.MoETimes, forward: PhaseTime) -> PhaseTime:
+    """Backward work the MoE recompute modules add: ``moe`` re-runs the block's forward (its dispatch and
+    combine included: Megatron checkpoints the whole MoELayer); else ``moe_act`` the experts' activation and
+    ``shared_experts`` the shared expert."""
+    mods = s.parallelism.selective_modules
+    if RecomputeModule.MOE in mods:
+        return forward
+    extra = t.activation_fwd if RecomputeModule.MOE_ACT in mods else 0.0
+    extra += t.shared_fwd if RecomputeModule.SHARED_EXPERTS in mods else 0.0
+    return PhaseTime(compute=extra)
 
 
 #: Kernels one layer's forward launches in Megatron's eager implementation: 2 norms, 4 projection
@@ -285,7 +297,8 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     fwd_attn = _attention(s, gpu, x, paths.cp, backward=False)
     fwd_tp = _tp_comm(s, x, paths.tp, gemm)
     bwd_tp = _tp_comm(s, x, paths.tp, gemm, backward=True)
-    moe_f, moe_b, moe_kernels = _moe_block(s, gpu, x, paths) if is_moe else (PhaseTime(), PhaseTime(), 0)
+    moe_f, moe_b, moe_rc = _moe_block(s, gpu, x, paths) if is_moe else (PhaseTime(), PhaseTime(), PhaseTime())
+    moe_kernels = moe_costs.forward_kernels(s) if is_moe else 0
     forward = PhaseTime(compute=gemm + elementwise + quant_fwd) + fwd_attn + fwd_tp + moe_f
     backward = (PhaseTime(compute=2 * gemm + 2 * elementwise + quant_bwd)
                 + _attention(s, gpu, x, paths.cp, backward=True) + bwd_tp + moe_b)
@@ -295,9 +308,36 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     recompute = s.parallelism.activation_recompute
     if recompute is Recompute.FULL:
         backward = backward + forward
+    elif recompute is Recompute.SELECTIVE and s.parallelism.recompute_modules is not None:
+        backward = backward + _module_recompute(s, gpu, x, width, gate, fwd_attn, fwd_tp) + moe_rc
     elif recompute is Recompute.SELECTIVE:
         backward = backward + _selective_recompute(s, gpu, x, width, gate, fwd_attn, elementwise)
     return LayerTime(forward, backward)
+
+
+def _module_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gate: bool, fwd_attn: PhaseTime,
+                      fwd_tp: PhaseTime) -> PhaseTime:
+    """Backward work Megatron-Core's ``recompute_modules`` add outside the MoE block (``_moe_recompute``): the
+    core attention's forward, the two norms, MLA's up-projection GEMMs and rotary, a dense layer's MLP (its
+    GEMMs, activation and its TP all-gather / reduce-scatter pair)."""
+    mods, rate = s.parallelism.selective_modules, fp8.gemm_rate(s)
+    extra = fwd_attn if RecomputeModule.CORE_ATTN in mods else PhaseTime()
+    compute = 0.0
+    if RecomputeModule.LAYERNORM in mods:
+        compute += kernels.hbm_time(gpu, 2.0 * 2 * x.passes["norm"] * x.tokens * x.h / x.sp)
+    if RecomputeModule.MLA_UP_PROJ in mods and x.mla is not None:
+        r = x.mla
+        up = kernels.gemm_time(gpu, x.dtype, x.tokens, x.a * (r.qk_nope_head_dim + r.v_head_dim) / x.t,
+                               r.kv_lora_rank)
+        if r.q_lora_rank is not None:
+            up += kernels.gemm_time(gpu, x.dtype, x.tokens, x.a * r.qk_head_dim / x.t, r.q_lora_rank)
+        compute += up / rate + kernels.hbm_time(gpu, 2.0 * x.passes["rotary"] * x.tokens * x.rotary_width / x.t)
+    if RecomputeModule.MLP in mods and width:
+        compute += (kernels.gemm_time(gpu, x.dtype, x.tokens, (2 if gate else 1) * width / x.t, x.h)
+                    + kernels.gemm_time(gpu, x.dtype, x.tokens, x.h, width / x.t)) / rate
+        compute += kernels.hbm_time(gpu, 2.0 * x.passes["activation"] * x.tokens * width / x.t)
+        extra = extra + fwd_tp.scaled(0.5)
+    return extra + PhaseTime(compute=compute)
 
 
 def embedding_time(s: Scenario, gpu: GpuSpec) -> LayerTime:

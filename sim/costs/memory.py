@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 
 from sim import catalog
 from sim.costs import flops, fp8, shapes, zero
+from sim.costs import moe as moe_costs
 from sim.parallelism.schedules import in_flight_microbatches
 from sim.parallelism.sharding import chunk_layers
-from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute
+from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute, RecomputeModule
 from sim.specs.model import ModelSpec
 from sim.specs.scenario import Scenario
 from sim.units import GIB
@@ -116,37 +117,114 @@ def stage_expert_params_per_gpu(s: Scenario, rank: int) -> float:
     return sum(chunk_expert_params_per_gpu(s, j * p.pipeline + rank) for j in range(p.virtual_pipeline))
 
 
-def layer_activation_bytes(s: Scenario, full_layer: bool = False) -> float:
-    """Activation bytes one layer stores for one micro-batch on one GPU.
+def layer_activation_bytes(s: Scenario, full_layer: bool = False, moe: bool | None = None) -> float:
+    """Activation bytes one layer stores for one micro-batch on one GPU: a dense layer (``moe`` False), an MoE
+    layer (True), or the larger of the kinds the model has (None).
 
     ``full_layer`` ignores the recompute mode (the working set of the layer being recomputed).
     """
     m, p = s.model, s.parallelism
-    t, b = p.tensor, p.micro_batch_size
-    seq = m.seq_len / p.context
-    sp = shapes.sp_degree(p)
-    h, f, a = m.hidden_size, m.ffn_hidden_size, m.num_attention_heads
-    sbh = seq * b * h
+    if moe is None:
+        return max(layer_activation_bytes(s, full_layer, kind) for kind in layer_kinds(s))
     recompute = Recompute.NONE if full_layer else p.activation_recompute
     if recompute is Recompute.FULL:
-        return 2 * sbh / sp  # the layer input only
+        return 2 * shapes.microbatch_tokens(s) * m.hidden_size / shapes.sp_degree(p)  # the layer input only
     if recompute is Recompute.SELECTIVE and p.framework is Framework.TORCHTITAN:
         return op_sac_bytes(s)
+    return sum(layer_activation_parts(s, moe, full_layer).values())
+
+
+def layer_kinds(s: Scenario) -> tuple[bool, ...]:
+    """The layer kinds of the model: dense (False) and/or MoE (True)."""
+    m = s.model
+    if m.moe is None:
+        return (False,)
+    dense = m.moe.first_dense_layers > 0 or m.moe.moe_layer_frequency > 1
+    return (False, True) if dense else (True,)
+
+
+def layer_activation_parts(s: Scenario, moe: bool, full_layer: bool = False) -> dict[str, float]:
+    """Activation bytes one layer keeps for backward, by the tensor that keeps them, after Megatron-Core's
+    selective recompute modules (``ParallelismSpec.selective_modules``) dropped theirs (none with
+    ``full_layer``).
+
+    Korthikanti et al. 2022 §4 term by term: the norm inputs, the norm outputs (QKV / MLP inputs; ``layernorm``
+    recompute discards them), Q, K, V and the context, the flash-attention log-sum-exp or the softmax scores
+    (``core_attn``), the MLP's up/gate output (the activation input) and its activation output (the down
+    projection's input). A linear under an fp8 recipe that keeps its input in fp8 keeps 1 byte per element
+    (``fp8.saved_input_bytes_saved``).
+
+    An MoE layer (Megatron-Core MoELayer, alltoall/flex dispatcher) keeps instead of the MLP: its input in bf16
+    (the router's gating GEMM and the shared expert read it), the router's scores and routing map (catalog
+    ``moe.yaml`` ``router.saved_bytes_per_score``), and per routed copy of a token the expert's inputs: the
+    dispatched hidden state (the first grouped GEMM's input: ``top_k`` copies of every token, ``imbalance x
+    ETP`` of them landing on this GPU, as in ``sim.costs.moe``), the up/gate output and the activation output
+    (``moe_act`` discards it); the shared expert keeps a dense MLP's (``shared_experts``). ``moe`` recompute
+    keeps only the MoE layer's input. ``training.fp8_activation_cache`` stores the experts' activation input in
+    fp8 with 1x128 scales (DeepSeek-V3 report sec 3.3, "Low-Precision Storage")."""
+    m, p = s.model, s.parallelism
+    t = p.tensor
+    tokens = shapes.microbatch_tokens(s)
+    sp = shapes.sp_degree(p)
+    h, a = m.hidden_size, m.num_attention_heads
+    sbh = tokens * h
     drop = 1 if m.dropout else 0
-    attn = (2 * sbh + 2 * sbh) / sp  # norm input, QKV GEMM input
-    attn += 2 * seq * b * _qkv_context_width(m, t, recompute)  # Q, K, V and the context (out-proj input)
-    attn += drop * sbh / sp
-    if s.training.attention is AttentionKernel.FLASH:
-        attn += 4 * seq * b * a / t  # fp32 log-sum-exp
-    elif recompute is not Recompute.SELECTIVE:
-        attn += (2 + 3 * drop) * a * seq * seq * b / t  # softmax out (+ dropout mask and output)
-    ffn = f
-    if m.moe is not None:
-        ffn = m.moe.expert_ffn_hidden_size * (m.moe.top_k + m.moe.shared_experts)
-    mlp = (2 * sbh + 2 * sbh) / sp + drop * sbh / sp
-    mlp += (6 if m.activation is Activation.SWIGLU else 4) * seq * b * ffn / t
+    mods = frozenset() if full_layer else p.selective_modules
     gate = m.activation is Activation.SWIGLU
-    return attn + mlp - fp8.saved_input_bytes_saved(s, fp8.layer_linears(s, seq * b, ffn, gate))
+    lins = fp8.layer_linears(s, tokens, m.ffn_hidden_size, gate)
+    fp8_saved = [fp8.saved_input_bytes_saved(s, (lin,)) for lin in lins]
+    parts = {
+        "attn_norm_input": 2 * sbh / sp,
+        "qkv_input": 0.0 if RecomputeModule.LAYERNORM in mods else 2 * sbh / sp - fp8_saved[0],
+        "qkv_context": 2 * tokens * _qkv_context_width(m, t, RecomputeModule.MLA_UP_PROJ in mods) - fp8_saved[1],
+        "attn_dropout": drop * sbh / sp,
+        "scores": 0.0,
+        "mlp_norm_input": 2 * sbh / sp,
+        "mlp_dropout": drop * sbh / sp,
+    }
+    if s.training.attention is AttentionKernel.FLASH:
+        parts["scores"] = 4 * tokens * a / t  # fp32 log-sum-exp
+    elif RecomputeModule.CORE_ATTN not in mods:
+        parts["scores"] = (2 + 3 * drop) * a * tokens * m.seq_len / p.context / t  # softmax (+ dropout)
+    if moe and m.moe is not None:
+        return parts | _moe_parts(s, mods, lins[2])
+    f = m.ffn_hidden_size
+    mlp = RecomputeModule.MLP in mods  # checkpointed: only its (bf16) input is kept
+    parts["mlp_input"] = 0.0 if RecomputeModule.LAYERNORM in mods else 2 * sbh / sp - (0.0 if mlp else fp8_saved[2])
+    parts["mlp_activation_input"] = 0.0 if mlp else (4 if gate else 2) * tokens * f / t
+    parts["mlp_fc2_input"] = 0.0 if mlp else 2 * tokens * f / t - fp8_saved[3]
+    return parts
+
+
+def _moe_parts(s: Scenario, mods: frozenset[RecomputeModule], shared_fc1: fp8.Linear) -> dict[str, float]:
+    """The MoE block's terms of :func:`layer_activation_parts`."""
+    m, p = s.model, s.parallelism
+    moe = m.moe
+    assert moe is not None
+    tokens = shapes.microbatch_tokens(s)
+    sp, t, etp = shapes.sp_degree(p), p.tensor, p.expert_tensor_degree
+    h, gate = m.hidden_size, m.activation is Activation.SWIGLU
+    linear_input = 1.0 if fp8.saved_input_bytes_saved(s, (shared_fc1,)) else 2.0  # bytes per saved GEMM input
+    local = tokens / sp
+    received = moe_costs.tokens_per_local_expert(s, local) * moe_costs.routing_imbalance(s) * (
+        moe.num_experts // p.expert)
+    f = moe.expert_ffn_hidden_size / etp
+    act_bytes = moe_costs.FP8_DISPATCH_BYTES if s.training.fp8_activation_cache else 2.0
+    fs = moe.shared_experts * moe.shared_expert_ffn_hidden_size / t
+    router = local * moe.num_experts * catalog.moe_table()["router"]["saved_bytes_per_score"]
+    shared = 0.0
+    if fs:
+        shared = ((linear_input if linear_input < 2 else 0.0) * shared_fc1.input_elems  # its own fp8 input copy
+                  + 2 * (2 if gate else 1) * tokens * fs + linear_input * tokens * fs)
+    whole = RecomputeModule.MOE in mods
+    return {
+        "mlp_input": 0.0 if RecomputeModule.LAYERNORM in mods else 2 * tokens * h / sp,
+        "router": 0.0 if whole else router,
+        "expert_input": 0.0 if whole else linear_input * received * h,
+        "expert_activation_input": 0.0 if whole else act_bytes * received * (2 if gate else 1) * f,
+        "expert_fc2_input": 0.0 if whole or RecomputeModule.MOE_ACT in mods else linear_input * received * f,
+        "shared_expert": 0.0 if whole or RecomputeModule.SHARED_EXPERTS in mods else shared,
+    }
 
 
 def op_sac_bytes(s: Scenario) -> float:
@@ -165,38 +243,42 @@ def op_sac_bytes(s: Scenario) -> float:
     return 2 * tokens * saved + 4 * tokens * a / t
 
 
-def _qkv_context_width(m: ModelSpec, t: int, recompute: Recompute) -> float:
+def _qkv_context_width(m: ModelSpec, t: int, up_proj_recomputed: bool) -> float:
     """Elements per token of the stored Q, K, V and context on one TP rank. MLA stores the latents the
     up-projections read (query and KV ranks plus the rotary key, duplicated on each TP rank), the context, and
-    every head's Q, K (d_qk) and V (d_v) -- except under selective recompute, which for MLA recomputes the
-    up-projections in backward instead (DeepSeek-V3 report sec 3.2.3; Megatron-Core ``--recompute-modules
-    mla_up_proj``)."""
+    every head's Q, K (d_qk) and V (d_v) -- unless the up-projections are recomputed in backward instead
+    (DeepSeek-V3 report sec 3.2.3; Megatron-Core ``--recompute-modules mla_up_proj``)."""
     a, g, d = m.num_attention_heads, m.num_kv_heads, m.head_dim
     if m.mla is None:
         return (2 * a + 2 * g) * d / t
     r = m.mla
     latents = (r.q_lora_rank or 0) + r.kv_lora_rank + r.qk_rope_head_dim
-    heads = r.v_head_dim if recompute is Recompute.SELECTIVE else 2 * r.qk_head_dim + 2 * r.v_head_dim
+    heads = r.v_head_dim if up_proj_recomputed else 2 * r.qk_head_dim + 2 * r.v_head_dim
     return a * heads / t + latents
 
 
 def recompute_working_bytes(s: Scenario) -> float:
-    """The working set of the one layer being recomputed in backward: the whole layer for full recompute;
-    for selective, only the attention scores it drops (none with flash attention, which never stores them)."""
+    """The working set of the one layer being recomputed in backward: the whole layer for full recompute; for
+    selective, what its recomputed modules dropped (nothing of the attention with flash attention, which never
+    stores the scores), on the layer kind where that is largest."""
     mode = s.parallelism.activation_recompute
     if mode is Recompute.FULL:
         return layer_activation_bytes(s, full_layer=True)
     if mode is Recompute.SELECTIVE:
-        return layer_activation_bytes(s, full_layer=True) - layer_activation_bytes(s)
+        return max(layer_activation_bytes(s, True, kind) - layer_activation_bytes(s, False, kind)
+                   for kind in layer_kinds(s))
     return 0.0
 
 
 def _activations(s: Scenario, rank: int) -> float:
     m, p = s.model, s.parallelism
     chunks = chunk_layers(s)
-    layers_per_chunk = max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline))
+    per_layer = {kind: layer_activation_bytes(s, moe=kind) for kind in layer_kinds(s)}
+    # the rank's largest chunk by bytes (an MoE layer keeps more than a dense one)
+    chunk_bytes = max(sum(per_layer[flops.is_moe_layer(m, layer)] for layer in chunks[j * p.pipeline + rank])
+                      for j in range(p.virtual_pipeline))
     held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
-    total = held * layers_per_chunk * layer_activation_bytes(s) + recompute_working_bytes(s)
+    total = held * chunk_bytes + recompute_working_bytes(s)
     tokens = m.seq_len / p.context * p.micro_batch_size
     sp = shapes.sp_degree(p)
     if rank == 0:

@@ -158,6 +158,8 @@ class MoETimes:
     comm_bwd: float
     hidden_bwd: float
     launches: int  # kernels one forward launches beyond a dense MLP (host-bound floor)
+    activation_fwd: float = 0.0  # the routed experts' activation (in compute_fwd; what moe_act recomputes)
+    shared_fwd: float = 0.0  # the shared expert's forward (in compute_fwd; what shared_experts recomputes)
 
 
 def forward_kernels(s: Scenario) -> int:
@@ -227,7 +229,7 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     if p.moe_shared_expert_overlap and shared:
         hidden_fwd, hidden_bwd = min(comm, shared), min(comm, 2 * shared)
     return MoETimes(compute_fwd, comm - hidden_fwd, hidden_fwd, compute_bwd, comm - hidden_bwd, hidden_bwd,
-                    forward_kernels(s))
+                    forward_kernels(s), act, shared)
 
 
 def _dispatch_combine(s: Scenario, local_tokens: float, imbalance: float, ep: GroupPath, etp: GroupPath) -> float:

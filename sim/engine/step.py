@@ -229,7 +229,8 @@ class StepSimulation:
         breakdown = {k: spent.get(k, 0.0) for k in CATEGORIES}
         breakdown["bubble"] = max(0.0, step - accounted)
         model_flops = flops.model_flops_per_token(s.model) * s.tokens_per_step
-        extra = flops.recompute_flops_per_token(s.model, s.parallelism.activation_recompute.value)
+        p = s.parallelism
+        extra = flops.recompute_flops_per_token(s.model, p.activation_recompute.value, p.recompute_modules)
         return StepResult(
             scenario=s, step_time_s=step, model_flops_per_step=model_flops,
             hardware_flops_per_step=model_flops + extra * s.tokens_per_step, breakdown_s=breakdown,

@@ -20,6 +20,18 @@ class Recompute(StrEnum):
     FULL = "full"
 
 
+class RecomputeModule(StrEnum):
+    """Megatron-Core's ``--recompute-modules`` (``recompute_granularity: selective``), transformer_config.py."""
+
+    CORE_ATTN = "core_attn"  # the core attention (scores, softmax, context)
+    LAYERNORM = "layernorm"  # input_layernorm and pre_mlp_layernorm (output-discarding)
+    MLA_UP_PROJ = "mla_up_proj"  # MLA up-projections and RoPE (output-discarding)
+    MLP = "mlp"  # a dense layer's MLP
+    MOE_ACT = "moe_act"  # the routed experts' activation function (output-discarding)
+    SHARED_EXPERTS = "shared_experts"  # the MoE layer's shared experts
+    MOE = "moe"  # the whole MoE layer: router, dispatch, experts, combine
+
+
 class Precision(StrEnum):
     BF16 = "bf16"
     FP16 = "fp16"

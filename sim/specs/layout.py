@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import Framework, GradDtype, GradSync, MoEDispatcher, Recompute, Schedule
+from sim.specs.enums import Framework, GradDtype, GradSync, MoEDispatcher, Recompute, RecomputeModule, Schedule
 
 #: The mesh axes a placement order names.
 PLACEMENT_AXES = ("tp", "cp", "dp", "pp")
@@ -37,6 +37,10 @@ class ParallelismSpec(Spec):
     schedule: Schedule = spec_field(Schedule.ONE_F_ONE_B, doc="1f1b | interleaved-1f1b | gpipe")
     micro_batch_size: int = spec_field(1, doc="sequences per micro-batch", ge=1)
     activation_recompute: Recompute = spec_field(Recompute.NONE, doc="none | selective | full")
+    recompute_modules: tuple[RecomputeModule, ...] | None = spec_field(
+        None, doc="with activation_recompute selective on megatron-core: the modules recomputed in backward "
+        "(Megatron --recompute-modules): core_attn, layernorm, mla_up_proj, mlp, moe_act, shared_experts, moe; "
+        "default [core_attn] (Megatron's default)")
     tp_comm_overlap: bool = spec_field(False, doc="overlap TP collectives with GEMMs (TE userbuffers)")
     overlap_grad_reduce: bool | None = spec_field(
         None, doc="reduce gradient buckets during backward (ZeRO 0-2); default: the framework's: true, deepspeed "
@@ -99,6 +103,14 @@ class ParallelismSpec(Spec):
         return max(1, self.num_gpus // (self.pipeline * self.expert_tensor_degree * self.expert))
 
     @property
+    def selective_modules(self) -> frozenset[RecomputeModule]:
+        """The modules selective recompute covers on megatron-core: ``recompute_modules``, or Megatron's
+        default (core attention); none without selective recompute."""
+        if self.activation_recompute is not Recompute.SELECTIVE:
+            return frozenset()
+        return frozenset(self.recompute_modules or (RecomputeModule.CORE_ATTN,))
+
+    @property
     def placement_axes(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.placement_order.split(","))
 
@@ -123,7 +135,27 @@ class ParallelismSpec(Spec):
         if self.moe_a2a_overlap and self.moe_dispatcher is MoEDispatcher.ALLGATHER:
             issues.append(Issue("moe_a2a_overlap", "needs moe_dispatcher alltoall or deepep (Megatron overlaps "
                                 "only the all-to-all and flex dispatchers)"))
-        return issues + self._zero_issues()
+        return issues + self._recompute_issues() + self._zero_issues()
+
+    def _recompute_issues(self) -> list[Issue]:
+        """Megatron's module list belongs to its selective granularity (the model-dependent rules are in
+        ``sim.specs.scenario``)."""
+        mods = self.recompute_modules
+        if mods is None:
+            return []
+        if self.activation_recompute is not Recompute.SELECTIVE:
+            return [Issue("recompute_modules", f"needs activation_recompute: selective (got "
+                          f"{self.activation_recompute.value}; Megatron --recompute-granularity selective)")]
+        if self.framework is not Framework.MEGATRON_CORE:
+            return [Issue("recompute_modules", f"is Megatron-Core's option; {self.framework.value}'s selective "
+                          "recompute is its own policy (catalog/frameworks.yaml selective_recompute)")]
+        if not mods:
+            return [Issue("recompute_modules", "is empty; name at least one module or use activation_recompute: "
+                          "none")]
+        dup = sorted({m.value for m in mods if mods.count(m) > 1})
+        if dup:
+            return [Issue("recompute_modules", f"names {', '.join(dup)} more than once")]
+        return []
 
     def _zero_issues(self) -> list[Issue]:
         """ZeRO/FSDP options that do not exist at this stage or in this framework."""

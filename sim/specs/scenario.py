@@ -15,7 +15,7 @@ from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, short_repr, spec_field
-from sim.specs.enums import Attention, Fidelity, Framework, Precision, Schedule
+from sim.specs.enums import Attention, Fidelity, Framework, Precision, RecomputeModule, Schedule
 from sim.specs.failure_trace import read_trace_csv
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
@@ -199,7 +199,26 @@ def _layout_issues(s: Scenario) -> list[Issue]:
     if p.shard_size != p.data * p.context and s.simulation.fidelity is Fidelity.FULL:
         issues.append(Issue("parallelism.shard_group_size", "HSDP is simulated at fidelity symmetric only "
                             "(full fidelity reduces over the whole DP x CP group)"))
-    return issues + _expert_issues(s)
+    return issues + _expert_issues(s) + _recompute_module_issues(s)
+
+
+def _recompute_module_issues(s: Scenario) -> list[Issue]:
+    """A recompute module must exist in the model: MoE modules need MoE layers, ``mlp`` a dense layer,
+    ``mla_up_proj`` MLA, ``shared_experts`` shared experts."""
+    mods, m = s.parallelism.recompute_modules or (), s.model
+    moe, field = m.moe, "parallelism.recompute_modules"
+    needs = {RecomputeModule.MOE: (moe is not None, "needs model.moe (the model is dense)"),
+             RecomputeModule.MOE_ACT: (moe is not None, "needs model.moe (the model is dense)"),
+             RecomputeModule.SHARED_EXPERTS: (moe is not None and moe.shared_experts > 0,
+                                              "needs model.moe.shared_experts > 0"),
+             RecomputeModule.MLA_UP_PROJ: (m.mla is not None, "needs model.attention: mla"),
+             RecomputeModule.MLP: (moe is None or moe.first_dense_layers > 0 or moe.moe_layer_frequency > 1,
+                                   "needs a dense layer (every layer is MoE; use moe or moe_act)")}
+    issues = [Issue(field, f"{mod.value} {needs[mod][1]}") for mod in mods if mod in needs and not needs[mod][0]]
+    if s.training.fp8_activation_cache and moe is None:
+        issues.append(Issue("training.fp8_activation_cache", "needs model.moe (it stores the routed experts' "
+                            "activation input; the model is dense)"))
+    return issues
 
 
 def _expert_issues(s: Scenario) -> list[Issue]:

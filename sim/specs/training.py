@@ -21,6 +21,9 @@ class TrainingSpec(Spec):
     fp8_recipe: Fp8Recipe | None = spec_field(
         None, doc="with precision fp8: delayed | tensorwise | rowwise | blockwise | mxfp8 (Blackwell): how GEMM "
         "inputs are scaled and quantized; default delayed (Transformer Engine's)")
+    fp8_activation_cache: bool = spec_field(
+        False, doc="with precision fp8 on an MoE model: the routed experts' activation input (the SwiGLU input) "
+        "kept for backward in fp8 with 1x128 scales (DeepSeek-V3 report sec 3.3 'Low-Precision Storage')")
     compile: bool = spec_field(
         False, doc="torch.compile (torchtitan, deepspeed): elementwise ops fused into fewer memory passes and kernels")
 
@@ -35,4 +38,6 @@ class TrainingSpec(Spec):
         if self.fp8_recipe is not None and self.precision is not Precision.FP8:
             return [Issue("fp8_recipe", f"{self.fp8_recipe.value} applies to precision fp8 only, not "
                           f"{self.precision.value}; set training.precision: fp8 or drop fp8_recipe")]
+        if self.fp8_activation_cache and self.precision is not Precision.FP8:
+            return [Issue("fp8_activation_cache", f"needs training.precision: fp8 (got {self.precision.value})")]
         return []
