@@ -273,12 +273,11 @@ def recompute_working_bytes(s: Scenario) -> float:
 def _activations(s: Scenario, rank: int) -> float:
     m, p = s.model, s.parallelism
     chunks = chunk_layers(s)
-    per_layer = {kind: layer_activation_bytes(s, moe=kind) for kind in layer_kinds(s)}
-    # the rank's largest chunk by bytes (an MoE layer keeps more than a dense one)
-    chunk_bytes = max(sum(per_layer[flops.is_moe_layer(m, layer)] for layer in chunks[j * p.pipeline + rank])
-                      for j in range(p.virtual_pipeline))
+    layers_per_chunk = max(len(chunks[j * p.pipeline + rank]) for j in range(p.virtual_pipeline))
     held = in_flight_microbatches(p.schedule, p.pipeline, p.virtual_pipeline, rank, s.num_microbatches)
-    total = held * chunk_bytes + recompute_working_bytes(s)
+    # every layer at the larger kind's bytes: an upper bound on a chunk that mixes dense and MoE layers (DeepSeek-V3's
+    # first stage), the search pre-screen's figure too
+    total = held * layers_per_chunk * layer_activation_bytes(s) + recompute_working_bytes(s)
     tokens = m.seq_len / p.context * p.micro_batch_size
     sp = shapes.sp_degree(p)
     if rank == 0:
