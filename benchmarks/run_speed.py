@@ -54,20 +54,29 @@ def main() -> int:
 
 def everything_on(base) -> None:
     """Issue 13: 100 replicas of the bundled 405B run with every run-level feature on (in-memory checkpoints,
-    bursts, lemons, late SDC, fail-slow episodes, stragglers, a spare pool with the StepFun repairs, restart
-    stages from the scenario) in <= 3 s of CPU."""
+    bursts, lemons, late SDC, fail-slow episodes, a spare pool with the StepFun repairs, restart stages from
+    the scenario, stragglers) in <= 3 s of CPU. Stragglers twice: the per-node share (drawn anew at every
+    restart) without eviction, and exactly 2 slow nodes evicted after 30 min. (The share with eviction sends
+    ~10 of 2,048 nodes to a 132 h repair after nearly every restart: the 64 spares run dry and the run hits
+    the 20x cap, a scenario's outcome, not a benchmark.)"""
     fail = dataclasses.replace(base.failures, burst_fraction=0.054, lemon_fraction=0.24, sdc_detection_hours=24,
                                restart=RestartSpec(detect_s=30, diagnose_s=240),
                                repair_hours=RepairSpec(median=20.4, mean=132))
-    scenario = dataclasses.replace(
-        base, failures=fail, checkpoint=dataclasses.replace(base.checkpoint, in_memory=InMemorySpec(replicas=2)),
-        stragglers=StragglerSpec(episodes_per_day=2))
-    start = time.process_time()
-    run = simulate_run_level(scenario, STEP_S, replicas=REPLICAS)
-    cpu = time.process_time() - start
-    print(f"\nbundled 405B run, every feature on: {REPLICAS} replicas in {cpu:.2f} s CPU "
-          f"({run.interruptions_mean:.0f} interruptions, {run.recoveries_from_memory:.0f} from memory, "
-          f"{run.storage_fallbacks:.1f} from storage, goodput {run.goodput:.1%}, {run.unfinished} unfinished)")
+    print()
+    for label, stragglers in (("per-node share", StragglerSpec(episodes_per_day=2)),
+                              ("exactly 2 slow, evicted", StragglerSpec(episodes_per_day=2, count=2,
+                                                                       evict_after_minutes=30))):
+        scenario = dataclasses.replace(
+            base, failures=fail, stragglers=stragglers,
+            checkpoint=dataclasses.replace(base.checkpoint, in_memory=InMemorySpec(replicas=2)))
+        start = time.process_time()
+        run = simulate_run_level(scenario, STEP_S, replicas=REPLICAS)
+        cpu = time.process_time() - start
+        evictions = run.interruptions_by_category().get("straggler", 0.0)
+        print(f"bundled 405B run, every feature on, stragglers {label}: {REPLICAS} replicas in {cpu:.2f} s CPU "
+              f"({run.interruptions_mean:.0f} interruptions of which {evictions:.0f} evictions, "
+              f"{run.recoveries_from_memory:.0f} from memory, {run.storage_fallbacks:.1f} from storage, "
+              f"goodput {run.goodput:.1%}, effective MFU pace {run.training_pace:.1%}, {run.unfinished} unfinished)")
 
 
 if __name__ == "__main__":

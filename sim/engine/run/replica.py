@@ -87,7 +87,8 @@ class Replica:
 
     # --- bookkeeping -------------------------------------------------------------------------
     def _log(self, kind: str, start: float, end: float, **args) -> None:
-        if self.record and end > start:
+        """Keep an event for the timeline (callers test ``self.record`` first: no arguments built otherwise)."""
+        if end > start:
             self.events.append(RunEvent(kind, start, end, args))
 
     def _work_at(self, now: float) -> float:
@@ -152,6 +153,14 @@ class Replica:
         self.now = end
         return None
 
+    def _reached(self, end: float) -> bool:
+        """Whether the job gets to ``end`` with nothing in between (then its clock is there): the common case,
+        without the generator of :meth:`_until`."""
+        if self.next_failure < end or end > self.limit:
+            return False
+        self.now = end
+        return True
+
     def _apply(self) -> FailureClass | None:
         """Apply the event due now and draw the next one; its class if it interrupts the job."""
         assert self.next_event is not None
@@ -161,7 +170,8 @@ class Replica:
             # the state is corrupted now; the job trains on until the corruption is found
             found = self.arrivals.push_detection(t + p.sdc_detection_s, cls)
             self.corrupt[found] = self._work_at(t)
-            self._log("corruption", t, t + 1e-9, cause=cls.name, work_s=self.corrupt[found])
+            if self.record:
+                self._log("corruption", t, t + 1e-9, cause=cls.name, work_s=self.corrupt[found])
             self._pop()
             return None
         if key <= DETECTION:
@@ -187,7 +197,8 @@ class Replica:
         covered = self.standby is not None and self.standby.take(evicted, cls, self.recovering, self.pool, t,
                                                                           self.missing > 0)
         self._to_repair(t, evicted, covered, cls.repair_s)
-        self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
+        if self.record:
+            self._log("failure", t, t + 1e-9, cause=cls.name, category=cls.category, nodes=evicted)
         return cls
 
     def _to_repair(self, t: float, nodes: int, covered: bool = False, durations: tuple[float, ...] = ()) -> None:
@@ -213,8 +224,9 @@ class Replica:
         self.by_category[EVICTION.category] += 1
         self.by_name[EVICTION.name] += 1
         self._to_repair(self.now, nodes)
-        self._log("failure", self.now, self.now + 1e-9, cause=EVICTION.name, category=EVICTION.category,
-                  nodes=nodes)
+        if self.record:
+            self._log("failure", self.now, self.now + 1e-9, cause=EVICTION.name, category=EVICTION.category,
+                      nodes=nodes)
         yield from self._recover(EVICTION)
 
     # --- the job -----------------------------------------------------------------------------
@@ -260,14 +272,16 @@ class Replica:
             # a save waits for the previous persist (one checkpoint in flight, as DCP async does)
             stall = p.stall_s + ledger.persist_wait(self.now + compute) if saves else 0.0
             self.segment = (seg_start, start_work, compute, pace)
-            cause = yield from self._until(seg_start + compute + stall)
+            end = seg_start + compute + stall
+            cause = None if self._reached(end) else (yield from self._until(end))
             self.segment = None
             if cause is not None:
                 ran = min(self.now - seg_start, compute)
                 ledger.progress = start_work + ran * pace
                 self._slow_losses(ran, factor)
                 self.losses["checkpoint"] += max(0.0, self.now - seg_start - compute)
-                self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
+                if self.record:
+                    self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
                 yield from self._recover(cause)
                 ledger.anchor()
                 next_ckpt = ledger.progress + p.interval_s
@@ -275,7 +289,8 @@ class Replica:
                 continue
             ledger.progress = target
             self._slow_losses(compute, factor)
-            self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
+            if self.record:
+                self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
             aligned = not cut
             if cut:
                 continue
@@ -284,7 +299,8 @@ class Replica:
                 yield self.env.timeout(self.now - self.env.now)
                 return
             self.losses["checkpoint"] += stall
-            self._log("checkpoint", self.now - stall, self.now, work_s=target)
+            if self.record:
+                self._log("checkpoint", self.now - stall, self.now, work_s=target)
             self.checkpoints += 1
             ledger.saved(self.now, target)
             next_ckpt = target + p.interval_s
@@ -326,10 +342,12 @@ class Replica:
             if cause.planned and ledger.progress > ledger.durable_at(self.now):
                 # maintenance is announced: save (and persist) first, so no work is lost
                 phase = "checkpoint"
-                again = yield from self._until(self.now + p.stall_s + p.persist_s)
+                end = self.now + p.stall_s + p.persist_s
+                again = None if self._reached(end) else (yield from self._until(end))
                 if again is None:
                     ledger.forced_save()
-                    self._log("checkpoint", start, self.now, work_s=ledger.progress, forced=True)
+                    if self.record:
+                        self._log("checkpoint", start, self.now, work_s=ledger.progress, forced=True)
                     self.losses["checkpoint"] += self.now - start
                     phase, start = "restart", self.now
             else:
@@ -341,12 +359,15 @@ class Replica:
                 self.waiting_for_nodes = False
             if again is None:
                 self.losses["spare_wait"] += self.now - start
-                self._log("spare_wait", start, self.now, missing=self.missing)
+                if self.record:
+                    self._log("spare_wait", start, self.now, missing=self.missing)
                 phase, start = "restart", self.now
-                again = yield from self._until(self.now + self.recovery.restart_s(cause, from_memory))
+                end = self.now + self.recovery.restart_s(cause, from_memory)
+                again = None if self._reached(end) else (yield from self._until(end))
             if again is None:
                 self.losses["restart"] += self.now - start
-                self._log("restart", start, self.now, cause=cause.name, from_memory=from_memory)
+                if self.record:
+                    self._log("restart", start, self.now, cause=cause.name, from_memory=from_memory)
                 self.lost_nodes = 0  # the snapshots are whole again
                 self.recovering = False
                 if self.standby is not None:
@@ -354,7 +375,8 @@ class Replica:
                 self._draw_speed(evicted=cause is EVICTION)
                 return
             self.losses[phase] += self.now - start
-            self._log(phase, start, self.now, cause=cause.name, interrupted=True)
+            if self.record:
+                self._log(phase, start, self.now, cause=cause.name, interrupted=True)
             cause = again
 
     def _roll_back(self, cause: FailureClass) -> bool:
@@ -377,7 +399,7 @@ class Replica:
             self.sdc_work = None
         if self.corrupt:  # reloading a checkpoint from before a corruption erases it
             self.corrupt = {k: w for k, w in self.corrupt.items() if w < ledger.progress}
-        if before > ledger.progress:
+        if before > ledger.progress and self.record:
             self._log("rollback", self.now, self.now + 1e-9, lost_work_s=before - ledger.progress,
                       work_s=ledger.progress)
         return from_memory
@@ -393,7 +415,8 @@ class Replica:
         tolerable = math.floor((self.p.dp_replicas - 1) / self._replicas_per_node()) if self.p.shrink else 0
         if self.missing > tolerable:
             wanted = self.missing - tolerable
-            again = yield from self._until(pool.ready_at(self.now, wanted))
+            end = pool.ready_at(self.now, wanted)
+            again = None if self._reached(end) else (yield from self._until(end))
             if again is not None:
                 return again
             pool.take(self.now, wanted)
