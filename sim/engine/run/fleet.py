@@ -29,6 +29,8 @@ class Lemons:
 
     def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
         self.p = params
+        # a non-lemon node's hardware rate over the fleet mean (the two classes average to 1)
+        self.normal = (1 - params.lemon_fraction * params.lemon_multiplier) / (1 - params.lemon_fraction)
         # lemons in the job (the rest are average-fleet nodes of the other class); 0 when the feature is off
         self.count = int(rng.binomial(params.nodes, params.lemon_fraction)) if params.lemon_fraction > 0 else 0
 
@@ -36,17 +38,12 @@ class Lemons:
     def on(self) -> bool:
         return self.p.lemon_fraction > 0
 
-    def normal_multiplier(self) -> float:
-        """A non-lemon node's hardware rate over the fleet mean (the two classes average to 1)."""
-        p = self.p
-        return (1 - p.lemon_fraction * p.lemon_multiplier) / (1 - p.lemon_fraction)
-
     def scale(self) -> float:
         """The job's hardware failure rate over the fleet mean, from its lemon count."""
         p = self.p
         if p.lemon_fraction <= 0:
             return 1.0
-        return (self.count * p.lemon_multiplier + (p.nodes - self.count) * self.normal_multiplier()) / p.nodes
+        return (self.count * p.lemon_multiplier + (p.nodes - self.count) * self.normal) / p.nodes
 
     def swap(self, evicted: int, rng: np.random.Generator) -> float:
         """Evicted nodes leave the job and average fleet nodes take their place; the job's new rate scale.

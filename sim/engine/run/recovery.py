@@ -21,6 +21,7 @@ class StorageReload:
 
     def __init__(self, params: RunParams) -> None:
         self.p = params
+        self._restart: dict[tuple[bool, bool, bool], float] = {}  # by (hang, planned, from memory)
         self.memory_recoveries = 0  # recoveries from peers' host memory
         self.storage_fallbacks = 0  # recoveries from storage because a lost shard had no surviving holder
 
@@ -32,7 +33,10 @@ class StorageReload:
 
     def restart_s(self, cause: FailureClass, from_memory: bool) -> float:
         """Detection to training resumed."""
-        return self.p.restart_time(cause, from_memory)
+        key = (cause.hang, cause.planned, from_memory)
+        if key not in self._restart:
+            self._restart[key] = self.p.restart_time(cause, from_memory)
+        return self._restart[key]
 
 
 class InMemory(StorageReload):

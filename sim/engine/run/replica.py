@@ -355,7 +355,8 @@ class Replica:
             if again is None:
                 phase = "spare_wait"
                 self.waiting_for_nodes = True
-                again = yield from self._acquire_nodes()
+                if self.pool is not None and self.missing:
+                    again = yield from self._acquire_nodes()
                 self.waiting_for_nodes = False
             if again is None:
                 self.losses["spare_wait"] += self.now - start
@@ -405,11 +406,10 @@ class Replica:
         return from_memory
 
     def _acquire_nodes(self):
-        """Take replacements from the spare pool; wait for repairs unless the job may shrink. The interrupting
-        class if an interruption comes first (nothing more is taken then), else None."""
+        """Take replacements from the spare pool (nodes are missing); wait for repairs unless the job may shrink.
+        The interrupting class if an interruption comes first (nothing more is taken then), else None."""
         pool = self.pool
-        if pool is None or not self.missing:
-            return None
+        assert pool is not None
         self.missing -= pool.take(self.now, self.missing)
         # shrinking keeps at least one replica: wait for the nodes beyond what the survivors can spare
         tolerable = math.floor((self.p.dp_replicas - 1) / self._replicas_per_node()) if self.p.shrink else 0
