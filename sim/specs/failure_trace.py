@@ -164,14 +164,13 @@ def _parse(text: str, ref: str, field: str) -> tuple[dict | None, list[Issue]]:
         elif len(cells) != len(header):
             issues.append(Issue(field, f"{ref} line {n}: {len(cells)} fields, the header has {len(header)}"))
         else:
-            numbers = {c: parse_number(cells[index[c]]) for c in ("time_hours", "repair_hours")}
-            bad = [c for c, v in numbers.items() if v is None]
-            if bad:
+            time_h, repair_h = (parse_number(cells[index[c]]) for c in ("time_hours", "repair_hours"))
+            if time_h is None or repair_h is None:
                 issues += [Issue(field, f"{ref} line {n}: {c} {short_repr(cells[index[c]])} is not a number")
-                           for c in bad]
+                           for c, v in (("time_hours", time_h), ("repair_hours", repair_h)) if v is None]
             else:
-                cols["time_hours"].append(float(numbers["time_hours"]))
-                cols["repair_hours"].append(float(numbers["repair_hours"]))
+                cols["time_hours"].append(float(time_h))
+                cols["repair_hours"].append(float(repair_h))
                 cols["node"].append(cells[index["node"]])
                 cols["category"].append(cells[index["category"]])
                 line_of.append(n)

@@ -31,7 +31,7 @@ from sim.engine.run.arrivals import DETECTION, RenewalArrivals
 from sim.engine.run.fleet import Lemons, SparePool, blast
 from sim.engine.run.ledger import CheckpointLedger
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams
-from sim.engine.run.recovery import recovery_policy
+from sim.engine.run.recovery import StorageReload, recovery_policy
 from sim.engine.run.slow import Episodes, slow_nodes, straggler_speed
 from sim.engine.run.standby import WarmStandby
 from sim.engine.run.traced import TracedArrivals
@@ -68,7 +68,7 @@ class Replica:
         # own, so turning them on leaves the failure draws alone (common random numbers across recoveries)
         self.fleet_rng = rng.spawn(1)[0]
         self.repairs: list[tuple[float, float]] = []
-        self.recovery = recovery_policy(params)
+        self.recovery: StorageReload | WarmStandby = recovery_policy(params)
         self.standby = WarmStandby(params, self.recovery) if params.standby_nodes > 0 else None
         if self.standby is not None:
             self.recovery = self.standby
