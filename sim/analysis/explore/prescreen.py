@@ -99,9 +99,21 @@ class _Probe:
         self.enum = enum
         self.gpu = enum.base.gpu
         self.topo = enum.cluster.topology
+        self._scenarios: dict[int, Scenario] = {}
+        self._largest: dict[tuple[int, int, int], float] = {}
 
     def scenario(self, i: int) -> Scenario:
-        return self.enum.valid.layout(i).apply(self.enum.base, self.enum.cluster)
+        if i not in self._scenarios:
+            self._scenarios[i] = self.enum.valid.layout(i).apply(self.enum.base, self.enum.cluster)
+        return self._scenarios[i]
+
+    def dp_plan(self, s: Scenario) -> zero.DataParallelPlan:
+        """``memory.dp_plan(s)``, its largest layer (a sum over every layer) computed once per (TP, EP, ETP)."""
+        p = s.parallelism
+        key = (p.tensor, p.expert, p.expert_tensor_degree)
+        if key not in self._largest:
+            self._largest[key] = memory.largest_layer_params(s)
+        return zero.plan(s, self._largest[key])
 
     def group_path(self, tp: int, cp: int, dp: int, *axes: Axis):
         """The path of one group of a (TP, CP, DP, PP=2) mesh, tiled alone (cheaper than the
@@ -159,7 +171,7 @@ class _Probe:
         framework, gradient sync, resharding, HSDP shard group), for a dense and for a routed-expert parameter
         (sharded over the EDP group instead). ``zero.state_bytes`` is linear in both counts."""
         s = self.scenario(i)
-        plan, opt = memory.dp_plan(s), memory.OPTIMIZER_BYTES[s.training.optimizer]
+        plan, opt = self.dp_plan(s), memory.OPTIMIZER_BYTES[s.training.optimizer]
         fp8_weights = fp8.weight_copy_bytes(s, 1.0) if s.parallelism.zero_stage < 3 else 0.0
         dense, expert = zero.state_bytes(plan, 1.0, opt), zero.state_bytes(plan, 1.0, opt, 1.0)
         return (dense.weights + dense.gradients + dense.optimizer + fp8_weights,
@@ -169,7 +181,7 @@ class _Probe:
         """Per (TP, PP, CP, DP, ZeRO, recompute, EP, ETP): the data-parallel plan (``memory.dp_plan``, the one the
         engine runs) as :data:`PLAN_FIELDS`."""
         s = self.scenario(i)
-        plan = memory.dp_plan(s)
+        plan = self.dp_plan(s)
         return (plan.grads_sharded, plan.gathers(True, False), plan.gathers(False, False), plan.params_held,
                 plan.gather_copy_passes, plan.reduce_copy_passes, plan.grad_bytes, plan.replicas, plan.shard,
                 plan.expert_shard, plan.blocking)
@@ -177,7 +189,7 @@ class _Probe:
     def buffer_bytes(self, i: int) -> tuple[float]:
         """Per (TP, PP, CP, DP, ZeRO, micro-batch, EP, ETP): the memory model's communication buffers."""
         s = self.scenario(i)
-        return (memory.buffer_bytes(s, memory.dp_plan(s)),)
+        return (memory.buffer_bytes(s, self.dp_plan(s)),)
 
 
 #: Per pipeline rank of :meth:`_Probe.stage_figures`: its index, parameters per GPU (before ZeRO), the routed-expert

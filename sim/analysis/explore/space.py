@@ -25,6 +25,7 @@ and ``moe_a2a_overlap`` (kept with EP > 1). ZeRO stages the base's framework can
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -267,6 +268,7 @@ def shapes(num_gpus: int, space: SearchSpace) -> Iterator[tuple[int, ...]]:
                     yield t, p, v, c, d, mb, SCHEDULES.index(schedule), int(split)
 
 
+@functools.lru_cache(maxsize=4096)
 def reason_key(message: str) -> str:
     """The rule of an issue message: numbers blanked, the fix dropped (``parallelism.tensor: # does not...``)."""
     return re.sub(r"\b\d+\b", "#", message.split("; ")[0])
@@ -314,6 +316,9 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
         group = rejected.setdefault(reason_key(message), Rejected(example=message))
         group.count += count
 
+    # The failure-rate rules read only the job's size (``Scenario`` validation, ``_failure_issues``): layouts are
+    # validated without them, and the rules checked once below.
+    checked = dataclasses.replace(base, failures=None)
     shape_rows = list(shapes(cluster.num_gpus, space)) if stages else []
     free = _free_values(space)
     per_shape = _expansions(np.array([r[0] for r in shape_rows], dtype=np.int64), free)
@@ -328,7 +333,7 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
                         activation_recompute=space.recomputes[0], schedule=SCHEDULES[sched], split=bool(split),
                         expert=1, expert_tensor=int(base.model.moe is not None))
         try:
-            layout.apply(base, cluster)
+            layout.apply(checked, cluster)
         except ScenarioError as err:
             reject(str(err.issues[0]), expand * len(combos))
             continue
@@ -336,7 +341,7 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
             key = (p, e, x)
             if key not in expert_verdicts:
                 try:
-                    dataclasses.replace(layout, expert=e, expert_tensor=x).apply(base, cluster)
+                    dataclasses.replace(layout, expert=e, expert_tensor=x).apply(checked, cluster)
                     expert_verdicts[key] = ""
                 except ScenarioError as err:
                     expert_verdicts[key] = str(err.issues[0])
@@ -344,7 +349,14 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
                 reject(expert_verdicts[key], expand)
             else:
                 ok.append((*shape, e, x))
-    return Enumeration(base, cluster, total, _expand(ok, free), rejected, dropped)
+    valid = _expand(ok, free)
+    if len(valid):
+        try:
+            valid.layout(0).apply(base, cluster)
+        except ScenarioError as err:  # the job's size breaks a failure-rate rule: every layout does
+            reject(str(err.issues[0]), len(valid))
+            valid = valid.take(np.zeros(0, dtype=np.int64))
+    return Enumeration(base, cluster, total, valid, rejected, dropped)
 
 
 def _free_values(space: SearchSpace) -> np.ndarray:
