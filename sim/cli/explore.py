@@ -340,8 +340,8 @@ def _register_size(sub) -> None:
     cmd.add_argument("--price", type=_price, action="append", metavar="GPU=USD",
                      help="USD per GPU-hour for a GPU type (default: the scenario's costs for its own GPU type, "
                           "else the catalog's price with its source: trainsim gpus)")
-    cmd.add_argument("--simulate", type=_positive(int), default=8,
-                     help="layouts simulated per GPU count (default 8)")
+    cmd.add_argument("--simulate", type=_positive(int), default=4,
+                     help="layouts simulated per GPU count, the pre-screen's best first (default 4)")
     cmd.add_argument("--replicas", type=_positive(int), help="run-level replicas (default simulation.monte_carlo)")
     cmd.add_argument("--workers", type=_positive(int), help="worker processes (default: all cores)")
     cmd.add_argument("--plot", metavar="DIR", help="write days and cost vs GPU count per GPU type (PNG) into DIR")
@@ -446,6 +446,10 @@ def _size_report(base, tokens: float, result) -> str:
             for note in (p.note, p.why_slower):
                 if note:
                     lines.append(f"{'':>10}({note})")
+        rhos = sorted(p.spearman for p in curve if p.spearman is not None and p.spearman == p.spearman)
+        if rhos:
+            lines.append(f"  pre-screen vs simulation per GPU count: Spearman median {rhos[len(rhos) // 2]:+.2f} "
+                         f"(min {rhos[0]:+.2f}) over {len(rhos)} counts")
         best = result.choice[gpu]
         if best is None:
             lines.append("  no GPU count searched meets the goal; widen --counts")

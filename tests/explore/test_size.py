@@ -143,3 +143,30 @@ def test_a_slower_larger_count_is_explained_by_its_batch():
     assert curve[1].why_slower == (
         "slower than 16,384 GPUs (50.0 days): batch: 2,048 sequences over DP 256 x micro-batch 1 leave 8 "
         "micro-batches per pipeline (vs 16 at 16,384), pipeline bubble 35% vs 20%")
+
+
+def test_a_count_beyond_the_work_budget_is_noted_and_the_others_still_sized(monkeypatch):
+    from sim.analysis.explore import size as size_module
+    from sim.specs.budget import BudgetError
+
+    real = size_module._best_at
+
+    def best_at(base, cluster, *args):
+        if cluster.num_gpus == 32:
+            raise BudgetError("run-level events", 3e5, 2e5)
+        return real(base, cluster, *args)
+
+    monkeypatch.setattr(size_module, "_best_at", best_at)
+    base = tiny(num_gpus=8, global_batch=64)
+    curve = size(base, 1e12, [base.cluster], deadline_days=1e9, counts=COUNTS, workers=1).curves["H100-SXM-80GB"]
+    noted = {p.num_gpus: p.note for p in curve if p.figures is None}
+    assert list(noted) == [32] and noted[32].startswith("not evaluated: run-level events")
+    assert all(p.spearman is None or -1 <= p.spearman <= 1 for p in curve)
+
+
+def test_size_cli_default_simulate_is_the_modules():
+    from sim.analysis.explore.size import SIZE_SIMULATE
+    from sim.cli import build_parser
+
+    args = build_parser().parse_args(["size", "x.yaml", "--tokens", "1e9", "--deadline-days", "1"])
+    assert args.simulate == SIZE_SIMULATE
