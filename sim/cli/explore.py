@@ -253,7 +253,9 @@ def _search_report(result, space, top: int) -> str:
         f"simulated            {result.simulated:>9,}  the best pre-screen estimates"
         f"{' and the scenario' + chr(39) + 's own layout' if result.own in result.rows else ''}",
         f"not simulated        {len(enum.valid) - len(result.rows) - result.screened_out_of_memory:>9,}  "
-        "valid, ranked lower by the pre-screen",
+        "valid, ranked lower by the pre-screen"
+        + (f"; {result.over_budget:,} over the work budget (micro-batches x stages x chunks; --allow-large)"
+           if result.over_budget else ""),
         f"time {result.elapsed_s:.1f} s: enumerate + validate {t['enumerate']:.1f} s, pre-screen "
         f"{t['prescreen']:.2f} s ({len(enum.valid) / max(t['prescreen'], 1e-9):,.0f} layouts/s), simulate "
         f"{t['simulate']:.1f} s, run level {t['run level']:.1f} s ({result.workers} processes)",

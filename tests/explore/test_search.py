@@ -111,3 +111,19 @@ def test_search_reports_prescreen_rank_correlation():
     result = search(tiny(), TINY_SPACE, simulate=10_000, objective="step", workers=1)
     rho = result.prescreen_spearman()
     assert rho is not None and 0.8 < rho <= 1.0  # as tests/explore/test_prescreen.py finds on every layout
+
+
+def test_layouts_over_the_pipeline_work_budget_are_not_simulated(monkeypatch):
+    import dataclasses as dc
+
+    from sim.specs import budget
+
+    monkeypatch.setattr(budget, "LIMITS", dc.replace(budget.LIMITS, pipeline_items=4))
+    result = search(tiny(), TINY_SPACE, simulate=10_000, objective="step", workers=1)
+    est, valid = result.estimate, result.enumeration.valid
+    m = 8 // (valid["data"] * valid["micro_batch_size"])
+    over = m * valid["pipeline"] * valid["virtual_pipeline"] > 4
+    assert over.any() and result.over_budget == int((over & est.plausible).sum())
+    assert all(not over[i] for i in result.rows if i >= 0)
+    statuses = {row["status"] for i, row in enumerate(result.table()) if over[i] and est.plausible[i]}
+    assert statuses == {"over the work budget (--allow-large)"}

@@ -40,6 +40,7 @@ from sim.costs.collectives import Collective, collective_time
 from sim.network.paths import group_path
 from sim.parallelism.mesh import Axis, Group, ParallelMesh
 from sim.parallelism.sharding import chunk_layers
+from sim.specs import budget
 from sim.specs.enums import Schedule
 from sim.specs.scenario import Scenario
 from sim.units import GIB
@@ -60,6 +61,9 @@ class Estimate:
     step_s: np.ndarray
     memory_bytes: np.ndarray
     capacity_bytes: float
+    within_budget: np.ndarray | None = None
+    """Pipeline work items of one step (micro-batches x stages x chunks) within the work budget
+    (``sim.specs.budget``; all when it is lifted); None: all."""
 
     @property
     def plausible(self) -> np.ndarray:
@@ -208,7 +212,7 @@ def prescreen(enum: Enumeration) -> Estimate:
     """Estimated step time (s) and peak memory per GPU (bytes) of every valid candidate of ``enum``."""
     c, s, probe = enum.valid, enum.base, _Probe(enum)
     if len(c) == 0:
-        return Estimate(np.zeros(0), np.zeros(0), s.gpu.memory_gib * GIB)
+        return Estimate(np.zeros(0), np.zeros(0), s.gpu.memory_gib * GIB, np.zeros(0, dtype=bool))
     m = s.training.global_batch_size // (c["data"] * c["micro_batch_size"])
     lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap",
                       *EXPERT_MESH), probe.layer_figures)
@@ -223,7 +227,8 @@ def prescreen(enum: Enumeration) -> Estimate:
                       probe.buffer_bytes)[:, 0]
     mem = _peak_memory(s, c, m, ranks, lay[:, 6], lay[:, 7], state, buffers)
     step = _step_time(s, c, probe, m, ranks, layer_params, lay[:, :6].T)
-    return Estimate(step, mem, s.gpu.memory_gib * GIB)
+    items = m * c["pipeline"] * c["virtual_pipeline"]
+    return Estimate(step, mem, s.gpu.memory_gib * GIB, budget.allowed() | (items <= budget.LIMITS.pipeline_items))
 
 
 def in_flight(schedule, pp, vp, rank, m) -> np.ndarray:

@@ -110,6 +110,12 @@ class SearchResult:
         """Rejected by the pre-screen's memory estimate."""
         return int((~self.estimate.plausible).sum())
 
+    @property
+    def over_budget(self) -> int:
+        """Fitting layouts not simulated because one step's pipeline work exceeds the work budget."""
+        within = self.estimate.within_budget
+        return 0 if within is None else int((self.estimate.plausible & ~within).sum())
+
     def ranked(self) -> list[tuple[Layout, dict]]:
         """Simulated layouts, best first: those with the objective's figure by it, then the others by step
         time (ties by enumeration order)."""
@@ -136,6 +142,8 @@ class SearchResult:
                 status = "simulated" if row["step_time_s"] is not None else "out of memory"
             elif not est.plausible[i]:
                 status = "out of memory (pre-screen)"
+            elif est.within_budget is not None and not est.within_budget[i]:
+                status = "over the work budget (--allow-large)"
             else:
                 status = "not simulated"
             yield {"rank": rank.get(i), **valid.layout(i).row(), "status": status,
@@ -266,6 +274,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def screen_order(est: Estimate) -> np.ndarray:
-    """Indices of the candidates not clearly out of memory, best estimated step time first."""
-    ok = np.flatnonzero(est.plausible)
+    """Indices of the candidates not clearly out of memory and within the work budget, best estimated step time
+    first."""
+    ok = np.flatnonzero(est.plausible if est.within_budget is None else est.plausible & est.within_budget)
     return ok[np.lexsort((ok, est.step_s[ok]))]
