@@ -57,17 +57,21 @@ TINY_MOE = {"num_experts": 8, "top_k": 2, "expert_ffn_hidden_size": 128, "shared
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(gpus=st.sampled_from([8, 16]), zero_stage=st.sampled_from([0, 1, 2, 3]), fp8=st.booleans(),
-       gbs=st.sampled_from([16, 32, 64]), frequency=st.sampled_from([1, 2]), data=st.data())
+       gbs=st.sampled_from([16, 32, 64]), frequency=st.sampled_from([1, 2]),
+       modules=st.sampled_from([None, ["layernorm", "moe_act"], ["moe"], ["mlp", "shared_experts"]]), data=st.data())
 def test_prescreen_memory_equals_the_memory_model_on_random_moe_layouts(gpus, zero_stage, fp8, gbs, frequency,
-                                                                      data):
+                                                                      modules, data):
     mapping = tiny_mapping(gpus, gbs)
     mapping["model"]["moe"] = {**TINY_MOE, "moe_layer_frequency": frequency}
     if fp8:
         mapping["training"].update(precision="fp8", fp8_recipe="tensorwise")
+    if modules:  # the base's recompute modules apply to the selective layouts; none/full stay valid without them
+        mapping["parallelism"].update(activation_recompute="selective", recompute_modules=modules)
     base = scenario_from_mapping(mapping)
     space = SearchSpace(micro_batch_sizes=(1, 2), zero_stages=(zero_stage,), max_virtual=2)
     enum = enumerate_space(base, space)
     assert len(set(enum.valid["expert"])) > 2 and len(set(enum.valid["expert_tensor"])) > 1  # EP and ETP vary
+    assert len(set(enum.valid["activation_recompute"])) == 3  # none, selective and full all valid
     rows = data.draw(st.lists(st.integers(0, len(enum.valid) - 1), min_size=1, max_size=12, unique=True))
     _check(enum, rows)
 

@@ -17,9 +17,9 @@ shape valid without experts, and its verdict spread to the shapes of that PP
 
 A layout's options that only mean something at some ZeRO stages (``reshard_after_forward`` at 3,
 ``grad_sync`` at 2 and 3) keep the base's value where they apply and the framework default elsewhere; so
-do an explicit uneven pipeline split (kept for the base's own PP, virtual PP and embedding/loss split only)
-and ``moe_a2a_overlap`` (kept with EP > 1). ZeRO stages the base's framework cannot run (torchtitan's 1 and
-2) are left out of the space.
+do an explicit uneven pipeline split (kept for the base's own PP, virtual PP and embedding/loss split only),
+``moe_a2a_overlap`` (kept with EP > 1) and ``recompute_modules`` (kept with selective recompute). ZeRO stages
+the base's framework cannot run (torchtitan's 1 and 2) are left out of the space.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Layout:
                 account_for_embedding_in_pipeline_split=self.split, account_for_loss_in_pipeline_split=self.split,
                 reshard_after_forward=b.reshard_after_forward if self.zero_stage == 3 else None,
                 grad_sync=b.grad_sync if self.zero_stage >= 2 else None,
+                recompute_modules=b.recompute_modules if self.activation_recompute is Recompute.SELECTIVE else None,
                 moe_a2a_overlap=b.moe_a2a_overlap and self.expert > 1,
                 pipeline_layout=b.pipeline_layout if same_pipeline else None,
                 first_stage_layers=b.first_stage_layers if same_pipeline else None,
