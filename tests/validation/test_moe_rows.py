@@ -99,7 +99,8 @@ LONG_CONTEXT = "modelzoo-qwen3-235b-h100-256gpu-bf16-seq16k"
 def test_moe_check_rows_accuracy():
     """Check rows (no constant set from them): MAPE <= 16.5 % (measured 16.0 %; 13.7 % before the long-context
     rows ran their published MoE recompute), every row within 30 % but the software baseline, which stays
-    under-predicted, and the 16K long-context row, which stays over-predicted."""
+    under-predicted, and the 16K long-context row, which stays over-predicted. A regression guard, not the
+    target: issue 10 asks for <= 15 % with every row within 30 %, which this release does not reach."""
     outcomes = [validation.simulate_row(r) for r in validation_moe.rows()]
     check = [o for o in outcomes if o.row.tag == "check"]
     errors = {o.row.id: o.error for o in check}
