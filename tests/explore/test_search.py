@@ -127,3 +127,14 @@ def test_layouts_over_the_pipeline_work_budget_are_not_simulated(monkeypatch):
     assert all(not over[i] for i in result.rows if i >= 0)
     statuses = {row["status"] for i, row in enumerate(result.table()) if over[i] and est.plausible[i]}
     assert statuses == {"over the work budget (--allow-large)"}
+
+
+def test_own_layout_with_run_figures_is_not_ranked_above_faster_layouts_without_them():
+    """By days, only the ``run_top`` fastest (and the scenario's own layout) get run figures; a slow own layout
+    must not jump ahead of faster layouts that have none."""
+    result = search(tiny(), TINY_SPACE, simulate=10_000, run_top=1, objective="days", workers=1)
+    own = result.rows[result.own]["step_time_s"]
+    faster = sum(1 for i, r in result.rows.items() if i != result.own and r["step_time_s"] is not None
+                 and r["step_time_s"] < own)
+    assert faster > 1  # the tiny scenario's pure-DP layout is not the fastest: the case this test is about
+    assert result.own_rank() == faster + 1
