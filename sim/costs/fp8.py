@@ -79,10 +79,19 @@ def quantize_bytes(s: Scenario, linears: tuple[Linear, ...], backward: bool) -> 
     per_elem = recipe_entry(recipe)["quantize_bytes"]
     if backward:
         return sum(lin.grad_output_elems for lin in linears) * per_elem["grad_output"]
-    per_step = framework_entry(s.parallelism.framework)["weight_cast"] == "step"
-    weight_share = 1.0 / s.num_microbatches if per_step else 1.0
+    weight_share = _weight_cast_share(s)
     return sum(lin.input_elems * per_elem["input"] + lin.weight_elems * per_elem["weight"] * weight_share
                for lin in linears)
+
+
+def _weight_cast_share(s: Scenario) -> float:
+    """Share of a GPU's full weights cast to fp8 per micro-batch forward: a 1/m share of Transformer Engine's
+    once-per-step cast, the whole weight under torchao (cast inside each forward), or only the local shard
+    under fp8 FSDP all-gather (cast before the gather, torchtitan docs/float8.md)."""
+    if s.parallelism.fp8_all_gather:
+        return 1.0 / s.parallelism.shard_size
+    per_step = framework_entry(s.parallelism.framework)["weight_cast"] == "step"
+    return 1.0 / s.num_microbatches if per_step else 1.0
 
 
 def quantize_time(s: Scenario, gpu: GpuSpec, linears: tuple[Linear, ...], backward: bool) -> float:
@@ -106,8 +115,7 @@ def expert_quantize_time(s: Scenario, gpu: GpuSpec, rows: float, experts: int, h
     if backward:
         nbytes = rows * (up + h) * per_elem["grad_output"]
     else:
-        per_step = framework_entry(s.parallelism.framework)["weight_cast"] == "step"
-        weight_share = 1.0 / s.num_microbatches if per_step else 1.0
+        weight_share = _weight_cast_share(s)
         nbytes = (rows * (h + f) * per_elem["input"]
                   + experts * (h * up + f * h) * per_elem["weight"] * weight_share)
     n = 2 * experts * QUANTIZE_KERNELS_PER_LINEAR

@@ -305,7 +305,7 @@ def buffer_bytes(s: Scenario, dp: zero.DataParallelPlan) -> float:
     tokens = m.seq_len / p.context * p.micro_batch_size
     gathered = 2 * tokens * m.hidden_size if p.tensor > 1 else 0.0
     if p.zero_stage == 3 and not dp.full_weights_resident:
-        gathered += zero.gathered_layer_params(s, dp, largest_layer_params(s)) * WEIGHT_BYTES
+        gathered += zero.gathered_layer_params(s, dp, largest_layer_params(s)) * dp.block_gather_bytes
     return bucket + gathered
 
 

@@ -409,21 +409,20 @@ class PipelineRank:
         self.gathered_chunks: set[int] = set()  # ZeRO-3 chunks whose parameters were gathered this step
         self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
         self.recording = sim.timeline.enabled
-        self._times: dict[tuple[int, Phase, int], list[PhaseTime]] = {}
+        self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
-    def _param_bytes(self, params: float) -> float:
-        return params * zero.PARAM_BYTES
-
-    def _gather(self, name: str, params: float, expert: float = 0.0) -> list[Any]:
+    def _gather(self, name: str, params: float, expert: float = 0.0,
+                param_bytes: float = zero.PARAM_BYTES) -> list[Any]:
         """All-gather ``params`` parameters per GPU, the dense ones over the shard group, the ``expert`` ones
-        (routed experts) over the EDP group (Megatron's distributed optimizer shards them there)."""
+        (routed experts) over the EDP group (Megatron's distributed optimizer shards them there), at
+        ``param_bytes`` each."""
         out = []
         if params > expert and self.sim.shard_path.n > 1:
-            out.append(self.io.send_dp(GATHER, name, self._param_bytes(params - expert), Collective.ALL_GATHER,
+            out.append(self.io.send_dp(GATHER, name, (params - expert) * param_bytes, Collective.ALL_GATHER,
                                        self.sim.shard_path))
         if expert > 0 and self.sim.edp_path.n > 1:
-            out.append(self.io.send_dp(GATHER, f"{name}.experts", self._param_bytes(expert), Collective.ALL_GATHER,
+            out.append(self.io.send_dp(GATHER, f"{name}.experts", expert * param_bytes, Collective.ALL_GATHER,
                                        self.sim.edp_path))
         return out
 
@@ -443,10 +442,10 @@ class PipelineRank:
             self.pending.append(self.io.send_dp(REDUCE, f"{name}.experts", expert * self.dp.grad_bytes,
                                                 self.dp.reduce_op, self.sim.edp_path))
 
-    def _copy_time(self, params: float, passes: int) -> PhaseTime:
+    def _copy_time(self, params: float, passes: float) -> PhaseTime:
         """Memory-bound copies around a collective (FSDP2 copy-out, chunk_cat): one read and one write of the
-        full-size bytes per pass, on the compute stream."""
-        return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, passes * 2 * self._param_bytes(params)))
+        full-size bytes per pass (``passes`` counts 2-byte passes), on the compute stream."""
+        return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, passes * 2 * params * zero.PARAM_BYTES))
 
     def _chunk_params(self, vs: int) -> float:
         return chunk_params_per_gpu(self.sim.s, vs)
@@ -521,8 +520,8 @@ class PipelineRank:
         pieces = self.blocks.pieces(vs, op.phase)
         params = self.blocks.piece_params(vs, op.phase)
         experts = self.blocks.piece_expert_params(vs, op.phase)
-        copies = count * self.dp.gather_copy_passes + (self.dp.reduce_copy_passes if reduce else 0)
-        times = self._piece_times(vs, op.phase, copies)
+        times = self._piece_times(vs, op.phase, count * self.dp.gather_copy_passes,
+                                  self.dp.reduce_copy_passes if reduce else 0)
         io, rec, ahead, last_piece = self.io, self.recording, self.dp.prefetch_layers, len(pieces) - 1
         blocking = self.dp.blocking
         gathers: list[list[Any]] = []
@@ -531,7 +530,7 @@ class PipelineRank:
                 k = len(gathers)
                 gathers.append([tr for g in range(count)
                                 for tr in self._gather(f"gather{g}.{pieces[k][0]}" if rec else "", params[k],
-                                                       experts[k])])
+                                                       experts[k], self._gather_bytes(pieces[k][2]))])
             if count:
                 for event in gathers[j]:
                     yield from io.wait_dp(event, "dp_comm")
@@ -557,13 +556,21 @@ class PipelineRank:
         yield from self.io.hold(zero.blocking_overhead_s(self.dp, tensors, collectives, latency))
         self.io.spent["dp_comm"] += self.io.now - start
 
-    def _piece_times(self, vs: int, phase: Phase, copies: int) -> list[PhaseTime]:
-        """Durations of the blocks of ``vs``, each with ``copies`` memory-bound copy passes of its parameters."""
-        key = (vs, phase, copies)
+    def _gather_bytes(self, index: int | None) -> float:
+        """Bytes per parameter a ZeRO-3 gather of a piece moves: transformer blocks at the plan's (fp8 under
+        fp8 all-gather), embedding and LM head at bf16."""
+        return self.dp.block_gather_bytes if index is not None else zero.PARAM_BYTES
+
+    def _piece_times(self, vs: int, phase: Phase, gather_copies: int, reduce_copies: int) -> list[PhaseTime]:
+        """Durations of the blocks of ``vs``, each with the memory-bound copies around its ``gather_copies``
+        parameter gathers (at the gathered bytes) and ``reduce_copies`` gradient reductions (at bf16)."""
+        key = (vs, phase, gather_copies, reduce_copies)
         if key not in self._times:
             pieces, params = self.blocks.pieces(vs, phase), self.blocks.piece_params(vs, phase)
-            self._times[key] = [t + self._copy_time(n, copies) if copies else t
-                                for (_name, t, _index), n in zip(pieces, params, strict=True)]
+            self._times[key] = [
+                t + self._copy_time(n, gather_copies * self._gather_bytes(index) / zero.PARAM_BYTES + reduce_copies)
+                if gather_copies or reduce_copies else t
+                for (_name, t, index), n in zip(pieces, params, strict=True)]
         return self._times[key]
 
     def _start_param_gathers(self) -> dict[int, list[Any]]:

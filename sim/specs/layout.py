@@ -72,6 +72,10 @@ class ParallelismSpec(Spec):
         None, doc="ZeRO-3/FSDP: free gathered parameters after forward and gather them again in backward "
         "(false: keep them gathered from forward to backward, as FSDP SHARD_GRAD_OP); default: true, "
         "false for torchtitan with pipeline parallelism (its default policy)")
+    fp8_all_gather: bool = spec_field(
+        False, doc="torchtitan FSDP2 with fp8 tensorwise training: cast each Float8Linear weight shard to fp8 "
+        "before the all-gather (enable_fsdp_float8_all_gather, with precompute_float8_dynamic_scale_for_fsdp): "
+        "block weights move and are held gathered at 1 byte instead of 2")
     grad_sync: GradSync | None = spec_field(
         None, doc="ZeRO-2/3 under gradient accumulation: every-microbatch (sharded gradients, a reduce-scatter "
         "per micro-batch) | last-microbatch (unsharded accumulation, one reduce-scatter); default: the framework's")
@@ -170,6 +174,9 @@ class ParallelismSpec(Spec):
         if self.overlap_grad_reduce and fw is Framework.DEEPSPEED and z < 2:
             issues.append(Issue("overlap_grad_reduce", f"true: DeepSpeed at zero_stage {z} reduces gradients after "
                                 "backward (overlap_comm applies to ZeRO-2 and 3: DeepSpeed PR 1246)"))
+        if self.fp8_all_gather and (fw is not Framework.TORCHTITAN or z != 3):
+            issues.append(Issue("fp8_all_gather", f"true is torchtitan's FSDP2 option (framework torchtitan, "
+                                f"zero_stage 3), not {fw.value} at zero_stage {z}"))
         if fw is Framework.TORCHTITAN and z in (1, 2):
             issues.append(Issue("zero_stage", f"{z}: torchtitan shards with FSDP2 (zero_stage 3; "
                                 "reshard_after_forward false for SHARD_GRAD_OP) or replicates (0)"))

@@ -15,7 +15,7 @@ from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, short_repr, spec_field
-from sim.specs.enums import Attention, Fidelity, Framework, Precision, RecomputeModule, Schedule
+from sim.specs.enums import Attention, Fidelity, Fp8Recipe, Framework, Precision, RecomputeModule, Schedule
 from sim.specs.failure_trace import read_trace_csv
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
@@ -291,6 +291,10 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
         if framework.value not in entry["frameworks"]:
             issues.append(Issue("training.fp8_recipe", f"{recipe.value} is not a recipe of {framework.value} "
                                 f"(it is {', '.join(entry['frameworks'])}'s)"))
+    if s.parallelism.fp8_all_gather and s.training.fp8 is not Fp8Recipe.TENSORWISE:
+        got = "precision " + s.training.precision.value if s.training.fp8 is None else s.training.fp8.value
+        issues.append(Issue("parallelism.fp8_all_gather", f"true needs training.precision fp8 with fp8_recipe "
+                            f"tensorwise (torchtitan docs/float8.md: fp8 all-gather is tensorwise-only), not {got}"))
     if s.training.compile and framework is Framework.MEGATRON_CORE:
         issues.append(Issue("training.compile", "megatron-core runs its own fused kernels (TE/Apex), not "
                             "torch.compile; use parallelism.framework torchtitan or deepspeed"))

@@ -236,3 +236,46 @@ def test_grad_buckets_interleave_dense_and_expert_buckets_by_readiness():
     assert grad_buckets(100.0, 0.0, 40.0) == [(100 / 3, 0.0)] * 3  # dense only: as before
     assert grad_buckets(80.0, 30.0, 40.0) == [(40.0, 0.0), (40.0, 0.0), (30.0, 30.0)]
     assert grad_buckets(40.0, 80.0, 40.0) == [(40.0, 40.0), (40.0, 0.0), (40.0, 40.0)]
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_fp8_all_gather_moves_block_weights_at_one_byte(p):
+    """torchtitan FSDP2 with fp8 all-gather (tensorwise): the transformer blocks' weights are gathered at 1 byte
+    per parameter (before forward and again before backward), embedding and LM head at bf16; gradients are
+    reduce-scattered at fp32 as without it; the gathered-layer buffer halves."""
+    from sim.costs import memory
+    opts = {"pipeline": p, "data": 8, "zero_stage": 3, "framework": "torchtitan", "reshard_after_forward": True}
+    fp8 = {"training": {"global_batch_size": 8, "precision": "fp8", "fp8_recipe": "tensorwise"}}
+    base = make(opts, gbs=8, **fp8)
+    on = make({**opts, "fp8_all_gather": True}, gbs=8, **fp8)
+    r = simulate_step(on, record=True)
+    for rank in range(p):
+        params = stage_params_per_gpu(on, rank)
+        sim = StepSimulation(on)
+        pieces, piece_params = sim.blocks.pieces(rank, Phase.FORWARD), sim.blocks.piece_params(rank, Phase.FORWARD)
+        block_params = sum(n for (_name, _t, index), n in zip(pieces, piece_params, strict=True) if index is not None)
+        assert 0 < block_params < params
+        assert stream_bytes(r, rank, "dp_gather") == pytest.approx(2 * (1 * block_params + 2 * (params - block_params)),
+                                                                   rel=1e-4)
+        assert stream_bytes(r, rank, "dp_reduce") == pytest.approx(4 * params, rel=1e-4)
+    gathered = memory.buffer_bytes(base, memory.dp_plan(base)) - memory.buffer_bytes(on, memory.dp_plan(on))
+    assert gathered > 0
+    assert memory.buffer_bytes(on, memory.dp_plan(on)) == pytest.approx(
+        memory.buffer_bytes(base, memory.dp_plan(base)) - gathered)
+    assert simulate_step(on).step_time_s <= simulate_step(base).step_time_s
+
+
+def test_fp8_all_gather_casts_only_the_local_shard():
+    """The fp8 weight cast moves from every forward's full weight (torchao) to the shard before the gather."""
+    from sim.costs import fp8
+    from sim.costs.fp8 import Linear
+    opts = {"data": 8, "zero_stage": 3, "framework": "torchtitan"}
+    fp8_training = {"training": {"global_batch_size": 8, "precision": "fp8", "fp8_recipe": "tensorwise"}}
+    base = make(opts, gbs=8, **fp8_training)
+    on = make({**opts, "fp8_all_gather": True}, gbs=8, **fp8_training)
+    lin = (Linear(1024, 1024, 4096, 1024 * 1024),)
+    per_elem = fp8.recipe_entry(on.training.fp8)["quantize_bytes"]
+    inputs = 1024 * 1024 * per_elem["input"]
+    weight = 1024 * 4096 * per_elem["weight"]
+    assert fp8.quantize_bytes(base, lin, backward=False) == pytest.approx(inputs + weight)
+    assert fp8.quantize_bytes(on, lin, backward=False) == pytest.approx(inputs + weight / 8)

@@ -188,7 +188,7 @@ class _Probe:
         plan = self.dp_plan(s)
         return (plan.grads_sharded, plan.gathers(True, False), plan.gathers(False, False), plan.params_held,
                 plan.gather_copy_passes, plan.reduce_copy_passes, plan.grad_bytes, plan.replicas, plan.shard,
-                plan.expert_shard, plan.blocking)
+                plan.expert_shard, plan.blocking, plan.block_gather_bytes)
 
     def buffer_bytes(self, i: int) -> tuple[float]:
         """Per (TP, PP, CP, DP, ZeRO, micro-batch, EP, ETP): the memory model's communication buffers."""
@@ -205,7 +205,8 @@ EXPERT_MESH = ("expert", "expert_tensor")
 #: :meth:`_Probe.plan_figures`: what ``zero.DataParallelPlan`` says of one step (gathers per forward and backward
 #: pass of a layer after its first forward).
 PLAN_FIELDS = ("grads_sharded", "forward_gathers", "backward_gathers", "params_held", "gather_copy_passes",
-               "reduce_copy_passes", "grad_bytes", "replicas", "shard", "expert_shard", "blocking")
+               "reduce_copy_passes", "grad_bytes", "replicas", "shard", "expert_shard", "blocking",
+               "block_gather_bytes")
 
 
 def prescreen(enum: Enumeration) -> Estimate:
@@ -281,8 +282,8 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     def p2p_time(t, c_, d, nbytes):
         return collective_time(Collective.SEND_RECV, nbytes, probe.group_path(t, c_, d, Axis.PP))
 
-    def gather(params):
-        return _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * zero.PARAM_BYTES)
+    def gather(params, param_bytes=zero.PARAM_BYTES):
+        return _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * param_bytes)
 
     def copies(params, passes):
         """FSDP2's copy-out / chunk_cat around a collective, on the compute stream (the engine's _copy_time)."""
@@ -295,11 +296,12 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     gb = np.where(held, 0, plan["backward_gathers"])
     times = []
     for fwd, bwd, params in ((dense_f, dense_b, dense_p), (moe_f, moe_b, moe_p)):
-        g = gather(params)
+        g = gather(params, plan["block_gather_bytes"])
         rs = np.where(grads_sharded, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
                                                  params * plan["grad_bytes"]), 0.0)
-        fc = fwd + copies(params, gf * plan["gather_copy_passes"])
-        passes = gb * plan["gather_copy_passes"] + np.where(grads_sharded, plan["reduce_copy_passes"], 0)
+        fp8_share = plan["block_gather_bytes"] / zero.PARAM_BYTES  # copies of fp8-gathered weights move half
+        fc = fwd + copies(params, gf * plan["gather_copy_passes"] * fp8_share)
+        passes = gb * plan["gather_copy_passes"] * fp8_share + np.where(grads_sharded, plan["reduce_copy_passes"], 0)
         bc = bwd + copies(params, passes)
         blocking = plan["blocking"] > 0  # DeepSpeed 0.3: the collectives wait for an idle device, nothing overlaps
         f3 = np.where(blocking, fc + gf * g, np.maximum(fc, gf * g))

@@ -15,11 +15,12 @@ stage, as TP x CP x DP): EP and ETP multiply the shapes. The spec's expert rules
 shape valid without experts, and its verdict spread to the shapes of that PP
 (tests/explore/test_space.py checks this against validating every combination).
 
-A layout's options that only mean something at some ZeRO stages (``reshard_after_forward`` at 3,
-``grad_sync`` at 2 and 3) keep the base's value where they apply and the framework default elsewhere; so
-do an explicit uneven pipeline split (kept for the base's own PP, virtual PP and embedding/loss split only),
-``moe_a2a_overlap`` (kept with EP > 1) and ``recompute_modules`` (kept with selective recompute). ZeRO stages
-the base's framework cannot run (torchtitan's 1 and 2) are left out of the space.
+A layout's options that only mean something at some ZeRO stages (``reshard_after_forward`` and
+``fp8_all_gather`` at 3, ``grad_sync`` at 2 and 3) keep the base's value where they apply and the framework
+default elsewhere; so do an explicit uneven pipeline split (kept for the base's own PP, virtual PP and
+embedding/loss split only), ``moe_a2a_overlap`` (kept with EP > 1) and ``recompute_modules`` (kept with
+selective recompute). ZeRO stages the base's framework cannot run (torchtitan's 1 and 2) are left out of the
+space.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Layout:
                 account_for_embedding_in_pipeline_split=self.split, account_for_loss_in_pipeline_split=self.split,
                 reshard_after_forward=b.reshard_after_forward if self.zero_stage == 3 else None,
                 grad_sync=b.grad_sync if self.zero_stage >= 2 else None,
+                fp8_all_gather=b.fp8_all_gather and self.zero_stage == 3,
                 recompute_modules=b.recompute_modules if self.activation_recompute is Recompute.SELECTIVE else None,
                 moe_a2a_overlap=b.moe_a2a_overlap and self.expert > 1,
                 pipeline_layout=b.pipeline_layout if same_pipeline else None,

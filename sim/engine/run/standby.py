@@ -11,6 +11,8 @@ if every fault during it was covered.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sim.costs.reliability import FailureClass
@@ -63,7 +65,10 @@ class WarmStandby:
         """A switch-over resumes from the last completed step (the survivors hold the state); else the fallback."""
         if self.switching and not corrupted:
             step = self.p.step_s
-            floor = ledger.progress - ledger.progress % step if step > 0 else ledger.progress
+            # steps completed, with a tolerance: progress summed phase by phase (record=True) and advanced
+            # arithmetically differ by ulps, and a bare floor at a step boundary would then lose a whole step
+            steps = ledger.progress / step if step > 0 else 0.0
+            floor = step * math.floor(steps + 1e-11 * max(1.0, steps)) if step > 0 else ledger.progress
             return max(floor, ledger.durable_at(now)), False
         self.switching = False
         return self.fallback.restore(ledger, now, cause, corrupted, lost_nodes, rng)
