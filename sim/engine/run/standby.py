@@ -67,8 +67,8 @@ class WarmStandby:
             step = self.p.step_s
             # steps completed, with a tolerance: progress summed phase by phase (record=True) and advanced
             # arithmetically differ by ulps, and a bare floor at a step boundary would then lose a whole step
-            steps = ledger.progress / step if step > 0 else 0.0
-            floor = step * math.floor(steps + 1e-11 * max(1.0, steps)) if step > 0 else ledger.progress
+            steps = ledger.progress / step if step > 0 else math.inf
+            floor = step * math.floor(steps + 1e-11 * max(1.0, steps)) if math.isfinite(steps) else ledger.progress
             return max(floor, ledger.durable_at(now)), False
         self.switching = False
         return self.fallback.restore(ledger, now, cause, corrupted, lost_nodes, rng)
