@@ -41,10 +41,11 @@ def _alive(pid: int) -> bool:
 
 
 def _start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path, set[int]]:
-    """A sweep of 40 small points on 2 workers; returns once its workers exist."""
+    """A sweep of 1,000 small points on 2 workers (enough that it is still running when signalled: 40 points
+    finished within the poll on an idle machine); returns once its workers exist."""
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base_mapping()), encoding="utf-8")
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"simulation.seed": list(range(40))}}),
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"simulation.seed": list(range(1000))}}),
                      encoding="utf-8")
     out = tmp_path / "r.csv"
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "sweep", str(sweep), "-o", str(out), "--workers", "2",
