@@ -442,10 +442,10 @@ class PipelineRank:
             self.pending.append(self.io.send_dp(REDUCE, f"{name}.experts", expert * self.dp.grad_bytes,
                                                 self.dp.reduce_op, self.sim.edp_path))
 
-    def _copy_time(self, params: float, passes: float) -> PhaseTime:
-        """Memory-bound copies around a collective (FSDP2 copy-out, chunk_cat): one read and one write of the
-        full-size bytes per pass (``passes`` counts 2-byte passes), on the compute stream."""
-        return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, passes * 2 * params * zero.PARAM_BYTES))
+    def _copy_time(self, params: float, bytes_per_param: float) -> PhaseTime:
+        """Memory-bound copies around collectives (FSDP2 copy-out, chunk_cat): one read and one write of
+        ``bytes_per_param`` (summed over the copy passes) per parameter, on the compute stream."""
+        return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, 2 * params * bytes_per_param))
 
     def _chunk_params(self, vs: int) -> float:
         return chunk_params_per_gpu(self.sim.s, vs)
@@ -568,7 +568,7 @@ class PipelineRank:
         if key not in self._times:
             pieces, params = self.blocks.pieces(vs, phase), self.blocks.piece_params(vs, phase)
             self._times[key] = [
-                t + self._copy_time(n, gather_copies * self._gather_bytes(index) / zero.PARAM_BYTES + reduce_copies)
+                t + self._copy_time(n, gather_copies * self._gather_bytes(index) + reduce_copies * zero.PARAM_BYTES)
                 if gather_copies or reduce_copies else t
                 for (_name, t, index), n in zip(pieces, params, strict=True)]
         return self._times[key]

@@ -285,9 +285,10 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     def gather(params, param_bytes=zero.PARAM_BYTES):
         return _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * param_bytes)
 
-    def copies(params, passes):
-        """FSDP2's copy-out / chunk_cat around a collective, on the compute stream (the engine's _copy_time)."""
-        return _unique_map(lambda n: kernels.hbm_time(probe.gpu, n), passes * 2 * params * zero.PARAM_BYTES)
+    def copies(params, bytes_per_param):
+        """FSDP2's copy-out / chunk_cat around collectives, on the compute stream (the engine's _copy_time):
+        one read and one write of ``bytes_per_param`` (summed over the copy passes) per parameter."""
+        return _unique_map(lambda n: kernels.hbm_time(probe.gpu, n), 2 * params * bytes_per_param)
 
     # ZeRO-3: every layer pass waits for its parameter gathers (``gathers`` per pass, prefetched) and, with sharded
     # gradients, its backward's reduce-scatter shares the DP link: the pass takes the longer of compute and traffic.
@@ -299,10 +300,10 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
         g = gather(params, plan["block_gather_bytes"])
         rs = np.where(grads_sharded, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
                                                  params * plan["grad_bytes"]), 0.0)
-        fp8_share = plan["block_gather_bytes"] / zero.PARAM_BYTES  # copies of fp8-gathered weights move half
-        fc = fwd + copies(params, gf * plan["gather_copy_passes"] * fp8_share)
-        passes = gb * plan["gather_copy_passes"] * fp8_share + np.where(grads_sharded, plan["reduce_copy_passes"], 0)
-        bc = bwd + copies(params, passes)
+        gather_copy = plan["gather_copy_passes"] * plan["block_gather_bytes"]  # bytes per parameter and gather
+        fc = fwd + copies(params, gf * gather_copy)
+        reduce_copy = np.where(grads_sharded, plan["reduce_copy_passes"], 0) * zero.PARAM_BYTES
+        bc = bwd + copies(params, gb * gather_copy + reduce_copy)
         blocking = plan["blocking"] > 0  # DeepSpeed 0.3: the collectives wait for an idle device, nothing overlaps
         f3 = np.where(blocking, fc + gf * g, np.maximum(fc, gf * g))
         b3 = np.where(blocking, bc + gb * g + rs, np.maximum(bc, gb * g + rs))
