@@ -196,19 +196,19 @@ def load_yaml(text: str) -> Any:
         raise YamlError(f"not valid YAML: {_one_line(err)}") from None
 
 
-def read_text(path: Path) -> str:
-    """A small UTF-8 text file (at most :data:`MAX_BYTES`); raises :class:`YamlError` saying why not."""
+def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """A small UTF-8 text file (at most ``max_bytes``); raises :class:`YamlError` saying why not."""
     try:
         if not path.is_file():  # a directory, a device (/dev/zero never ends), a FIFO (blocks), nothing
             reason = ("is a directory" if path.is_dir() else "no such file" if not path.exists()
                       else "not a regular file")
             raise YamlError(f"cannot read: {reason}")
         with path.open("rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+            raw = handle.read(max_bytes + 1)
     except OSError as err:
         raise YamlError(f"cannot read: {err.strerror or err}") from None
-    if len(raw) > MAX_BYTES:
-        raise YamlError(f"larger than the {MAX_BYTES // 2**20} MiB a trainsim file may be")
+    if len(raw) > max_bytes:
+        raise YamlError(f"larger than the {max_bytes / 2**20:g} MiB a trainsim file may be")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:

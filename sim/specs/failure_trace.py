@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim import catalog
+from sim.catalog.yamlio import YamlError, read_text
 from sim.errors import Issue
 from sim.specs._schema import Spec, parse_number, short_repr, spec_field
 
@@ -109,19 +110,13 @@ def read_trace_csv(ref: str, base: Path | None, field: str) -> tuple[dict | None
     path = Path(ref)
     if not path.is_absolute() and base is not None:
         path = base / path
-    try:
-        size = path.stat().st_size if path.is_file() else None
-    except OSError:
-        size = None
-    if size is None:
+    if not path.is_file():
         where = f" (relative to {base})" if base is not None and not Path(ref).is_absolute() else ""
         return None, [Issue(field, f"{ref!r} is not a readable file{where}")]
-    if size > MAX_BYTES:
-        return None, [Issue(field, f"{ref}: {size:,} bytes, at most {MAX_BYTES:,}")]
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        return None, [Issue(field, f"{ref}: not a UTF-8 text file ({type(err).__name__})")]
+        text = read_text(path, MAX_BYTES).removeprefix("\ufeff")  # a spreadsheet's byte-order mark
+    except YamlError as err:
+        return None, [Issue(field, f"{ref}: {err}")]
     if "\x00" in text:
         return None, [Issue(field, f"{ref}: contains NUL bytes (not a CSV text file)")]
     return _parse(text, ref, field)
