@@ -239,7 +239,8 @@ def _search_report(result, space, top: int) -> str:
         f"layouts enumerated   {enum.total:>9,}  every TP x PP x CP x DP = {c.num_gpus:,}{experts}; "
         f"{', '.join(x.value for x in space.schedules)} (interleaved x 2..{space.max_virtual} chunks); micro-batch "
         f"{','.join(map(str, space.micro_batch_sizes))}; ZeRO {','.join(map(str, space.zero_stages))}; "
-        f"recompute {','.join(r.value for r in space.recomputes)}; embedding/loss pipeline split or not",
+        f"recompute {','.join(r.value for r in space.recomputes)}; embedding/loss pipeline split or not"
+        f"{', or uneven first/last stages where PP x VP does not divide the layers' if space.uneven_pipelines else ''}",
         f"rejected by the rules {enum.num_rejected:>8,}  (scenario validation; by first problem, e.g.)",
     ]
     for r in sorted(enum.rejected.values(), key=lambda r: -r.count):
@@ -318,7 +319,8 @@ def _write_search_table(result, path: str) -> None:
 
     columns = ("rank", "tensor", "pipeline", "virtual_pipeline", "context", "data", "expert", "expert_tensor",
                "zero_stage", "micro_batch_size",
-               "recompute", "schedule", "split", "tp_comm_overlap", "status", "est_step_time_s", "est_memory_gib",
+               "recompute", "schedule", "split", "first_stage_layers", "last_stage_layers", "tp_comm_overlap", "status",
+               "est_step_time_s", "est_memory_gib",
                *FIGURE_COLUMNS, "unvalidated")
     n = write_table(path, result.table(), columns)
     print(f"\nwrote {n:,} layouts to {path}")

@@ -202,6 +202,9 @@ RANK_FIELDS = ("rank", "params", "expert_params", "chunk_layers", "dense_layers"
 
 EXPERT_MESH = ("expert", "expert_tensor")
 
+#: An uneven pipeline split's first and last stage layers (0, 0 when even).
+UNEVEN = ("first_stage_layers", "last_stage_layers")
+
 #: :meth:`_Probe.plan_figures`: what ``zero.DataParallelPlan`` says of one step (gathers per forward and backward
 #: pass of a layer after its first forward).
 PLAN_FIELDS = ("grads_sharded", "forward_gathers", "backward_gathers", "params_held", "gather_copy_passes",
@@ -217,8 +220,8 @@ def prescreen(enum: Enumeration) -> Estimate:
     m = s.training.global_batch_size // (c["data"] * c["micro_batch_size"])
     lay = per_key(c, ("tensor", "context", "micro_batch_size", "activation_recompute", "tp_comm_overlap",
                       *EXPERT_MESH), probe.layer_figures)
-    stages = per_key(c, ("tensor", "pipeline", "virtual_pipeline", "split", *EXPERT_MESH), probe.stage_figures,
-                     pad=len(RANK_FIELDS))
+    stages = per_key(c, ("tensor", "pipeline", "virtual_pipeline", "split", *UNEVEN, *EXPERT_MESH),
+                     probe.stage_figures, pad=len(RANK_FIELDS))
     n = len(RANK_FIELDS)
     layer_params = stages[:, :2].T
     ranks = [dict(zip(RANK_FIELDS, stages[:, 2 + k * n:2 + (k + 1) * n].T, strict=True))

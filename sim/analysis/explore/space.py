@@ -2,6 +2,11 @@
 TP overlap, schedule, pipeline split) whose degrees multiply to the GPU count, checked by the spec
 validation.
 
+The pipeline split is even (with or without the embedding and loss counted as layers), or, where PP x VP does
+not divide the layers, one of the balanced uneven splits of Megatron's ``--decoder-first/last-pipeline-num-layers``
+(:func:`uneven_splits`: the middle stages as light as any split can make the busiest stage, the first and last
+stages lighter).
+
 A layout is applied to a base scenario with ``dataclasses.replace`` on its validated specs, so the
 scenario's own cross-field rules (``Scenario._issues``: heads, layer split, sequence, batch,
 interleaving, nodes) accept or reject it, with their messages. The *free* axes (:data:`FREE_AXES`:
@@ -37,19 +42,21 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.specs.enums import Recompute, Schedule
-from sim.specs.scenario import ClusterSpec, Scenario, tp_overlap_allowed
+from sim.specs.scenario import ClusterSpec, Scenario, tp_overlap_allowed, virtual_stage_layer_counts
 
 SCHEDULES: tuple[Schedule, ...] = tuple(Schedule)
 RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
 
 #: Columns of a candidate table, in order (schedule and recompute as indices into the tuples above;
-#: split = the embedding and the loss each take one layer slot of the pipeline split).
+#: split = the embedding and the loss each take one layer slot of the pipeline split; first/last_stage_layers: an
+#: uneven split's first and last stages, 0 when even).
 COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "expert", "expert_tensor", "zero_stage",
-           "micro_batch_size", "activation_recompute", "schedule", "split", "tp_comm_overlap")
+           "micro_batch_size", "activation_recompute", "schedule", "split", "first_stage_layers", "last_stage_layers",
+           "tp_comm_overlap")
 
 #: Validity-relevant columns of a shape, in the order :func:`shapes` yields them.
 SHAPE_COLUMNS = ("tensor", "pipeline", "virtual_pipeline", "context", "data", "micro_batch_size", "schedule", "split",
-                 "expert", "expert_tensor")
+                 "first_stage_layers", "last_stage_layers", "expert", "expert_tensor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,8 @@ class SearchSpace:
     expert_tensor: tuple[int, ...] | None = None
     """ETP degrees tried on MoE models (default: every divisor of the layout's TP degree, Megatron's default
     ETP = TP among them)."""
+    uneven_pipelines: bool = True
+    """Where PP x VP does not divide the layers, try the balanced uneven splits (:func:`uneven_splits`)."""
 
     def allows(self, tensor: int, pipeline: int, context: int, data: int) -> bool:
         return all(values is None or n in values for values, n in ((self.tensor, tensor), (self.pipeline, pipeline),
@@ -119,6 +128,10 @@ class Layout:
     expert: int = 1
     expert_tensor: int = 0
     """ETP; 0 on dense models (no expert mesh: ``expert_tensor`` unset)."""
+    first_stage_layers: int = 0
+    """Transformer layers of the first pipeline stage of an uneven split (:func:`uneven_splits`); 0 with
+    ``last_stage_layers`` 0: the even split, or the base's own explicit split on its own pipeline shape."""
+    last_stage_layers: int = 0
 
     @classmethod
     def of(cls, s: Scenario) -> Layout:
@@ -134,10 +147,11 @@ class Layout:
         """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid. The base's
         stage-specific options apply where they mean something (the module docstring)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                  if f.name not in ("split", "expert_tensor")}
+                  if f.name not in ("split", "expert_tensor", "first_stage_layers", "last_stage_layers")}
         b = base.parallelism
-        same_pipeline = ((self.pipeline, self.virtual_pipeline, self.split)
-                         == (b.pipeline, b.virtual_pipeline, b.account_for_embedding_in_pipeline_split))
+        uneven = bool(self.first_stage_layers or self.last_stage_layers)
+        same_pipeline = not uneven and ((self.pipeline, self.virtual_pipeline, self.split)
+                                        == (b.pipeline, b.virtual_pipeline, b.account_for_embedding_in_pipeline_split))
         try:
             par = dataclasses.replace(
                 b, **fields, expert_tensor=self.expert_tensor or None,
@@ -148,16 +162,18 @@ class Layout:
                 recompute_modules=b.recompute_modules if self.activation_recompute is Recompute.SELECTIVE else None,
                 moe_a2a_overlap=b.moe_a2a_overlap and self.expert > 1,
                 pipeline_layout=b.pipeline_layout if same_pipeline else None,
-                first_stage_layers=b.first_stage_layers if same_pipeline else None,
-                last_stage_layers=b.last_stage_layers if same_pipeline else None)
+                first_stage_layers=b.first_stage_layers if same_pipeline else self.first_stage_layers or None,
+                last_stage_layers=b.last_stage_layers if same_pipeline else self.last_stage_layers or None)
         except ScenarioError as err:
             raise ScenarioError([dataclasses.replace(i, path=f"parallelism.{i.path}") for i in err.issues]) from None
         return dataclasses.replace(base, parallelism=par, cluster=cluster or base.cluster)
 
     def label(self) -> str:
         """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss`` (MoE: ``EP8 ETP1`` after
-        DP)."""
+        DP; an uneven split's first and last stage layers after PP: ``PP16 first4/last1``)."""
         vp = f"x{self.virtual_pipeline}" if self.virtual_pipeline > 1 else ""
+        if self.first_stage_layers or self.last_stage_layers:
+            vp += f" first{self.first_stage_layers}/last{self.last_stage_layers}"
         split = " +emb/loss" if self.split else ""
         overlap = " tp-overlap" if self.tp_comm_overlap else ""
         experts = f" EP{self.expert} ETP{self.expert_tensor}" if self.expert_tensor else ""
@@ -170,7 +186,8 @@ class Layout:
                 "context": self.context, "data": self.data, "expert": self.expert,
                 "expert_tensor": self.expert_tensor, "zero_stage": self.zero_stage,
                 "micro_batch_size": self.micro_batch_size, "recompute": self.activation_recompute.value,
-                "schedule": self.schedule.value, "split": self.split, "tp_comm_overlap": self.tp_comm_overlap}
+                "schedule": self.schedule.value, "split": self.split, "first_stage_layers": self.first_stage_layers,
+                "last_stage_layers": self.last_stage_layers, "tp_comm_overlap": self.tp_comm_overlap}
 
 
 @dataclass
@@ -196,7 +213,8 @@ class Candidates:
                       activation_recompute=RECOMPUTES[c["activation_recompute"]],
                       schedule=SCHEDULES[c["schedule"]], split=bool(c["split"]),
                       tp_comm_overlap=bool(c["tp_comm_overlap"]), expert=c["expert"],
-                      expert_tensor=c["expert_tensor"])
+                      expert_tensor=c["expert_tensor"], first_stage_layers=c["first_stage_layers"],
+                      last_stage_layers=c["last_stage_layers"])
 
     def find(self, layout: Layout) -> int | None:
         """Index of ``layout`` in the table, if it is there."""
@@ -271,6 +289,30 @@ def shapes(num_gpus: int, space: SearchSpace) -> Iterator[tuple[int, ...]]:
                     yield t, p, v, c, d, mb, SCHEDULES.index(schedule), int(split)
 
 
+def uneven_splits(num_layers: int, pipeline: int, virtual: int) -> tuple[tuple[int, int], ...]:
+    """(first, last) stage layers of the balanced uneven splits of ``num_layers`` over ``pipeline`` stages of
+    ``virtual`` chunks each, as Megatron's ``--decoder-first/last-pipeline-num-layers`` allow; none where PP x VP
+    divides the layers (the even split is balanced) or with one stage.
+
+    Megatron gives the ``pipeline - 2`` middle stages the same layers, ``k`` each, and every stage a multiple of
+    ``virtual`` (its chunks split it evenly; ``sim.specs.scenario._uneven_issues``). The busiest stage holds at
+    least ``num_layers / pipeline`` layers, so ``k`` is the least multiple of ``virtual`` not below it; the first and
+    last stages share the rest, each at least one layer per chunk and at most ``k``. Of those shares three are tried:
+    the first stage lightest (it holds the most micro-batches in flight), the last lightest (it also runs the LM
+    head and the loss; DeepSeek-V3's 61 layers on PP16 as 4 + 14 x 4 + 1), and the most even (first lighter on a
+    tie). Megatron's design note for uneven stages (MR 2795, flexible asymmetric VPP) names the same trade.
+    """
+    if pipeline < 2 or num_layers % (pipeline * virtual) == 0:
+        return ()
+    k = virtual * -(-num_layers // (pipeline * virtual))
+    rest = num_layers - (pipeline - 2) * k
+    lo, hi = max(virtual, rest - k), min(k, rest - virtual)
+    if rest % virtual or lo > hi:
+        return ()
+    even = max(lo, min(hi, rest // 2 // virtual * virtual))
+    return tuple((f, rest - f) for f in sorted({lo, even, hi}))
+
+
 @functools.lru_cache(maxsize=4096)
 def reason_key(message: str) -> str:
     """The rule of an issue message: numbers blanked, the fix dropped (``parallelism.tensor: # does not...``)."""
@@ -322,19 +364,20 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
     # The failure-rate rules read only the job's size (``Scenario`` validation, ``_failure_issues``): layouts are
     # validated without them, and the rules checked once below.
     checked = dataclasses.replace(base, failures=None)
-    shape_rows = list(shapes(cluster.num_gpus, space)) if stages else []
+    shape_rows = list(_with_splits(base, shapes(cluster.num_gpus, space), space)) if stages else []
     free = _free_values(space)
     per_shape = _expansions(np.array([r[0] for r in shape_rows], dtype=np.int64), free)
     total = 0
     expert_verdicts: dict[tuple[int, int, int], str] = {}  # (PP, EP, ETP) -> first issue ("" when valid)
     for shape, expand in zip(shape_rows, per_shape.tolist(), strict=True):
-        t, p, v, c, d, mb, sched, split = shape
+        t, p, v, c, d, mb, sched, split, first, last = shape
         combos = expert_options(base, t, space)
         total += expand * len(combos)
         layout = Layout(tensor=t, pipeline=p, virtual_pipeline=v, context=c, data=d,
                         zero_stage=space.zero_stages[0], micro_batch_size=mb,
                         activation_recompute=space.recomputes[0], schedule=SCHEDULES[sched], split=bool(split),
-                        expert=1, expert_tensor=int(base.model.moe is not None))
+                        expert=1, expert_tensor=int(base.model.moe is not None), first_stage_layers=first,
+                        last_stage_layers=last)
         try:
             layout.apply(checked, cluster)
         except ScenarioError as err:
@@ -360,6 +403,25 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
             reject(str(err.issues[0]), len(valid))
             valid = valid.take(np.zeros(0, dtype=np.int64))
     return Enumeration(base, cluster, total, valid, rejected, dropped)
+
+
+def _with_splits(base: Scenario, rows: Iterator[tuple[int, ...]], space: SearchSpace) -> Iterator[tuple[int, ...]]:
+    """Each shape of :func:`shapes` with (0, 0) first/last stage layers, and the unsplit ones also with each
+    balanced uneven split (:func:`uneven_splits`) unless it repeats the base's own explicit split on the base's
+    own shape (which ``Layout.apply`` keeps there)."""
+    n, b = base.model.num_layers, base.parallelism
+    own = virtual_stage_layer_counts(n, b) if b.pipeline_layout or b.first_stage_layers is not None \
+        or b.last_stage_layers is not None else None
+    for row in rows:
+        yield (*row, 0, 0)
+        p, v, split = row[1], row[2], row[7]
+        if split or not space.uneven_pipelines:
+            continue
+        for first, last in uneven_splits(n, p, v):
+            if own is not None and (p, v) == (b.pipeline, b.virtual_pipeline) and own == virtual_stage_layer_counts(
+                    n, dataclasses.replace(b, pipeline_layout=None, first_stage_layers=first, last_stage_layers=last)):
+                continue
+            yield (*row, first, last)
 
 
 def _free_values(space: SearchSpace) -> np.ndarray:
