@@ -69,6 +69,19 @@ def preset_table() -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
+def preset(name: str) -> dict[str, Any] | None:
+    """One model preset by name, or None: its own file ``models/<name>.yaml`` when that file holds it (one
+    file parsed, not the ~20 of :func:`preset_table`), else looked up in the table."""
+    if name.isascii() and name.replace("-", "").replace("_", "").replace(".", "").isalnum() and name[0] != ".":
+        entry = resources.files(__package__).joinpath("models", f"{name}.yaml")
+        if entry.is_file():
+            data = load_yaml(entry.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("name") == name:
+                return data
+    return preset_table().get(name)
+
+
+@functools.cache
 def efficiency_table() -> dict[str, Any]:
     """Kernel-efficiency tables (GEMM, attention, memory-bound, collectives, overlap)."""
     return read_yaml("efficiency.yaml")

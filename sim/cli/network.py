@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.cli._common import int_at_least, progress_bar
-from sim.costs.collectives import Collective
+
+if TYPE_CHECKING:  # the cost model is imported by the commands that use it, not when the parser is built
+    from sim.costs.collectives import Collective
 
 #: Without --topology / --gpus: the issue's reproduction set (DGX A100 and DGX H100, 8 to 1,024 GPUs).
 DEFAULT_TOPOLOGIES = ("dgx-a100-superpod", "dgx-h100-superpod")
 DEFAULT_GPUS = (8, 32, 64, 128, 256, 512, 1024)
-OPS = {"all-reduce": Collective.ALL_REDUCE, "all-gather": Collective.ALL_GATHER,
-       "reduce-scatter": Collective.REDUCE_SCATTER, "all-to-all": Collective.ALL_TO_ALL,
-       "send-recv": Collective.SEND_RECV}
+#: --op names and the Collective value of each.
+OPS = {"all-reduce": "all_reduce", "all-gather": "all_gather", "reduce-scatter": "reduce_scatter",
+       "all-to-all": "all_to_all", "send-recv": "send_recv"}
 ABBREV = {"ring": "R", "tree": "T", "hierarchical": "H", "nvls": "N", "nvls_tree": "S", "direct": "D"}
 
 
@@ -25,6 +27,7 @@ def _size(n: float) -> str:
 
 
 def _cmd_collectives(args: argparse.Namespace) -> int:
+    from sim.costs.collectives import Collective
     from sim.network import nccl_tests
     from sim.network.flows import Algorithm
     from sim.specs.scenario import gpu_spec
@@ -33,7 +36,7 @@ def _cmd_collectives(args: argparse.Namespace) -> int:
     algorithm = Algorithm(args.algorithm) if args.algorithm != "nccl" else None
     topologies = args.topology or list(DEFAULT_TOPOLOGIES)
     gpus = args.gpus or list(DEFAULT_GPUS)
-    ops = [OPS[o] for o in (args.op or ["all-reduce", "all-gather", "reduce-scatter"])]
+    ops = [Collective(OPS[o]) for o in (args.op or ["all-reduce", "all-gather", "reduce-scatter"])]
     _check(gpus, ops)
     for name in topologies:
         topo = load_topology(name)
@@ -54,6 +57,7 @@ MAX_ALL_TO_ALL_GPUS = 256
 
 
 def _check(gpus: list[int], ops: list[Collective]) -> None:
+    from sim.costs.collectives import Collective
     from sim.errors import TrainsimError
     from sim.specs import budget
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from sim.cli._common import int_at_least
 
 
@@ -22,6 +20,8 @@ def register(sub) -> None:
 
 
 def _cmd_checkpoint_interval(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from sim.analysis.evaluate import evaluate
     from sim.analysis.runlevel import run_plan, search_interval
     from sim.cli._common import load_checked, progress_bar

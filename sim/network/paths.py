@@ -175,10 +175,56 @@ def _distinct_paths(fabric: Fabric, arch: str, groups: np.ndarray,
     return made, inverse
 
 
+def tile(fabric: Fabric, groups: np.ndarray) -> tuple[Fabric, np.ndarray] | None:
+    """The smallest tile of the job that ``groups`` repeat on, as (the tile's fabric, its groups), or None.
+
+    A tile is ``T`` consecutive GPUs (``T`` divides the job) such that every group lies inside one tile,
+    the groups of tile ``k`` are those of tile 0 shifted by ``k T``, and no link of finite capacity that a
+    group's flows can use is shared between tiles or placed differently in them: ``T`` holds whole scale-up
+    domains, nodes and NICs, and whole switch groups of every tier some group of tile 0 spans more than one
+    of (the rest sit wholly inside a tile or a tile wholly inside them). Then every tile is the same
+    max-min problem on disjoint links, and progressive filling over all tiles does, link for link and flow
+    for flow, the arithmetic it does over tile 0 alone: the figures are bit-for-bit those of the whole job,
+    at the cost of one tile (what keeps the first call flat in GPU count)."""
+    n = fabric.num_gpus
+    if groups.shape[1] == 1 or len(groups) < 2:
+        return None
+    base = math.lcm(fabric.domain_gpus, fabric.node_gpus, fabric.gpus_per_nic)
+    spans = [t.span_gpus for t in fabric.tiers]
+    lo, hi = groups.min(axis=1), groups.max(axis=1)
+    t_min = max(base, int((hi - lo).max()) + 1)
+    for size in range(base * -(-t_min // base), n // 2 + 1, base):
+        if n % size or not all(size % s == 0 or s % size == 0 for s in spans):
+            continue
+        which = lo // size
+        if np.any(hi // size != which):
+            continue
+        first = groups[which == 0]
+        if np.any(np.bincount(which, minlength=n // size) != len(first)):
+            continue
+        # a flow climbs tier t only between different domains (a group inside one domain climbs nothing)
+        out = first[np.any(fabric.domain(first) != fabric.domain(first[:, :1]), axis=1)]
+        used = [t for t in range(len(fabric.tiers)) if np.any(fabric.unit(t, out) != fabric.unit(t, out[:, :1]))]
+        if any(size % spans[t] and math.isfinite(fabric.tiers[t].uplink_byte_s) for t in used):
+            continue
+        local = groups - (which * size)[:, None]
+        order = np.lexsort(np.column_stack([local[:, ::-1], which]).T)  # by tile, then by local row
+        if not np.array_equal(local[order].reshape(n // size, len(first), -1), np.broadcast_to(
+                local[order][:len(first)], (n // size, *first.shape))):
+            continue
+        return dataclasses.replace(fabric, num_gpus=size), first
+    return None
+
+
 def members_path(fabric: Fabric, arch: str, groups: npt.ArrayLike, directed: bool = False) -> GroupPath:
     """The symmetric GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at
-    once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all)."""
-    paths = set(_distinct_paths(fabric, arch, np.atleast_2d(np.asarray(groups, dtype=np.int64)), directed)[0])
+    once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all).
+    Computed on one tile of the job where the groups repeat (:func:`tile`): the same figures."""
+    groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
+    tiled = tile(fabric, groups)
+    if tiled is not None:
+        fabric, groups = tiled
+    paths = set(_distinct_paths(fabric, arch, groups, directed)[0])
     if len(paths) == 1:
         return paths.pop()
     first = min(paths, key=lambda p: p.busbw)

@@ -345,17 +345,18 @@ def gpu_spec(name: str) -> GpuSpec:
 def _merge_preset(model: Any, issues: list[Issue]) -> Any:
     if not isinstance(model, dict) or "preset" not in model:
         return model
-    presets = catalog.preset_table()
     name = model["preset"]
-    if not isinstance(name, str) or name not in presets:
+    found = catalog.preset(name) if isinstance(name, str) else None
+    if found is None:
         import difflib
 
+        presets = catalog.preset_table()
         close = difflib.get_close_matches(str(name), list(presets), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         issues.append(Issue("model.preset", f"{short_repr(name)} is not a packaged preset; {hint}"
                             f"known: {', '.join(presets)}"))
         return None
-    base = {k: v for k, v in presets[name].items() if k not in ("name", "source", "note")}
+    base = {k: v for k, v in found.items() if k not in ("name", "source", "note")}
     return {**base, **model}
 
 
