@@ -309,9 +309,9 @@ def buffer_bytes(s: Scenario, dp: zero.DataParallelPlan) -> float:
     return bucket + gathered
 
 
-def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
-    """Memory of pipeline rank ``rank`` per GPU."""
-    dp = dp_plan(s)
+def stage_memory(s: Scenario, rank: int, dp: zero.DataParallelPlan | None = None) -> MemoryBreakdown:
+    """Memory of pipeline rank ``rank`` per GPU (``dp``: the scenario's ``dp_plan``, computed here if not given)."""
+    dp = dp or dp_plan(s)
     params = stage_params_per_gpu(s, rank)
     state = zero.state_bytes(dp, params, OPTIMIZER_BYTES[s.training.optimizer], stage_expert_params_per_gpu(s, rank))
     fp8_weights = fp8.weight_copy_bytes(s, params) if s.parallelism.zero_stage < 3 else 0.0  # cached fp8 (TE)
@@ -326,4 +326,5 @@ def stage_memory(s: Scenario, rank: int) -> MemoryBreakdown:
 
 def peak_memory(s: Scenario) -> MemoryBreakdown:
     """The breakdown of the pipeline rank with the largest total."""
-    return max((stage_memory(s, r) for r in range(s.parallelism.pipeline)), key=lambda mb: mb.total)
+    dp = dp_plan(s)  # one plan for every rank (its largest layer is a walk over all layers)
+    return max((stage_memory(s, r, dp) for r in range(s.parallelism.pipeline)), key=lambda mb: mb.total)

@@ -74,9 +74,12 @@ def stage_ops(schedule: Schedule, p: int, v: int, rank: int, m: int) -> list[Pip
 
 
 def in_flight_microbatches(schedule: Schedule, p: int, v: int, rank: int, m: int) -> int:
-    """Most (microbatch, chunk) activations rank ``rank`` holds at once under its op list."""
-    held = peak = 0
-    for op in stage_ops(schedule, p, v, rank, m):
-        held += 1 if op.phase is Phase.FORWARD else -1
-        peak = max(peak, held)
-    return peak
+    """Most (microbatch, chunk) activations rank ``rank`` holds at once under its op list: the forwards before its
+    first backward (after it, steady 1F1B alternates one forward and one backward, then only backwards drain), in
+    closed form from the warm-up lengths above (tests/parallelism/test_schedules.py checks it against a walk of the
+    op list: the memory model asks it for every rank of every layout a search evaluates)."""
+    if schedule is Schedule.GPIPE:
+        return m
+    if schedule is Schedule.INTERLEAVED:
+        return min((p - rank - 1) * 2 + (v - 1) * p + 1, m * v)
+    return min(p - rank, m)

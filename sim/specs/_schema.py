@@ -77,12 +77,10 @@ class Spec:
 
 def _range_issues(spec: Any) -> list[Issue]:
     issues = []
-    for f in dataclasses.fields(spec):
-        value = getattr(spec, f.name)
-        name = yaml_key(f)
+    for attr, name, ge, gt, le in _bounded_fields(type(spec)):
+        value = getattr(spec, attr)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        ge, gt, le = f.metadata.get("ge"), f.metadata.get("gt"), f.metadata.get("le")
         if ge is not None and value < ge:
             issues.append(Issue(name, f"{value!r} must be >= {ge}"))
         if gt is not None and value <= gt:
@@ -90,6 +88,15 @@ def _range_issues(spec: Any) -> list[Issue]:
         if le is not None and value > le:
             issues.append(Issue(name, f"{value!r} must be <= {le}"))
     return issues
+
+
+@functools.cache
+def _bounded_fields(cls: type) -> tuple[tuple[str, str, Any, Any, Any], ...]:
+    """(attribute, YAML key, ge, gt, le) of the fields of ``cls`` with a range, in field order: read once per class
+    (a layout search builds tens of thousands of specs)."""
+    return tuple((f.name, yaml_key(f), f.metadata.get("ge"), f.metadata.get("gt"), f.metadata.get("le"))
+                 for f in dataclasses.fields(cls)
+                 if any(f.metadata.get(k) is not None for k in ("ge", "gt", "le")))
 
 
 def join(prefix: str, path: str) -> str:

@@ -86,6 +86,26 @@ def test_in_flight_microbatches(p, m):
         assert in_flight_microbatches(Schedule.GPIPE, p, 1, r, m) == m
 
 
+def held_at_most(ops: list[PipeOp]) -> int:
+    """The most activations held at once walking the op list (a forward stores one, a backward frees one)."""
+    held = peak = 0
+    for op in ops:
+        held += 1 if op.phase is Phase.FORWARD else -1
+        peak = max(peak, held)
+    return peak
+
+
+def test_in_flight_closed_form_equals_a_walk_of_every_op_list():
+    for schedule, p, rank, m in itertools.product(Schedule, range(1, 10), range(9), range(1, 25)):
+        if rank >= p:
+            continue
+        for v in range(2, 6) if schedule is Schedule.INTERLEAVED else (1,):
+            if schedule is Schedule.INTERLEAVED and m % p:
+                continue
+            ops = stage_ops(schedule, p, v, rank, m)
+            assert in_flight_microbatches(schedule, p, v, rank, m) == held_at_most(ops), (schedule, p, v, rank, m)
+
+
 @pytest.mark.parametrize(("p", "v", "m"), PVM)
 def test_interleaved_in_flight_rank0(p, v, m):
     # Megatron warm-up 2(p - r - 1) + (v - 1) p, plus the first steady forward; activation memory of rank 0

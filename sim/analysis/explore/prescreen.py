@@ -79,8 +79,7 @@ def per_key(cands: Candidates, keys: Sequence[str], fn: Callable[[int], Sequence
     shorter ones repeat their ``pad`` values after the first two (one pipeline rank's figures, see
     :meth:`_Probe.stage_figures`) up to the longest.
     """
-    table = np.stack([cands[k] for k in keys], axis=1)
-    _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+    first, inverse = _unique_rows([cands[k] for k in keys])
     results = [list(fn(int(i))) for i in first]
     if pad is not None:
         width = max(len(r) for r in results)
@@ -91,9 +90,29 @@ def per_key(cands: Candidates, keys: Sequence[str], fn: Callable[[int], Sequence
 
 def _unique_map(fn: Callable[..., float], *arrays: np.ndarray) -> np.ndarray:
     """``fn`` evaluated once per distinct row of ``arrays``."""
-    table = np.stack(arrays, axis=1)
-    rows, inverse = np.unique(table, axis=0, return_inverse=True)
-    return np.array([fn(*row) for row in rows], dtype=float)[inverse.reshape(-1)]
+    first, inverse = _unique_rows([np.asarray(a) for a in arrays])
+    rows = np.stack(arrays, axis=1)[first]
+    return np.array([fn(*row) for row in rows], dtype=float)[inverse]
+
+
+def _unique_rows(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)`` without its
+    row sort (a lexicographic argsort of the whole table, seconds on a search's ~10^5 rows): each column
+    becomes its sorted distinct-value codes, combined into one mixed-radix integer per row (same order as the
+    rows' lexicographic order), whose 1-D unique is fast. Returns the first row of each distinct row, in that
+    order, and each row's group."""
+    n = len(columns[0])
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for col in columns:
+        values, codes = np.unique(col, return_inverse=True)
+        radix *= len(values)
+        if radix >= 2**62:  # too many combinations for one integer: the plain row unique
+            _, first, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+            return first, inverse.reshape(-1)
+        key = key * len(values) + codes.reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 class _Probe:
