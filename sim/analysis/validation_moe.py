@@ -28,6 +28,9 @@ Rules for what a row leaves open or writes as text, the same for every row:
   :data:`MODULE_NAMES`); an unstated one is chosen like the other sources' (none if it fits, else selective,
   else full), its selective rung with the ModelZoo Qwen3 recipes' modules (:data:`UNSTATED_SELECTIVE`);
 - expert tensor parallelism: the row's ``etp``, 1 where not stated (Megatron-Bridge's MoE recipes);
+- software state: the row's ``cuda_graph_scope`` (Megatron ``--cuda-graph-scope``), ``moe_router_fusion`` and
+  ``mxfp8_zeroed_scales`` where it states them (the DeepSeek-V3 GB200 rows), else none (eager), the fused router
+  and Transformer Engine's current MXFP8 quantizer;
 - cluster: DGX H100 rows on dgx-h100-superpod, GB200 rows on gb200-nvl72 with 64 GPUs used per rack (each 32-GPU
   EP group inside one NVLink domain, as the rows' reproduce guide places them: NVL72_GPUS_USED).
 
@@ -176,6 +179,8 @@ def _layout(r: dict[str, Any], layers: int) -> dict[str, Any]:
         layout["moe_dispatcher"] = dispatcher
     if "a2a_overlap=1" in (par["moe_dispatcher"] or "").lower() or r["id"].endswith("1f1b-overlap"):
         layout["moe_a2a_overlap"] = True
+    if par.get("moe_router_fusion") is not None:
+        layout["moe_router_fusion"] = par["moe_router_fusion"]
     layout.update(_recompute(par["activation_recompute"]))
     if par["pipeline_layout"]:
         layout["pipeline_layout"] = parse_pipeline_layout(par["pipeline_layout"])
@@ -214,7 +219,8 @@ def _row(r: dict[str, Any]) -> Row | None:
         "cluster": {"gpu": gpu, "num_gpus": hw["num_gpus"], "topology": _topology(topology)},
         "parallelism": _layout(r, _layers(model)),
         "training": {"global_batch_size": par["global_batch_size"], "attention": "flash",
-                     **_precision(par["precision"])},
+                     "cuda_graphs": par.get("cuda_graph_scope") or [], **_precision(par["precision"]),
+                     **({"mxfp8_zeroed_scales": True} if par.get("mxfp8_zeroed_scales") else {})},
     }
     tag: Tag = "fit" if r["id"] in FIT_ROWS else "check"
     return Row(r["id"], SOURCE, mapping, step[0], step[1], tag=tag)

@@ -22,6 +22,11 @@ from sim.specs.scenario import Scenario
 #: Kernels one fp8 linear adds per pass (a quantize of its input, or of its output gradient).
 QUANTIZE_KERNELS_PER_LINEAR = 1
 
+#: Kernels Transformer Engine's earlier MXFP8 quantizer added to each quantize (``training.mxfp8_zeroed_scales``):
+#: the row-wise and column-wise scale-factor tensors, zero-filled by torch.zeros because the tensor cores need the
+#: padding zeroed (Megatron-LM DeepSeek-V3 GB200 report sec. 2.1.2; fused away by TE PRs 1793, 1934, 2134, 2019).
+ZEROED_SCALE_KERNELS = 2
+
 
 def recipe_entry(recipe: Fp8Recipe) -> dict[str, Any]:
     """The catalog entry of ``recipe``."""
@@ -134,9 +139,17 @@ def tp_gather_bytes_per_element(s: Scenario) -> float:
     return 1.0 if recipe is not None and recipe_entry(recipe)["tp_gather_fp8"] else 2.0
 
 
+def kernels_per_quantize(s: Scenario) -> int:
+    """Kernels one quantize launches: none without fp8; the quantize, plus the zero-filled scales of
+    ``training.mxfp8_zeroed_scales``."""
+    if s.training.fp8 is None:
+        return 0
+    return QUANTIZE_KERNELS_PER_LINEAR + (ZEROED_SCALE_KERNELS if s.training.mxfp8_zeroed_scales else 0)
+
+
 def extra_kernels(s: Scenario, n_linears: int) -> int:
-    """Kernels the recipe adds to one pass of a layer."""
-    return QUANTIZE_KERNELS_PER_LINEAR * n_linears if s.training.fp8 is not None else 0
+    """Kernels the recipe adds to one pass of ``n_linears`` linears."""
+    return kernels_per_quantize(s) * n_linears
 
 
 def weight_copy_bytes(s: Scenario, linear_params: float) -> float:

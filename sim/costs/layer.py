@@ -15,7 +15,15 @@ from sim import catalog
 from sim.costs import fp8, kernels, shapes
 from sim.costs import moe as moe_costs
 from sim.costs.collectives import Collective, GroupPath, collective_time
-from sim.specs.enums import Activation, AttentionKernel, Framework, Optimizer, Recompute, RecomputeModule
+from sim.specs.enums import (
+    Activation,
+    AttentionKernel,
+    CudaGraphScope,
+    Framework,
+    Optimizer,
+    Recompute,
+    RecomputeModule,
+)
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
 
@@ -189,8 +197,10 @@ def _tp_comm(s: Scenario, x: _Shape, tp: GroupPath, gemm_time: float, backward: 
     return PhaseTime(tp_comm=comm)
 
 
-def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[PhaseTime, PhaseTime, PhaseTime]:
-    """Forward and backward of an MoE block's expert side (``sim.costs.moe``) and its extra kernels; with
+def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape,
+               paths: Paths) -> tuple[PhaseTime, PhaseTime, PhaseTime, float]:
+    """Forward, backward and recompute of an MoE block's expert side (``sim.costs.moe``), and the GPU time of its
+    forward before the host sync (router, shared expert); with
     ``moe_a2a_overlap`` the steady-1F1B share of each pass's EP communication hides under the other pass's
     expert-side compute (a forward pairs with a backward of another micro-batch)."""
     t = moe_costs.moe_block_times(s, gpu, x.tokens, x.sp, paths.ep, paths.etp or paths.tp)
@@ -204,7 +214,7 @@ def _moe_block(s: Scenario, gpu: GpuSpec, x: _Shape, paths: Paths) -> tuple[Phas
         hidden_f, hidden_b = hidden_f + more_f, hidden_b + more_b
     forward = PhaseTime(compute=t.compute_fwd, ep_comm=comm_f, overlapped_comm=hidden_f, contention=c)
     backward = PhaseTime(compute=t.compute_bwd, ep_comm=comm_b, overlapped_comm=hidden_b, contention=c)
-    return forward, backward, _moe_recompute(s, t, forward)
+    return forward, backward, _moe_recompute(s, t, forward), t.before_sync_fwd
 
 
 def _moe_recompute(s: Scenario, t: moe_costs.MoETimes, forward: PhaseTime) -> PhaseTime:
@@ -219,10 +229,17 @@ def _moe_recompute(s: Scenario, t: moe_costs.MoETimes, forward: PhaseTime) -> Ph
     return PhaseTime(compute=extra)
 
 
-#: Kernels one layer's forward launches in Megatron's eager implementation: 2 norms, 4 projection
-#: GEMMs, 2 fused bias-dropout-add, activation, rotary/reshapes (4), 2 TP collectives, attention (1
-#: fused flash kernel, or 4: score GEMM, masked softmax, dropout, context GEMM). Backward ~2x.
-FORWARD_KERNELS = {AttentionKernel.FLASH: 16, AttentionKernel.UNFUSED: 19}
+#: Kernels one layer's forward launches in Megatron's eager implementation, by side (backward ~2x). Attention
+#: side: input norm, QKV and output projection GEMMs, rotary / reshapes (4), attention (1 fused flash kernel, or 4:
+#: score GEMM, masked softmax, dropout, context GEMM), bias-dropout-add, TP collective. MLP side: norm, up and
+#: down GEMMs, activation, bias-dropout-add, TP collective (in an MoE layer: the shared expert's).
+ATTENTION_KERNELS = {AttentionKernel.FLASH: 10, AttentionKernel.UNFUSED: 13}
+MLP_KERNELS = 6
+
+#: MLA's attention side beyond GQA's (Megatron-Core MLASelfAttention.get_query_key_value_tensors): query down and
+#: up and KV down and up projections instead of one QKV GEMM (3 more), the query and KV latent norms (2), and the
+#: split / concatenation of the rope and no-rope parts (3 more reshapes).
+MLA_EXTRA_KERNELS = 8
 
 #: Bytes moved per attention score by the unfused softmax: Megatron's fused scaled-masked-softmax
 #: kernel reads and writes bf16 (2 + 2); its PyTorch fallback (FusedScaleMaskSoftmax.forward_torch_
@@ -244,17 +261,51 @@ def fused_softmax_applies(attn_batches: int, seq: float) -> bool:
     return attn_batches % per_block == 0
 
 
-def _forward_kernels(s: Scenario, x: _Shape) -> int:
-    """Kernels one layer's forward launches: Megatron-Core's (FORWARD_KERNELS, plus the fp32 softmax
-    fallback's), or PyTorch eager / compiled for the PyTorch-native frameworks; plus fp8 quantize kernels."""
-    if s.parallelism.framework is Framework.MEGATRON_CORE:
-        n = FORWARD_KERNELS[s.training.attention]
-        if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
-            n += TORCH_SOFTMAX_EXTRA_KERNELS
-    else:
+@dataclass(frozen=True, slots=True)
+class Launches:
+    """Host launches of one layer's forward (a graphed part counts one launch): those before an MoE block's
+    device-host sync and those after it (0 without a sync)."""
+
+    before_sync: int
+    after_sync: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.before_sync + self.after_sync
+
+
+def _forward_launches(s: Scenario, x: _Shape, moe: bool) -> Launches:
+    """Host launches of one layer's forward: Megatron-Core's kernels by side (ATTENTION_KERNELS, MLP_KERNELS,
+    MLA_EXTRA_KERNELS, the fp32 softmax fallback's, one quantize per linear under fp8; an MoE block's from
+    :func:`sim.costs.moe.forward_kernels`), one launch for each part ``training.cuda_graphs`` captures; or
+    PyTorch eager / compiled counts for the PyTorch-native frameworks."""
+    quant = fp8.extra_kernels(s, 1)
+    moe_kernels = moe_costs.forward_kernels(s) if moe else None
+    if s.parallelism.framework is not Framework.MEGATRON_CORE:
         table = catalog.frameworks_table()["compile"]
         n = table["compiled_forward_kernels" if s.training.compile else "eager_forward_kernels"]
-    return n + fp8.extra_kernels(s, N_LINEARS)
+        return Launches(n + quant * N_LINEARS + (moe_kernels.total if moe_kernels else 0))
+    graphs = s.training.cuda_graphs
+    attn = ATTENTION_KERNELS[s.training.attention] + quant * 2
+    if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
+        attn += TORCH_SOFTMAX_EXTRA_KERNELS
+    if x.mla is not None:
+        attn += MLA_EXTRA_KERNELS + quant * 3
+    attn = 1 if CudaGraphScope.ATTN in graphs else attn
+    mlp = MLP_KERNELS + quant * 2
+    if moe_kernels is None:
+        return Launches(attn + (1 if CudaGraphScope.MLP in graphs else mlp))
+    if CudaGraphScope.MOE in graphs:  # the whole block, router to combine, is one graph (token-drop only)
+        return Launches(attn + 1)
+    router_side = mlp + moe_kernels.router
+    if CudaGraphScope.MOE_ROUTER in graphs:
+        # the shared expert is captured with the router unless it overlaps the dispatch (Megatron
+        # --cuda-graph-scope moe_router)
+        shared = s.parallelism.moe_shared_expert_overlap and s.model.moe is not None and s.model.moe.shared_experts
+        router_side = 1 + (3 + quant * 2 if shared else 0)
+    if moe_costs.host_sync(s):
+        return Launches(attn + router_side, moe_kernels.after_sync)
+    return Launches(attn + router_side + moe_kernels.after_sync)
 
 
 #: Projection GEMMs of a layer (QKV, out, MLP up/gate, MLP down).
@@ -275,11 +326,24 @@ def _selective_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gat
     return extra + PhaseTime(compute=gemm + (elementwise if policy["elementwise"] else 0.0))
 
 
-def _host_bound(t: PhaseTime, kernels_launched: float) -> PhaseTime:
-    """A pass cannot run faster than the host dispatches its kernels (GPU starved otherwise)."""
-    floor = kernels_launched * kernels.host_overhead_s()
+def _host_bound(t: PhaseTime, kernels_launched: float, serial: float = 0.0) -> PhaseTime:
+    """A pass cannot run faster than the host dispatches its kernels (GPU starved otherwise), nor than
+    ``serial``, host and GPU time that cannot overlap."""
+    floor = max(kernels_launched * kernels.host_overhead_s(), serial)
     gap = floor - t.total
     return t + PhaseTime(compute=gap) if gap > 0 else t
+
+
+def _after_sync_serial(launches: Launches, forward: PhaseTime, moe_f: PhaseTime, before_sync_moe: float) -> float:
+    """Forward time of a dropless MoE layer when the host cannot run ahead across the block's device-host sync:
+    after the sync the GPU's queue is empty, so the host's launches from the dispatch to the combine cannot hide
+    under queued GPU work; the next layer's work before its sync (attention side, router) can only follow them.
+    Per layer: the host time after the sync plus the GPU time before it (what the floor ``max(host, GPU)`` misses
+    when the host-heavy expert side and the GPU-heavy attention side alternate)."""
+    if not launches.after_sync:
+        return 0.0
+    gpu_after = moe_f.total - before_sync_moe
+    return launches.after_sync * kernels.host_overhead_s() + forward.total - gpu_after
 
 
 def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
@@ -297,22 +361,54 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     fwd_attn = _attention(s, gpu, x, paths.cp, backward=False)
     fwd_tp = _tp_comm(s, x, paths.tp, gemm)
     bwd_tp = _tp_comm(s, x, paths.tp, gemm, backward=True)
-    moe_f, moe_b, moe_rc = _moe_block(s, gpu, x, paths) if is_moe else (PhaseTime(), PhaseTime(), PhaseTime())
-    moe_kernels = moe_costs.forward_kernels(s) if is_moe else 0
+    moe_f, moe_b, moe_rc, before_sync = _moe_block(s, gpu, x, paths) if is_moe else (
+        PhaseTime(), PhaseTime(), PhaseTime(), 0.0)
     forward = PhaseTime(compute=gemm + elementwise + quant_fwd) + fwd_attn + fwd_tp + moe_f
     backward = (PhaseTime(compute=2 * gemm + 2 * elementwise + quant_bwd)
                 + _attention(s, gpu, x, paths.cp, backward=True) + bwd_tp + moe_b)
-    n_fwd = _forward_kernels(s, x) + moe_kernels
-    forward = _host_bound(forward, n_fwd)
-    backward = _host_bound(backward, 2 * n_fwd)
+    launches = _forward_launches(s, x, is_moe)
+    forward = _host_bound(forward, launches.total, _after_sync_serial(launches, forward, moe_f, before_sync))
     recompute = s.parallelism.activation_recompute
     if recompute is Recompute.FULL:
-        backward = backward + forward
-    elif recompute is Recompute.SELECTIVE and s.parallelism.recompute_modules is not None:
+        return LayerTime(forward, _host_bound(backward, 2 * launches.total) + forward)
+    if recompute is Recompute.SELECTIVE and s.parallelism.recompute_modules is not None:
         backward = backward + _module_recompute(s, gpu, x, width, gate, fwd_attn, fwd_tp) + moe_rc
     elif recompute is Recompute.SELECTIVE:
         backward = backward + _selective_recompute(s, gpu, x, width, gate, fwd_attn, elementwise)
-    return LayerTime(forward, backward)
+    return LayerTime(forward, _host_bound(backward, 2 * launches.total + _recompute_launches(s, is_moe)))
+
+
+#: Kernels of the MLA up-projection Megatron's ``mla_up_proj`` recompute re-runs: the query and KV up-projection
+#: GEMMs, the split of K into its no-rope part and V, rotary on the query's and the key's rope parts, and the two
+#: concatenations (Megatron-Core MLASelfAttention).
+MLA_UP_PROJ_KERNELS = 7
+
+
+def _recompute_launches(s: Scenario, moe: bool) -> int:
+    """Kernels selective recompute re-launches in the backward pass (eager: a recomputed module launches its
+    forward kernels again): Megatron-Core's ``recompute_modules``, or its default (the core attention)."""
+    p = s.parallelism
+    if p.activation_recompute is not Recompute.SELECTIVE or p.framework is not Framework.MEGATRON_CORE:
+        return 0
+    quant = fp8.extra_kernels(s, 1)
+    attention = ATTENTION_KERNELS[s.training.attention] - ATTENTION_KERNELS[AttentionKernel.FLASH] + 1
+    shared = s.model.moe is not None and s.model.moe.shared_experts > 0
+    mods = p.selective_modules
+    per_module = {
+        RecomputeModule.CORE_ATTN: attention,
+        RecomputeModule.LAYERNORM: 2,
+        RecomputeModule.MLA_UP_PROJ: MLA_UP_PROJ_KERNELS + 2 * quant if s.model.mla is not None else 0,
+        RecomputeModule.MLP: MLP_KERNELS + 2 * quant if not moe else 0,
+        RecomputeModule.MOE_ACT: 1 if moe else 0,
+        RecomputeModule.SHARED_EXPERTS: 3 + 2 * quant if moe and shared else 0,
+    }
+    n = sum(per_module[mod] for mod in mods if mod in per_module)
+    if RecomputeModule.MOE in mods and moe:
+        # the whole block again: router, dispatch to combine, shared expert (moe_act / shared_experts inside it)
+        n += moe_costs.forward_kernels(s).total + (3 + 2 * quant if shared else 0) - per_module[
+            RecomputeModule.MOE_ACT] * (RecomputeModule.MOE_ACT in mods) - per_module[
+            RecomputeModule.SHARED_EXPERTS] * (RecomputeModule.SHARED_EXPERTS in mods)
+    return n
 
 
 def _module_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gate: bool, fwd_attn: PhaseTime,

@@ -15,7 +15,8 @@ Sources, per term:
   group's flows at once, ``sim.network.paths.a2a_paths``): the NVLink and network parts move concurrently.
 * Router, permute / unpermute and the expert activation are memory-bound (``kernels.hbm_time``); the router's
   gate is a small GEMM.
-* Grouped GEMM efficiency by tokens per local expert: catalog ``moe.yaml`` ``grouped_gemm`` (sourced there);
+* Expert GEMMs: one dense GEMM per local expert (Megatron-Core's Transformer Engine grouped linear, DeepSpeed-MoE),
+  or a grouped kernel's efficiency by tokens per local expert: catalog ``moe.yaml`` ``grouped_gemm`` (sourced there);
   under fp8 each expert's slice is quantized by its own kernel (``fp8.expert_quantize_time``).
 * Kernels launched (the host-bound floor of a pass, ``layer._host_bound``): :func:`forward_kernels`.
 * Load imbalance (``moe.routing: natural``) and token dropping (``moe.capacity_factor``): the busiest EP rank
@@ -37,7 +38,7 @@ from sim import catalog
 from sim.costs import fp8, kernels
 from sim.costs.collectives import Collective, GroupPath, collective_time, size_efficiency
 from sim.parallelism.schedules import stage_ops
-from sim.specs.enums import Activation, MoEDispatcher, Precision, Routing, Schedule
+from sim.specs.enums import Activation, Framework, MoEDispatcher, Precision, Routing, Schedule
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
 
@@ -51,13 +52,19 @@ def _consts() -> dict:
     return catalog.moe_table()
 
 
-def grouped_gemm_fraction(tokens_per_expert: float) -> float:
-    """Fraction of the dense efficiency a grouped GEMM with this many rows per expert reaches."""
-    return kernels.interp_log(_consts()["grouped_gemm"]["points"], max(tokens_per_expert, 1.0))
+def grouped_gemm_fraction(tokens_per_expert: float, framework: Framework) -> float:
+    """Fraction of the dense efficiency the expert GEMMs of ``framework`` reach with this many rows per expert:
+    1 where the framework runs one dense GEMM per expert (catalog ``per_expert_gemm``), else the grouped
+    kernel's curve."""
+    table = _consts()["grouped_gemm"]
+    if framework.value in table["per_expert_gemm"]:
+        return 1.0
+    return kernels.interp_log(table["points"], max(tokens_per_expert, 1.0))
 
 
-def grouped_gemm_time(gpu: GpuSpec, dtype: str, tokens_per_expert: float, experts: int, n: float, k: float) -> float:
-    """Seconds for one grouped GEMM: ``experts`` GEMMs of (tokens_per_expert x k) @ (k x n) in one kernel.
+def grouped_gemm_time(gpu: GpuSpec, dtype: str, tokens_per_expert: float, experts: int, n: float, k: float,
+                      framework: Framework) -> float:
+    """Seconds for the ``experts`` GEMMs of (tokens_per_expert x k) @ (k x n) of one expert linear.
 
     Each expert's GEMM gets the dense efficiency of its own size (``kernels.gemm_time``), scaled by
     :func:`grouped_gemm_fraction`; the memory side (weights of every expert read once) is kept as is."""
@@ -68,7 +75,7 @@ def grouped_gemm_time(gpu: GpuSpec, dtype: str, tokens_per_expert: float, expert
     compute = flops / (gpu.peak_flops(dtype) * kernels.gemm_efficiency(gpu, dtype, flops))
     if one > compute:  # memory-bound (few tokens): reading the experts' weights sets the time
         return experts * one
-    return experts * compute / grouped_gemm_fraction(tokens_per_expert)
+    return experts * compute / grouped_gemm_fraction(tokens_per_expert, framework)
 
 
 def routing_imbalance(s: Scenario) -> float:
@@ -157,24 +164,48 @@ class MoETimes:
     compute_bwd: float
     comm_bwd: float
     hidden_bwd: float
-    launches: int  # kernels one forward launches beyond a dense MLP (host-bound floor)
     activation_fwd: float = 0.0  # the routed experts' activation (in compute_fwd; what moe_act recomputes)
     shared_fwd: float = 0.0  # the shared expert's forward (in compute_fwd; what shared_experts recomputes)
+    before_sync_fwd: float = 0.0  # router and shared expert (in compute_fwd): the GPU work before the host sync
 
 
-def forward_kernels(s: Scenario) -> int:
+@dataclass(frozen=True, slots=True)
+class MoEKernels:
     """Kernels one MoE block's forward launches beyond a dense layer's (whose MLP GEMMs, activation and fp8
-    quantizes stand for the shared expert's): the router and the dispatcher's own kernels (catalog ``moe.yaml``
-    ``kernels``), the expert activation, and per local expert one GEMM per linear -- Transformer Engine's
-    grouped linear runs one cuBLAS GEMM per expert on several streams -- plus, under fp8, one quantize per
-    expert and linear (:func:`sim.costs.fp8.expert_quantize_time`)."""
+    quantizes stand for the shared expert's), split at the host sync of a dropless block."""
+
+    router: int  # the router (and the flex dispatcher's fused preprocess): before the sync
+    after_sync: int  # dispatch to combine: the dispatcher's kernels, the experts' GEMMs and quantizes, activation
+
+    @property
+    def total(self) -> int:
+        return self.router + self.after_sync
+
+
+def forward_kernels(s: Scenario) -> MoEKernels:
+    """Kernels of an MoE block's forward (:class:`MoEKernels`): the router's and the dispatcher's own (catalog
+    ``moe.yaml`` ``kernels``; the router unfused adds ``router_unfused_extra``), the expert activation, and per
+    local expert one GEMM per linear -- Transformer Engine's grouped linear runs one cuBLAS GEMM per expert on
+    several streams -- plus, under fp8, one quantize per expert and linear
+    (:func:`sim.costs.fp8.expert_quantize_time`)."""
     moe, p = s.model.moe, s.parallelism
     assert moe is not None
     table = _consts()["kernels"]
     local = moe.num_experts // p.expert
-    per_linear = 1 + (fp8.QUANTIZE_KERNELS_PER_LINEAR if s.training.fp8 is not None else 0)
+    per_linear = 1 + fp8.kernels_per_quantize(s)
     dispatcher = p.moe_dispatcher.value
-    return int(table["router"][dispatcher] + table["dispatch"][dispatcher]) + 1 + 2 * local * per_linear
+    router = int(table["router"][dispatcher]) + (0 if p.moe_router_fusion else int(table["router_unfused_extra"]))
+    return MoEKernels(router, int(table["dispatch"][dispatcher]) + 1 + 2 * local * per_linear)
+
+
+def host_sync(s: Scenario) -> bool:
+    """Whether an MoE block's forward waits on the device for its tokens per expert: a dropless block (no
+    capacity factor) sizes the experts' GEMMs on the host (Transformer Engine's grouped linear takes the
+    per-expert row counts as a host list), so the host cannot run ahead of the GPU across it (Megatron-LM
+    DeepSeek-V3 GB200 report sec. 3.1: 'the device-host sync in the MoE model (its purpose is to get the tokens
+    per expert information)'); token-drop blocks pad every expert to its capacity (static shapes, no sync)."""
+    moe = s.model.moe
+    return moe is not None and moe.capacity_factor is None and s.parallelism.framework is Framework.MEGATRON_CORE
 
 
 def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: GroupPath,
@@ -196,9 +227,10 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     local_experts = moe.num_experts // ep
     f = moe.expert_ffn_hidden_size / etp
     up = (2 if gate else 1) * f
-    experts = (grouped_gemm_time(gpu, dtype, rows, local_experts, up, h)
-               + grouped_gemm_time(gpu, dtype, rows, local_experts, h, f)) / fp8.gemm_rate(s)
-    quant_fwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=False)
+    experts = (grouped_gemm_time(gpu, dtype, rows, local_experts, up, h, p.framework)
+               + grouped_gemm_time(gpu, dtype, rows, local_experts, h, f, p.framework)) / fp8.gemm_rate(s)
+    expert_quant_fwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=False)
+    quant_fwd = expert_quant_fwd
     quant_bwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=True)
     act = kernels.hbm_time(gpu, 2.0 * (3 if gate else 2) * rows * local_experts * f)
     # shared expert: a dense MLP of the whole micro-batch, TP-sharded like the attention
@@ -228,8 +260,9 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     hidden_fwd = hidden_bwd = 0.0
     if p.moe_shared_expert_overlap and shared:
         hidden_fwd, hidden_bwd = min(comm, shared), min(comm, 2 * shared)
+    before_sync = router + shared + quant_fwd - expert_quant_fwd
     return MoETimes(compute_fwd, comm - hidden_fwd, hidden_fwd, compute_bwd, comm - hidden_bwd, hidden_bwd,
-                    forward_kernels(s), act, shared)
+                    act, shared, before_sync)
 
 
 def _dispatch_combine(s: Scenario, local_tokens: float, imbalance: float, ep: GroupPath, etp: GroupPath) -> float:

@@ -32,6 +32,17 @@ class RecomputeModule(StrEnum):
     MOE = "moe"  # the whole MoE layer: router, dispatch, experts, combine
 
 
+class CudaGraphScope(StrEnum):
+    """Megatron-Core's ``--cuda-graph-scope`` (partial CUDA graphs, ``--cuda-graph-impl transformer_engine``):
+    the parts of every layer captured once and replayed by one graph launch per pass."""
+
+    ATTN = "attn"  # the attention side: input norm, projections, rotary, core attention, bias-dropout-add
+    MLP = "mlp"  # a dense layer's MLP side
+    MOE_ROUTER = "moe_router"  # an MoE layer's pre-MLP norm, router and shared experts (unless they overlap)
+    MOE_PREPROCESS = "moe_preprocess"  # the dispatcher's preprocess (with moe_router)
+    MOE = "moe"  # the whole MoE block (token-drop MoE only: static shapes)
+
+
 class Precision(StrEnum):
     BF16 = "bf16"
     FP16 = "fp16"

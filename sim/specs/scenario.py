@@ -15,7 +15,16 @@ from sim import catalog
 from sim.catalog.yamlio import YamlError, read_yaml_file, read_yaml_mapping
 from sim.errors import Issue, ScenarioError
 from sim.specs._schema import Spec, build, short_repr, spec_field
-from sim.specs.enums import Attention, Fidelity, Fp8Recipe, Framework, Precision, RecomputeModule, Schedule
+from sim.specs.enums import (
+    Attention,
+    CudaGraphScope,
+    Fidelity,
+    Fp8Recipe,
+    Framework,
+    Precision,
+    RecomputeModule,
+    Schedule,
+)
 from sim.specs.failure_trace import read_trace_csv
 from sim.specs.hardware import GpuSpec
 from sim.specs.layout import ParallelismSpec
@@ -199,7 +208,30 @@ def _layout_issues(s: Scenario) -> list[Issue]:
     if p.shard_size != p.data * p.context and s.simulation.fidelity is Fidelity.FULL:
         issues.append(Issue("parallelism.shard_group_size", "HSDP is simulated at fidelity symmetric only "
                             "(full fidelity reduces over the whole DP x CP group)"))
-    return issues + _expert_issues(s) + _recompute_module_issues(s)
+    return issues + _expert_issues(s) + _recompute_module_issues(s) + _cuda_graph_issues(s)
+
+
+def _cuda_graph_issues(s: Scenario) -> list[Issue]:
+    """Partial CUDA graphs are Megatron-Core's; each scope must exist in the model, and ``moe`` needs static
+    shapes (token-drop MoE: Megatron's ``moe`` scope "only supports token-drop MoE")."""
+    graphs, moe, field = s.training.cuda_graphs, s.model.moe, "training.cuda_graphs"
+    if not graphs:
+        issues = []
+    elif s.parallelism.framework is not Framework.MEGATRON_CORE:
+        return [Issue(field, f"is Megatron-Core's --cuda-graph-scope; {s.parallelism.framework.value} is not "
+                      "modelled with CUDA graphs")]
+    else:
+        needs = {CudaGraphScope.MOE_ROUTER: (moe is not None, "needs model.moe (the model is dense)"),
+                 CudaGraphScope.MOE_PREPROCESS: (moe is not None, "needs model.moe (the model is dense)"),
+                 CudaGraphScope.MOE: (moe is not None and moe.capacity_factor is not None,
+                                      "needs a token-drop MoE (model.moe.capacity_factor set): a dropless MoE "
+                                      "block has dynamic shapes"),
+                 CudaGraphScope.MLP: (moe is None or moe.first_dense_layers > 0 or moe.moe_layer_frequency > 1,
+                                      "needs a dense layer (every layer is MoE; use moe_router or moe)")}
+        issues = [Issue(field, f"{g.value} {needs[g][1]}") for g in graphs if g in needs and not needs[g][0]]
+    if not s.parallelism.moe_router_fusion and moe is None:
+        issues.append(Issue("parallelism.moe_router_fusion", "false needs model.moe (the model is dense)"))
+    return issues
 
 
 def _recompute_module_issues(s: Scenario) -> list[Issue]:

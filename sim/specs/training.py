@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sim.errors import Issue
 from sim.specs._schema import Spec, spec_field
-from sim.specs.enums import AttentionKernel, Fp8Recipe, Optimizer, Precision
+from sim.specs.enums import AttentionKernel, CudaGraphScope, Fp8Recipe, Optimizer, Precision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +26,13 @@ class TrainingSpec(Spec):
         "kept for backward in fp8 with 1x128 scales (DeepSeek-V3 report sec 3.3 'Low-Precision Storage')")
     compile: bool = spec_field(
         False, doc="torch.compile (torchtitan, deepspeed): elementwise ops fused into fewer memory passes and kernels")
+    mxfp8_zeroed_scales: bool = spec_field(
+        False, doc="with fp8_recipe mxfp8: Transformer Engine's earlier quantizer (before TE PRs 1793/2019, 2025), "
+        "which zero-fills each quantize's two scale-factor tensors with torch.zeros: 2 more kernels per quantize")
+    cuda_graphs: tuple[CudaGraphScope, ...] = spec_field(
+        (), doc="megatron-core partial CUDA graphs (Megatron --cuda-graph-scope): attn, mlp, moe_router, "
+        "moe_preprocess (with moe_router), moe (token-drop MoE only); each captured part costs the host one graph "
+        "launch per pass instead of a launch per kernel; default none (eager)")
 
     @property
     def fp8(self) -> Fp8Recipe | None:
@@ -40,4 +47,13 @@ class TrainingSpec(Spec):
                           f"{self.precision.value}; set training.precision: fp8 or drop fp8_recipe")]
         if self.fp8_activation_cache and self.precision is not Precision.FP8:
             return [Issue("fp8_activation_cache", f"needs training.precision: fp8 (got {self.precision.value})")]
+        if self.mxfp8_zeroed_scales and self.fp8 is not Fp8Recipe.MXFP8:
+            got = self.fp8.value if self.fp8 is not None else f"precision {self.precision.value}"
+            return [Issue("mxfp8_zeroed_scales", f"needs precision fp8 with fp8_recipe mxfp8 (got {got})")]
+        dup = sorted({g.value for g in self.cuda_graphs if self.cuda_graphs.count(g) > 1})
+        if dup:
+            return [Issue("cuda_graphs", f"names {', '.join(dup)} more than once")]
+        if CudaGraphScope.MOE_PREPROCESS in self.cuda_graphs and CudaGraphScope.MOE_ROUTER not in self.cuda_graphs:
+            return [Issue("cuda_graphs", "moe_preprocess needs moe_router (Megatron captures the preprocess with "
+                          "the router)")]
         return []

@@ -81,14 +81,24 @@ def test_full_recompute_adds_one_forward(t_):
 
 
 def test_selective_recompute_adds_core_attention_only():
-    _, none = lt(recompute="none")
-    _, sel = lt(recompute="selective")
-    _, full = lt(recompute="full")
+    big = {"hidden_size": 8192, "ffn_hidden_size": 32768, "num_attention_heads": 64, "num_kv_heads": 64}
+    _, none = lt(recompute="none", **big)
+    _, sel = lt(recompute="selective", **big)
+    _, full = lt(recompute="full", **big)
     extra = sel.backward.total - none.backward.total
     s = make_scenario(training={"attention": "flash"})
-    attention = kernels.flash_attention_time(s.gpu, 16, S, S, 64, causal=True)
+    attention = kernels.flash_attention_time(s.gpu, 64, S, S, 128, causal=True)
     assert extra == pytest.approx(attention, rel=1e-9)
     assert none.backward.total < sel.backward.total < full.backward.total
+
+
+def test_selective_recompute_of_a_host_bound_layer_adds_its_launch():
+    # the small layer's backward is host-bound (33 launches x 45 us > its GPU time): the recomputed attention
+    # kernel adds one launch to the floor, its GPU time hides under it
+    _, none = lt(recompute="none")
+    _, sel = lt(recompute="selective")
+    assert none.backward.total == pytest.approx(2 * 16 * kernels.host_overhead_s(), rel=1e-12)
+    assert sel.backward.total - none.backward.total == pytest.approx(kernels.host_overhead_s(), rel=1e-9)
 
 
 def test_context_parallel_ring_exposes_only_the_excess_transfer():

@@ -14,7 +14,7 @@ from sim.costs.layer import Paths
 from sim.network.graph import build_fabric
 from sim.network.paths import a2a_paths
 from sim.specs._schema import build
-from sim.specs.enums import Schedule
+from sim.specs.enums import Framework, Schedule
 from sim.specs.topology import TopologySpec
 
 from .conftest import make_scenario
@@ -70,12 +70,20 @@ def test_balanced_routing_has_no_imbalance():
     assert moe.routing_imbalance(moe_scenario()) == 1.0
 
 
-def test_grouped_gemm_fraction_interpolates_the_catalog_curve():
+def test_grouped_gemm_fraction_interpolates_the_catalog_curve_for_a_grouped_kernel():
     points = catalog.moe_table()["grouped_gemm"]["points"]
     (x0, y0), (x1, y1) = points[0], points[1]
     mid = math.sqrt(x0 * x1)  # halfway in log
-    assert moe.grouped_gemm_fraction(mid) == pytest.approx((y0 + y1) / 2, rel=1e-12)
-    assert moe.grouped_gemm_fraction(1.0) == y0 and moe.grouped_gemm_fraction(1e9) == points[-1][1]
+    tt = Framework.TORCHTITAN
+    assert moe.grouped_gemm_fraction(mid, tt) == pytest.approx((y0 + y1) / 2, rel=1e-12)
+    assert moe.grouped_gemm_fraction(1.0, tt) == y0 and moe.grouped_gemm_fraction(1e9, tt) == points[-1][1]
+
+
+def test_per_expert_gemms_run_at_the_dense_efficiency():
+    # Megatron-Core's TE grouped linear (one cuBLAS GEMM per expert) and DeepSpeed-MoE: fraction 1 at any size
+    for framework in (Framework.MEGATRON_CORE, Framework.DEEPSPEED):
+        assert moe.grouped_gemm_fraction(512.0, framework) == 1.0
+        assert moe.grouped_gemm_fraction(2048.0, framework) == 1.0
 
 
 def test_grouped_gemm_time_is_the_experts_dense_gemms_over_the_fraction():
@@ -84,9 +92,12 @@ def test_grouped_gemm_time_is_the_experts_dense_gemms_over_the_fraction():
     rows, n, k = 1024.0, 1024.0, 1024.0
     flops = 2 * rows * n * k
     one = flops / (gpu.peak_flops("bf16") * kernels.gemm_efficiency(gpu, "bf16", flops))
-    assert moe.grouped_gemm_time(gpu, "bf16", rows, 4, n, k) == pytest.approx(
-        4 * one / moe.grouped_gemm_fraction(rows), rel=1e-12)
-    assert moe.grouped_gemm_time(gpu, "bf16", 0, 4, n, k) == 0.0
+    tt = Framework.TORCHTITAN
+    assert moe.grouped_gemm_time(gpu, "bf16", rows, 4, n, k, tt) == pytest.approx(
+        4 * one / moe.grouped_gemm_fraction(rows, tt), rel=1e-12)
+    assert moe.grouped_gemm_time(gpu, "bf16", rows, 4, n, k, Framework.MEGATRON_CORE) == pytest.approx(
+        4 * one, rel=1e-12)
+    assert moe.grouped_gemm_time(gpu, "bf16", 0, 4, n, k, tt) == 0.0
 
 
 def test_a2a_overlap_fraction_counts_steady_1f1b_pairs():
@@ -173,16 +184,28 @@ def test_natural_routing_imbalance_shrinks_with_local_experts_and_is_capped_by_c
 # ---- kernels launched and the experts' fp8 quantize ----------------------------------------------------------
 def test_forward_kernels_count_one_gemm_per_local_expert_and_linear():
     # 16 experts over EP 4: 4 local experts x 2 linears; alltoall router 31 + dispatch 7 + activation 1
-    assert moe.forward_kernels(moe_scenario(ep=4)) == 31 + 7 + 1 + 2 * 4
-    assert moe.forward_kernels(moe_scenario(ep=2)) == 31 + 7 + 1 + 2 * 8
+    assert moe.forward_kernels(moe_scenario(ep=4)) == moe.MoEKernels(31, 7 + 1 + 2 * 4)
+    assert moe.forward_kernels(moe_scenario(ep=2)).total == 31 + 7 + 1 + 2 * 8
     # the flex (DeepEP) dispatcher fuses the EP preprocess into the router's 17 kernels
-    assert moe.forward_kernels(moe_scenario(ep=4, moe_dispatcher="deepep")) == 17 + 4 + 1 + 2 * 4
+    assert moe.forward_kernels(moe_scenario(ep=4, moe_dispatcher="deepep")) == moe.MoEKernels(17, 4 + 1 + 2 * 4)
+
+
+def test_unfused_router_launches_72_kernels():
+    # Megatron-LM DeepSeek-V3 GB200 report sec. 2.1.4: 72 kernels before --moe-router-fusion, 31 after
+    assert moe.forward_kernels(moe_scenario(ep=4, moe_router_fusion=False)).router == 72
 
 
 def test_fp8_adds_one_quantize_kernel_per_local_expert_and_linear():
     s = make_scenario(model={"moe": MOE}, parallelism={"data": 4, "expert": 4},
                       training={"attention": "flash", "precision": "fp8", "fp8_recipe": "tensorwise"})
-    assert moe.forward_kernels(s) == 31 + 7 + 1 + 2 * 4 * 2
+    assert moe.forward_kernels(s).total == 31 + 7 + 1 + 2 * 4 * 2
+
+
+def test_dropless_megatron_blocks_sync_with_the_host():
+    assert moe.host_sync(moe_scenario())
+    capped = make_scenario(model={"moe": {**MOE, "capacity_factor": 1.0}}, parallelism={"data": 4, "expert": 4},
+                           training={"attention": "flash"})
+    assert not moe.host_sync(capped)  # token-drop: every expert padded to its capacity, static shapes
 
 
 def test_expert_quantize_time_by_hand():
