@@ -1,1 +1,2 @@
-"""SimPy processes (the only package that imports simpy): the step and the run simulations."""
+"""The simulations: the step (SimPy processes; the only package that imports simpy) and the run (one process per
+replica, its clock jumping from event to event)."""

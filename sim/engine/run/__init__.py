@@ -2,7 +2,7 @@
 
 Pieces: ``params`` (what a replica is given and returns), ``arrivals`` (when failures come), ``ledger``
 (what work is saved where), ``recovery`` (where a restart resumes from), ``fleet`` (bursts, lemon nodes),
-``slow`` (stragglers, fail-slow episodes), and ``replica`` (the SimPy processes that sequence them).
+``slow`` (stragglers, fail-slow episodes), and ``replica`` (the job's process that sequences them).
 """
 
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams

@@ -51,13 +51,14 @@ class RenewalArrivals:
     """
 
     def __init__(self, params: RunParams, rng: np.random.Generator, scale: float = 1.0) -> None:
-        self.rng, self.k = rng, params.weibull_shape
+        self.k = params.weibull_shape
         self.scale, self.scaled = scale, params.lemon_fraction > 0
         self.wall0 = self.clock0 = 0.0  # the hardware clock read clock0 at wall time wall0
         # Weibull scale such that the mean inter-arrival is 1/rate: mean = scale * Γ(1 + 1/k).
         self.gamma = math.gamma(1 + 1 / self.k) if self.k else 1.0
         self.heap: list[tuple[float, int, FailureClass]] = []  # wall times
         self.hw: list[tuple[float, int, FailureClass]] = []  # hardware clock times (lemons on)
+        self._weibull, self._exponential = rng.weibull, rng.exponential
         for i, cls in enumerate(params.failures):
             self._push(0.0, i, cls)
         injected = FailureClass("injected", "injected", 0.0, 1, False)
@@ -67,12 +68,17 @@ class RenewalArrivals:
 
     def _push(self, last: float, i: int, cls: FailureClass) -> None:
         """The class's next event, ``last`` being its previous one on its own clock."""
+        heapq.heappush(self._heap_of(cls), self._next(last, i, cls))
+
+    def _heap_of(self, cls: FailureClass) -> list[tuple[float, int, FailureClass]]:
+        return self.hw if self.scaled and hardware(cls) else self.heap
+
+    def _next(self, last: float, i: int, cls: FailureClass) -> tuple[float, int, FailureClass]:
+        """The class's event after the one at ``last`` (its gap drawn now, so the draws stay in time order)."""
         # Planned maintenance is a schedule, not wear: always Poisson.
         if self.k is None or cls.planned:
-            gap = self.rng.exponential(1 / cls.rate_per_s)
-        else:
-            gap = self.rng.weibull(self.k) / (cls.rate_per_s * self.gamma)
-        heapq.heappush(self.hw if self.scaled and hardware(cls) else self.heap, (last + gap, i, cls))
+            return last + self._exponential(1 / cls.rate_per_s), i, cls
+        return last + self._weibull(self.k) / (cls.rate_per_s * self.gamma), i, cls
 
     def _wall(self, clock: float) -> float:
         return self.wall0 + (clock - self.clock0) / self.scale
@@ -82,15 +88,25 @@ class RenewalArrivals:
         return min(t, self._wall(self.hw[0][0])) if self.hw else t
 
     def pop(self) -> tuple[float, FailureClass, int] | None:
-        hw = bool(self.hw) and (not self.heap or self._wall(self.hw[0][0]) < self.heap[0][0])
+        heap, hw = self.heap, self.hw
+        # A class's next event replaces its last in one heap operation where both live in the same heap. Every
+        # entry's (time, key) is unique (one pending event per class), so the heap's order is total and the order
+        # of events does not depend on how it is kept.
         if hw:
-            c, i, cls = heapq.heappop(self.hw)
-            self._push(c, i, cls)
-            return self._wall(c), cls, i
-        if not self.heap:
+            c, i, cls = hw[0]
+            wall = self._wall(c)
+            if not heap or wall < heap[0][0]:
+                heapq.heapreplace(hw, self._next(c, i, cls))  # only hardware classes are on the hardware clock
+                return wall, cls, i
+        if not heap:
             return None
-        t, i, cls = heapq.heappop(self.heap)
-        if i >= 0:
+        t, i, cls = heap[0]
+        if i < 0:  # injected, or a detection: no renewal
+            heapq.heappop(heap)
+        elif self._heap_of(cls) is heap:
+            heapq.heapreplace(heap, self._next(t, i, cls))
+        else:
+            heapq.heappop(heap)
             self._push(t, i, cls)
         return t, cls, i
 

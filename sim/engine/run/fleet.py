@@ -31,19 +31,20 @@ class Lemons:
         self.p = params
         # a non-lemon node's hardware rate over the fleet mean (the two classes average to 1)
         self.normal = (1 - params.lemon_fraction * params.lemon_multiplier) / (1 - params.lemon_fraction)
+        self.on = params.lemon_fraction > 0
         # lemons in the job (the rest are average-fleet nodes of the other class); 0 when the feature is off
-        self.count = int(rng.binomial(params.nodes, params.lemon_fraction)) if params.lemon_fraction > 0 else 0
+        self.count = int(rng.binomial(params.nodes, params.lemon_fraction)) if self.on else 0
+        self._scale = self._rate_scale()
 
-    @property
-    def on(self) -> bool:
-        return self.p.lemon_fraction > 0
+    def _rate_scale(self) -> float:
+        p = self.p
+        if not self.on:
+            return 1.0
+        return (self.count * p.lemon_multiplier + (p.nodes - self.count) * self.normal) / p.nodes
 
     def scale(self) -> float:
         """The job's hardware failure rate over the fleet mean, from its lemon count."""
-        p = self.p
-        if p.lemon_fraction <= 0:
-            return 1.0
-        return (self.count * p.lemon_multiplier + (p.nodes - self.count) * self.normal) / p.nodes
+        return self._scale
 
     def swap(self, evicted: int, rng: np.random.Generator) -> float:
         """Evicted nodes leave the job and average fleet nodes take their place; the job's new rate scale.
@@ -54,11 +55,12 @@ class Lemons:
         p = self.p
         n, lem = p.nodes, self.count
         evicted = min(evicted, n)
-        out = int(rng.random() * self.scale() * n < lem * p.lemon_multiplier)
+        out = int(rng.random() * self._scale * n < lem * p.lemon_multiplier)
         if evicted > 1:
-            out += int(rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1))
-        self.count = lem - out + int(rng.binomial(evicted, p.lemon_fraction))
-        return self.scale()
+            out += rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1)
+        self.count = lem - out + rng.binomial(evicted, p.lemon_fraction)
+        self._scale = self._rate_scale()
+        return self._scale
 
 
 class SparePool:
@@ -76,8 +78,9 @@ class SparePool:
         heapq.heappush(self.returns, end)
 
     def _release(self, now: float) -> None:
-        while self.returns and self.returns[0] <= now:
-            heapq.heappop(self.returns)
+        returns = self.returns
+        while returns and returns[0] <= now:
+            heapq.heappop(returns)
             self.level += 1
 
     def available(self, now: float) -> int:
@@ -87,7 +90,8 @@ class SparePool:
 
     def take(self, now: float, wanted: int) -> int:
         """Take up to ``wanted`` nodes at ``now``; how many were there."""
-        self._release(now)
+        if self.returns:
+            self._release(now)
         n = min(wanted, self.level)
         self.level -= n
         return n

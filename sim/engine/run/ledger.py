@@ -27,24 +27,24 @@ class CheckpointLedger:
 
     def durable_at(self, now: float) -> float:
         """Work durable on storage at ``now`` (finished persists counted, pruned)."""
-        if not self.pending or self.pending[0][0] > now:  # persists end in the order they started
+        pending = self.pending
+        if not pending or pending[0][0] > now:  # persists end in the order they started
             return self.durable
-        done = [w for t, w in self.pending if t <= now]
-        if done:
-            self.durable = max(self.durable, *done)
-            self.pending = [(t, w) for t, w in self.pending if t > now]
-        return self.durable
-
-    def pending_end(self) -> float:
-        """When the persist in flight ends (-inf: none)."""
-        return self.pending[-1][0] if self.pending else -math.inf  # the newest ends last
+        durable, kept = self.durable, []
+        for t, w in pending:
+            if t > now:
+                kept.append((t, w))
+            elif w > durable:
+                durable = w
+        self.durable, self.pending = durable, kept
+        return durable
 
     def persist_wait(self, compute_end: float) -> float:
         """How long a save whose compute ends at ``compute_end`` waits for the previous persist (snapshots to
         host memory never wait for storage)."""
         if self.memory or not self.pending:
             return 0.0
-        return max(0.0, self.pending_end() - compute_end)
+        return max(0.0, self.pending[-1][0] - compute_end)  # the newest persist ends last
 
     def saved(self, now: float, work: float) -> None:
         """A save's stall ended at ``now`` holding ``work``."""
@@ -57,6 +57,7 @@ class CheckpointLedger:
             elif not self.pending:
                 self.pending.append((now + p.persist_s, work))
         elif p.persist_s > 0:
+            self.durable_at(now)  # prune the finished persists (the list stays short)
             self.pending.append((now + p.persist_s, work))
         else:
             self.durable = work
@@ -64,37 +65,47 @@ class CheckpointLedger:
     def quiet(self, start: float, end: float, k: int, first: float, cycle: float) -> None:
         """``k`` whole cycles ran from ``start`` to ``end`` (the first ``first`` s long, the others ``cycle``)
         with a save at the end of each; the ledger after them, without an event per save."""
-        p = self.p
+        interval, persist = self.p.interval_s, self.p.persist_s
         work0 = self.progress
-        self.progress += k * p.interval_s
+        self.progress = work0 + k * interval
         if self.memory:
-            self._quiet_persists(start, first, cycle, k, work0)
-        elif p.persist_s > 0:  # the one before the last has persisted (a cycle outlasts a persist)
-            self.durable = self.progress - p.interval_s
-            self.pending = [(end + p.persist_s, self.progress)]
+            self._quiet_persists(start, first, cycle, k, work0, interval, persist)
+        elif persist > 0:  # the one before the last has persisted (a cycle outlasts a persist)
+            self.durable = self.progress - interval
+            self.pending = [(end + persist, self.progress)]
         else:
             self.durable = self.progress
 
-    def _quiet_persists(self, start: float, first: float, cycle: float, k: int, work0: float) -> None:
+    def _quiet_persists(self, start: float, first: float, cycle: float, k: int, work0: float, interval: float,
+                        persist: float) -> None:
         """The storage ledger after ``k`` quiet cycles with an in-memory tier: saves never wait; persist j
         starts at the first save at or after the previous one's end (arithmetic, no event per save)."""
-        p = self.p
-        self.memory_work = work0 + k * p.interval_s
-        if p.persist_s <= 0:
+        self.memory_work = self.progress
+        if persist <= 0:
             self.durable = self.memory_work
             return
         t1 = start + first
-        busy = self.pending_end()
-        j1 = 1 + max(0, math.ceil((busy - t1) / cycle)) if busy > t1 else 1
-        if j1 > k:
-            return
-        step = max(1, math.ceil(p.persist_s / cycle))
+        pending = self.pending
+        j1 = 1
+        if pending:
+            busy = pending[-1][0]
+            if busy > t1:
+                j1 = 1 + max(0, math.ceil((busy - t1) / cycle))
+                if j1 > k:
+                    return
+        step = max(1, math.ceil(persist / cycle))
         starts = 1 + (k - j1) // step
         last = j1 + (starts - 1) * step
-        self.durable = max([self.durable, *(w for _, w in self.pending)])  # the one in flight ended by save j1
+        durable = self.durable
+        for _, w in pending:  # the one in flight ended by save j1
+            if w > durable:
+                durable = w
         if starts >= 2:
-            self.durable = max(self.durable, work0 + (last - step) * p.interval_s)
-        self.pending = [(t1 + (last - 1) * cycle + p.persist_s, work0 + last * p.interval_s)]
+            done = work0 + (last - step) * interval
+            if done > durable:
+                durable = done
+        self.durable = durable
+        self.pending = [(t1 + (last - 1) * cycle + persist, work0 + last * interval)]
 
     def forced_save(self) -> None:
         """A save announced before maintenance, persisted in full: everything done is durable."""

@@ -48,7 +48,7 @@ class InMemory(StorageReload):
         storage = ledger.durable_at(now)
         if cause.planned:
             return storage, False
-        from_memory = not corrupted and self.survives(lost_nodes, rng)
+        from_memory = not corrupted and (lost_nodes < self.p.memory_replicas or self.survives(lost_nodes, rng))
         self.memory_recoveries += from_memory
         self.storage_fallbacks += not from_memory
         return (ledger.memory_work if from_memory else storage), from_memory
@@ -61,11 +61,14 @@ class InMemory(StorageReload):
             return True
         if lost >= n:
             return False
-        group = rng.choice(n, size=lost, replace=False) // r
-        counts = np.bincount(group, minlength=(n + r - 1) // r)
-        sizes = np.full(counts.size, r)
-        sizes[-1] = n - r * (counts.size - 1)
-        return not bool((counts >= sizes).any())
+        last = (n - 1) // r  # the last group may be smaller
+        size_last = n - r * last
+        counts: dict[int, int] = {}
+        for group in (rng.choice(n, size=lost, replace=False) // r).tolist():  # a few nodes: plain Python
+            counts[group] = c = counts.get(group, 0) + 1
+            if c >= (size_last if group == last else r):
+                return False  # every holder of this group's snapshots is lost
+        return True
 
 
 def recovery_policy(params: RunParams) -> StorageReload:

@@ -35,7 +35,9 @@ class Episodes:
 
     def __init__(self, params: RunParams, rng: np.random.Generator) -> None:
         self.p, self.rng = params, rng
-        self.next_start = float(rng.exponential(1 / params.episode_rate_per_s))
+        self.mean_gap = 1 / params.episode_rate_per_s
+        self.slow = 1 / (1 + params.episode_slowdown)  # the pace factor while any episode lasts
+        self.next_start = float(rng.exponential(self.mean_gap))
         self.ends: list[float] = []
 
     def next_change(self) -> float:
@@ -43,11 +45,16 @@ class Episodes:
 
     def factor(self, now: float) -> float:
         """Apply the starts and ends up to ``now``; the job's pace factor until ``next_change()``."""
-        p = self.p
-        while self.next_change() <= now:
-            if self.ends and self.ends[0] <= self.next_start:
-                heapq.heappop(self.ends)
+        p, ends = self.p, self.ends
+        while True:
+            start = self.next_start
+            if ends and ends[0] <= start:
+                if ends[0] > now:
+                    break
+                heapq.heappop(ends)
             else:
-                heapq.heappush(self.ends, self.next_start + self.rng.lognormal(p.episode_mu_ln_s, p.episode_sigma_ln))
-                self.next_start += self.rng.exponential(1 / p.episode_rate_per_s)
-        return 1 / (1 + p.episode_slowdown) if self.ends else 1.0
+                if start > now:
+                    break
+                heapq.heappush(ends, start + self.rng.lognormal(p.episode_mu_ln_s, p.episode_sigma_ln))
+                self.next_start = start + self.rng.exponential(self.mean_gap)
+        return self.slow if ends else 1.0
