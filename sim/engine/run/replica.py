@@ -7,11 +7,11 @@ time: components fail whether the job trains or restarts; while it waits for nod
 count, as no software runs. The next one is always known, so every phase of the job (a training segment,
 a forced save, a spare wait, a restart) runs to its end or to the next interruption, whichever comes first:
 no interrupt, no second process. With nothing to interact with, the job needs no event queue (SimPy's queue
-was ~6 % of the run's CPU): its clock jumps from one event to the next. On an interruption the work since the recovery point is
-lost (sim/engine/run/ledger.py, sim/engine/run/recovery.py), the restart pipeline runs (and starts over if
-another failure lands during it), evicted nodes go to repair (lognormal) and are replaced from the spare
-pool — or the job waits for a repaired node, or shrinks to fewer data-parallel replicas (sim/engine/run/
-fleet.py, with correlated bursts and lemon nodes). Stragglers are drawn per (re)start and fail-slow
+was ~6 % of the run's CPU): its clock jumps from one event to the next. On an interruption the work since
+the recovery point is lost (sim/engine/run/ledger.py, sim/engine/run/recovery.py), the restart pipeline runs
+(and starts over if another failure lands during it), evicted nodes go to repair (lognormal) and are replaced
+from the spare pool — or the job waits for a repaired node, or shrinks to fewer data-parallel replicas
+(sim/engine/run/fleet.py, with correlated bursts and lemon nodes). Stragglers are drawn per (re)start and fail-slow
 episodes change the pace (sim/engine/run/slow.py). Silent data corruption is found only after a detection
 latency and rolls back to the last checkpoint taken before it.
 
