@@ -207,13 +207,22 @@ def tile(fabric: Fabric, groups: np.ndarray) -> tuple[Fabric, np.ndarray] | None
         used = [t for t in range(len(fabric.tiers)) if np.any(fabric.unit(t, out) != fabric.unit(t, out[:, :1]))]
         if any(size % spans[t] and math.isfinite(fabric.tiers[t].uplink_byte_s) for t in used):
             continue
-        local = groups - (which * size)[:, None]
-        order = np.lexsort(np.column_stack([local[:, ::-1], which]).T)  # by tile, then by local row
-        if not np.array_equal(local[order].reshape(n // size, len(first), -1), np.broadcast_to(
-                local[order][:len(first)], (n // size, *first.shape))):
+        if not _repeats(groups - (which * size)[:, None], which, n // size):
             continue
         return dataclasses.replace(fabric, num_gpus=size), first
     return None
+
+
+def _repeats(local: np.ndarray, which: np.ndarray, tiles: int) -> bool:
+    """Whether every tile holds the same groups (rows of ``local``, GPUs relative to their tile ``which``), in
+    any row order; members in the same order within a group (a ring follows it)."""
+    order = np.argsort(which, kind="stable")
+    shaped = local[order].reshape(tiles, -1, local.shape[1])
+    if np.array_equal(shaped, np.broadcast_to(shaped[0], shaped.shape)):  # the placement's regular row order
+        return True
+    order = np.lexsort(np.column_stack([local[:, ::-1], which]).T)  # by tile, then by local row
+    shaped = local[order].reshape(tiles, -1, local.shape[1])
+    return np.array_equal(shaped, np.broadcast_to(shaped[0], shaped.shape))
 
 
 def members_path(fabric: Fabric, arch: str, groups: npt.ArrayLike, directed: bool = False) -> GroupPath:
