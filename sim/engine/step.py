@@ -281,7 +281,12 @@ class RankIO:
         waited = now - start
         if waited <= 0:
             return
-        comm = waited if value is None else max(0.0, value[1] - max(start, value[0]))
+        if value is None:
+            comm = waited
+        else:  # max(0.0, value[1] - max(start, value[0])), without the calls
+            comm = value[1] - (start if start > value[0] else value[0])
+            if comm < 0.0:
+                comm = 0.0
         self.spent[category] += comm
         self.spent["bubble"] += waited - comm
 
@@ -316,15 +321,19 @@ class SymmetricIO(RankIO):
         # PP backward); a channel idle from ``start`` on adds nothing (its busy time does not change)
         extra = 0.0
         dp = self.dp
-        if not dp.idle():
-            dp.advance(start)
-        if not dp.idle():
-            gather, reduce = dp.busy_between(start, end)
-            extra += gather * self.dp_contention
-            extra += reduce * self.dp_contention
-        for ch in self.pp_channels:
-            if ch.free_at > start:
-                extra += (ch.busy_until(end) - ch.busy_until(start)) * self.pp_contention
+        q0, q1 = dp.queues
+        if q0 or q1:
+            if dp.t < start:
+                dp.advance(start)
+            if q0 or q1:
+                gather, reduce = dp.busy_between(start, end)
+                extra += gather * self.dp_contention
+                extra += reduce * self.dp_contention
+        act, grad = self.pp_channels
+        if act.free_at > start:
+            extra += (act.busy_until(end) - act.busy_until(start)) * self.pp_contention
+        if grad.free_at > start:
+            extra += (grad.busy_until(end) - grad.busy_until(start)) * self.pp_contention
         if extra > 0:
             end = end + extra
         self.t = end
@@ -373,8 +382,9 @@ class SymmetricIO(RankIO):
         start = self.t
         end = self.dp.finish(tr)
         assert tr.start is not None
-        self.t = max(start, end)
-        self._book_wait(start, self.t, (tr.start, end), category)
+        if end > start:  # nothing to book when it ended before the clock
+            self.t = end
+            self._book_wait(start, end, (tr.start, end), category)
         return NO_STEPS
 
 
@@ -526,7 +536,8 @@ class PipelineRank:
         blocking = self.dp.blocking
         gathers: list[list[Any]] = []
         for j, n in enumerate(params):
-            while count and len(gathers) <= min(j + ahead, last_piece):
+            upto = j + ahead if j + ahead < last_piece else last_piece
+            while count and len(gathers) <= upto:
                 k = len(gathers)
                 gathers.append([tr for g in range(count)
                                 for tr in self._gather(f"gather{g}.{pieces[k][0]}" if rec else "", params[k],

@@ -82,18 +82,18 @@ class Intervals:
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.before: list[float] = []  # busy seconds before each interval
-        self._total = 0.0
+        self.total = 0.0  # busy seconds of all of them
 
     def append(self, start: float, end: float) -> None:
         self.starts.append(start)
         self.ends.append(end)
-        self.before.append(self._total)
-        self._total += end - start
+        self.before.append(self.total)
+        self.total += end - start
 
     def busy_until(self, t: float) -> float:
         """Busy seconds of the recorded intervals up to ``t``."""
         if not self.ends or t >= self.ends[-1]:  # all of them ended by t (the usual question: now)
-            return self._total
+            return self.total
         i = bisect.bisect_right(self.ends, t)  # intervals 0..i-1 ended by t
         done = self.before[i - 1] + (self.ends[i - 1] - self.starts[i - 1]) if i else 0.0
         if i < len(self.starts) and self.starts[i] < t:
@@ -149,7 +149,9 @@ class DpLink:
         self.t = 0.0
 
     def submit(self, now: float, channel: int, name: str, latency: float, work: float, **args: Any) -> DpTransfer:
-        self.advance(now)
+        if self.t < now:  # advance(now), without the call
+            self._run(now, None)
+            self.t = now
         tr = DpTransfer(channel, name, latency, work, args)
         queue = self.queues[channel]
         queue.append(tr)
@@ -168,13 +170,19 @@ class DpLink:
     def busy_between(self, start: float, end: float) -> tuple[float, float]:
         """Busy seconds of both channels together from ``start`` to ``end`` (gather's, then reduce's: the order
         the step adds them in); advances the link to ``end``."""
-        self.advance(start)
+        if self.t < start:  # advance(start) and advance(end), without the calls
+            self._run(start, None)
+            self.t = start
         gather, reduce = self._busy(1, start), self._busy(0, start)
-        self.advance(end)
+        if self.t < end:
+            self._run(end, None)
+            self.t = end
         return self._busy(1, end) - gather, self._busy(0, end) - reduce
 
     def _busy(self, channel: int, t: float) -> float:
-        done = self.busy[channel].busy_until(t)
+        past = self.busy[channel]
+        ends = past.ends
+        done = past.total if not ends or t >= ends[-1] else past.busy_until(t)  # the usual question: now
         queue = self.queues[channel]
         if queue and queue[0].start < t:  # type: ignore[operator]
             done += t - queue[0].start  # type: ignore[operator]
@@ -217,7 +225,9 @@ class DpLink:
                 other = t + h1.left * n if m1 else h1.start + h1.latency  # type: ignore[operator]
                 if other < nxt:
                     nxt = other
-            step_to = min(max(nxt, t), until)
+            step_to = nxt if nxt > t else t  # min(max(nxt, t), until), without the calls
+            if until < step_to:
+                step_to = until
             if n and step_to == t < until:
                 # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
                 # cannot move: those transfers are done now, or the loop would spin forever
