@@ -72,13 +72,17 @@ def preset_table() -> dict[str, dict[str, Any]]:
 def preset(name: str) -> dict[str, Any] | None:
     """One model preset by name, or None: its own file ``models/<name>.yaml`` when that file holds it (one
     file parsed, not the ~20 of :func:`preset_table`), else looked up in the table."""
-    if name.isascii() and name.replace("-", "").replace("_", "").replace(".", "").isalnum() and name[0] != ".":
-        entry = resources.files(__package__).joinpath("models", f"{name}.yaml")
-        if entry.is_file():
-            data = load_yaml(entry.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("name") == name:
-                return data
+    if f"{name}.yaml" in _preset_files():
+        data = load_yaml(resources.files(__package__).joinpath("models", f"{name}.yaml").read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("name") == name:
+            return data
     return preset_table().get(name)
+
+
+@functools.cache
+def _preset_files() -> frozenset[str]:
+    """Names of the files in ``models/`` (listed, not read: a name is looked up only among them)."""
+    return frozenset(entry.name for entry in resources.files(__package__).joinpath("models").iterdir())
 
 
 @functools.cache
