@@ -28,6 +28,7 @@ figure the search reports comes from ``evaluate``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -116,10 +117,13 @@ def _unique_rows(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
 
 
 class _Probe:
-    """Scenarios of the table on demand (the first row of each key), built with ``Layout.apply``."""
+    """Scenarios of the table on demand (the first row of each key), built with ``Layout.apply`` on the base without
+    its failures block: the pre-screen's figures never read it, and its rules (which read only the job's size) were
+    checked once by the enumeration, so each probe need not re-run them."""
 
     def __init__(self, enum: Enumeration) -> None:
         self.enum = enum
+        self.base = dataclasses.replace(enum.base, failures=None)
         self.gpu = enum.base.gpu
         self.topo = enum.cluster.topology
         self._scenarios: dict[int, Scenario] = {}
@@ -127,7 +131,7 @@ class _Probe:
 
     def scenario(self, i: int) -> Scenario:
         if i not in self._scenarios:
-            self._scenarios[i] = self.enum.valid.layout(i).apply(self.enum.base, self.enum.cluster)
+            self._scenarios[i] = self.enum.valid.layout(i).apply(self.base, self.enum.cluster)
         return self._scenarios[i]
 
     def dp_plan(self, s: Scenario) -> zero.DataParallelPlan:

@@ -155,6 +155,9 @@ def size(base: Scenario, tokens: float, clusters: Sequence[ClusterSpec], *,
                 training = dataclasses.replace(base.training, global_batch_size=gbs)
                 scenario = dataclasses.replace(base, costs=costs, training=training)
                 items.append((scaled_spares(scenario, sized), sized, space, simulate, replicas))
+    # Heaviest first, so that no long count starts last while the other workers idle: the step simulations grow with
+    # the micro-batches per pipeline, so with the global batch per GPU (the smallest counts).
+    items.sort(key=lambda item: item[1].num_gpus / item[0].training.global_batch_size)
     # counts in parallel, one process each; a single count searches its layouts on all workers instead
     outer = workers or pool.default_workers()
     inner = 1 if outer > 1 and len(items) > 1 else workers

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from sim.errors import ScenarioError
+from sim.specs._schema import replace as spec_replace
 from sim.specs.enums import Recompute, Schedule
 from sim.specs.scenario import ClusterSpec, Scenario, tp_overlap_allowed, virtual_stage_layer_counts
 
@@ -153,7 +154,7 @@ class Layout:
         same_pipeline = not uneven and ((self.pipeline, self.virtual_pipeline, self.split)
                                         == (b.pipeline, b.virtual_pipeline, b.account_for_embedding_in_pipeline_split))
         try:
-            par = dataclasses.replace(
+            par = spec_replace(
                 b, **fields, expert_tensor=self.expert_tensor or None,
                 account_for_embedding_in_pipeline_split=self.split, account_for_loss_in_pipeline_split=self.split,
                 reshard_after_forward=b.reshard_after_forward if self.zero_stage == 3 else None,
@@ -166,7 +167,7 @@ class Layout:
                 last_stage_layers=b.last_stage_layers if same_pipeline else self.last_stage_layers or None)
         except ScenarioError as err:
             raise ScenarioError([dataclasses.replace(i, path=f"parallelism.{i.path}") for i in err.issues]) from None
-        return dataclasses.replace(base, parallelism=par, cluster=cluster or base.cluster)
+        return spec_replace(base, parallelism=par, cluster=cluster or base.cluster)
 
     def label(self) -> str:
         """Short text: ``TP8 PP16x4 CP1 DP128 Z1 mb1 full interleaved-1f1b +emb/loss`` (MoE: ``EP8 ETP1`` after
