@@ -120,3 +120,24 @@ def test_prescreen_costs_the_busiest_stage_as_the_engine_does():
     assert set(rows) == {(1, 2), (2, 1)}
     sim = {k: evaluate(enum.valid.layout(i).apply(base)).step.step_time_s for k, i in rows.items()}
     assert est[rows[2, 1]] < est[rows[1, 2]] and sim[2, 1] < sim[1, 2]
+
+
+def test_deepseek_v3_reaches_uneven_pp8_and_pp16_and_the_prescreen_memory_holds():
+    """The bundled DeepSeek-V3 scenario (61 layers, 3 dense + 58 MoE, MTP and MLA; its own PP16 split 4 x 15 + 1):
+    PP8 as 5+6x8+8, 6+6x8+7, 8+6x8+5; PP16 as its own split and 1+14x4+4, 2+14x4+3 (4+14x4+1 is its own). The
+    pre-screen's memory equals the memory model on each (first and last stages with the embedding, MTP, head)."""
+    from pathlib import Path
+
+    from sim.specs.scenario import load_scenario
+
+    base = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "deepseek-v3-2048-h800.yaml")
+    space = SearchSpace(tensor=(1,), pipeline=(8, 16), context=(1,), expert=(64,), expert_tensor=(1,),
+                        micro_batch_sizes=(1,), zero_stages=(1,), recomputes=(Recompute.SELECTIVE,),
+                        schedules=(Schedule.ONE_F_ONE_B,), tp_comm_overlaps=(False,))
+    enum = enumerate_space(base, space)
+    splits = {(int(p), int(f), int(la)) for p, f, la in zip(enum.valid["pipeline"], enum.valid["first_stage_layers"],
+                                                           enum.valid["last_stage_layers"], strict=True)}
+    assert splits == {(8, 5, 8), (8, 6, 7), (8, 8, 5), (16, 0, 0), (16, 1, 4), (16, 2, 3)}
+    est = prescreen(enum).memory_bytes
+    exact = [peak_memory(enum.valid.layout(i).apply(base)).total for i in range(len(enum.valid))]
+    np.testing.assert_allclose(est, exact, rtol=1e-9)
