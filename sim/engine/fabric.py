@@ -9,8 +9,6 @@ same simulated instant are solved once together (the fabric process wakes after 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import simpy
 
@@ -32,6 +30,7 @@ class FabricFlows:
         self._next_batch = 0
         self._last = 0.0
         self._wake = env.event()
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = []  # started, not yet merged
         self.solves = 0
         env.process(self._run())
 
@@ -44,21 +43,29 @@ class FabricFlows:
             done.succeed()
             return done
         self._advance()
-        links = np.asarray(links, dtype=np.int64)[keep]
-        width = max(self.links.shape[1], links.shape[1])
-        self.links = np.concatenate([_pad(self.links, width), _pad(links, width)])
-        nbytes = np.asarray(nbytes, dtype=float)[keep]
-        self.left = np.concatenate([self.left, nbytes])
-        self.total = np.concatenate([self.total, nbytes])
-        caps = np.full(len(nbytes), np.inf) if cap is None else np.asarray(cap, dtype=float)[keep]
-        self.cap = np.concatenate([self.cap, caps])
-        self.batch = np.concatenate([self.batch, np.full(len(nbytes), self._next_batch)])
+        caps = None if cap is None else np.asarray(cap, dtype=float)[keep]
+        self._pending.append((np.asarray(links, dtype=np.int64)[keep], np.asarray(nbytes, dtype=float)[keep], caps,
+                              self._next_batch))
         self.events[self._next_batch] = done
         self._next_batch += 1
-        self.rates = np.concatenate([self.rates, np.zeros(len(nbytes))])
         if not self._wake.triggered:
             self._wake.succeed()
         return done
+
+    def _merge(self) -> None:
+        """Append the flows started since the fabric last ran (one concatenation for all of them: transfers
+        started at one instant are solved together anyway)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        width = max(self.links.shape[1], *(links.shape[1] for links, _, _, _ in pending))
+        self.links = np.concatenate([_pad(self.links, width), *(_pad(links, width) for links, _, _, _ in pending)])
+        self.left = np.concatenate([self.left, *(nbytes for _, nbytes, _, _ in pending)])
+        self.total = np.concatenate([self.total, *(nbytes for _, nbytes, _, _ in pending)])
+        self.cap = np.concatenate([self.cap, *(np.full(len(nbytes), np.inf) if caps is None else caps
+                                               for _, nbytes, caps, _ in pending)])
+        self.batch = np.concatenate([self.batch, *(np.full(len(nbytes), b) for _, nbytes, _, b in pending)])
+        self.rates = np.concatenate([self.rates, np.zeros(sum(len(nbytes) for _, nbytes, _, _ in pending))])
 
     def _advance(self) -> None:
         now = self.env.now
@@ -83,10 +90,11 @@ class FabricFlows:
 
     def _run(self):
         while True:
-            if not len(self.left):
+            if not len(self.left) and not self._pending:
                 yield self._wake
                 self._wake = self.env.event()
             self._advance()
+            self._merge()
             self._finish()
             if not len(self.left):
                 continue
@@ -105,61 +113,6 @@ class FabricFlows:
             yield self.env.timeout(dt) | self._wake
             if self._wake.triggered:
                 self._wake = self.env.event()
-
-
-class SharedLink:
-    """One link shared equally by the transfers on it (max-min on a single link, in plain Python: the
-    symmetric engine's DP path, where a numpy solve per bucket would cost more than the rest)."""
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.env = env
-        self.left: list[float] = []  # work of each active transfer, in link-seconds
-        self.events: list[simpy.Event] = []
-        self._last = 0.0
-        self._wake = env.event()
-        env.process(self._run())
-
-    def transfer(self, work: float) -> simpy.Event:
-        """Start ``work`` seconds of exclusive link time; the event fires when it is done."""
-        done = self.env.event()
-        self._advance()
-        self.left.append(work)
-        self.events.append(done)
-        if not self._wake.triggered:
-            self._wake.succeed()
-        return done
-
-    def _advance(self) -> None:
-        if self.left:
-            step = (self.env.now - self._last) / len(self.left)
-            self.left = [w - step for w in self.left]
-        self._last = self.env.now
-
-    def _run(self):
-        while True:
-            if not self.left:
-                yield self._wake
-                self._wake = self.env.event()
-            self._advance()
-            finished = [i for i, w in enumerate(self.left) if w <= REL_TOL * max(1.0, abs(w))]
-            for i in reversed(finished):
-                self.left.pop(i)
-                self.events.pop(i).succeed()
-            if not self.left:
-                continue
-            dt = min(self.left) * len(self.left)
-            if self.env.now + dt == self.env.now:  # below the clock's resolution: done now (FabricFlows._run)
-                self.left = [0.0 if w * len(self.left) <= np.spacing(self.env.now) else w for w in self.left]
-                continue
-            yield self.env.timeout(dt) | self._wake
-            if self._wake.triggered:
-                self._wake = self.env.event()
-
-
-def after(env: simpy.Environment, delay: float, start: Callable[[], simpy.Event]):
-    """Process: wait ``delay`` (a latency), then for the event ``start()`` returns (flows on a fabric)."""
-    yield env.timeout(delay)
-    yield start()
 
 
 def _pad(links: np.ndarray, width: int) -> np.ndarray:

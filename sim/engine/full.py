@@ -31,7 +31,7 @@ import simpy
 
 from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_latency, size_efficiency
 from sim.costs.layer import Paths, PhaseTime
-from sim.engine.fabric import FabricFlows, after
+from sim.engine.fabric import FabricFlows
 from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepResult, StepSimulation
 from sim.engine.streams import Channel
 from sim.errors import InfeasibleLayout
@@ -137,9 +137,15 @@ class FullIO(RankIO):
         """Process step: run ``t`` on the compute stream, slowed by communication beside it."""
         env = self.env
         start = env.now
-        before = [ch.busy_until(start) for ch, _ in self.contention]
+        # written out for the four channels (once per block of every rank): the sum's order, gather, reduce,
+        # PP forward, PP backward, as in ``contention``
+        (gather, gc), (reduce, rc), (act, ac), (grad, bc) = self.contention
+        g0, r0 = gather.busy.busy_until(start), reduce.busy.busy_until(start)
+        a0, b0 = act.busy.busy_until(start), grad.busy.busy_until(start)
         yield env.timeout(t.total)
-        extra = sum((ch.busy_until(env.now) - b) * c for (ch, c), b in zip(self.contention, before, strict=True))
+        now = env.now
+        extra = ((gather.busy.busy_until(now) - g0) * gc + (reduce.busy.busy_until(now) - r0) * rc
+                 + (act.busy.busy_until(now) - a0) * ac + (grad.busy.busy_until(now) - b0) * bc)
         if extra > 0:
             yield env.timeout(extra)
         self._book_compute(name, t, start, env.now, extra, args)
@@ -163,14 +169,10 @@ class FullIO(RankIO):
 
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
         """A pipeline send: one flow to the peer GPU in the next (or previous) stage."""
-        done = self._message(kind, key)
         links, eff, latency = self._route(kind)
         flows = self.fs.fabric_flows
-
-        def work() -> simpy.Event:
-            return self.env.process(after(self.env, latency, lambda: flows.transfer(links, nbytes / eff)))
-
-        self.env.process(self.pp[kind].run(name, work, done, bytes=nbytes))
+        self.pp[kind].submit(name, latency, lambda: flows.transfer(links, nbytes / eff), self._message(kind, key),
+                             bytes=nbytes)
 
     def _route(self, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
         """The route to the peer GPU in the next (``act``) or previous (``grad``) stage: its links, point-to-point

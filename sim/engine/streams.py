@@ -6,8 +6,8 @@ Two kinds of channel:
   channel's queue when it is submitted (FIFO, one at a time; the DP link's two channels share its
   bandwidth equally while both move bytes), so no SimPy process runs per transfer. Only the rank that
   owns them submits, in its own time order, which is what makes this exact.
-* :class:`Channel` is held by a SimPy process per transfer, for transfers whose duration depends on
-  other ranks (full fidelity: flows on a shared fabric, group rendezvous).
+* :class:`Channel` runs transfers whose duration depends on other ranks (full fidelity: flows on a shared
+  fabric) from event callbacks, still FIFO and one at a time.
 """
 
 from __future__ import annotations
@@ -290,31 +290,43 @@ class Mailbox:
 
 
 class Channel:
-    """A communication channel (FIFO, one transfer at a time) held by a SimPy process per transfer,
-    tracking its busy time.
-
-    ``busy_until(now)`` lets a compute stream measure how much communication ran beside it, which
-    is what slows it (SM contention).
-    """
+    """A communication channel of full fidelity (FIFO, one transfer at a time) whose transfers last as long as
+    the fabric says: each waits its latency, then for the event its flows return; driven by event callbacks,
+    no SimPy process per transfer. Tracks its busy time: ``busy_until(now)`` lets a compute stream measure how
+    much communication ran beside it, which is what slows it (SM contention)."""
 
     def __init__(self, env: simpy.Environment, rank: int, name: str, timeline: Timeline) -> None:
         self.env, self.rank, self.name, self.timeline = env, rank, name, timeline
-        self.resource = simpy.Resource(env, capacity=1)
         self.busy = Busy()
+        self.queue: deque[tuple[str, float, Callable[[], simpy.Event], simpy.Event, dict[str, Any]]] = deque()
+        self.active = False
 
     def busy_until(self, now: float) -> float:
         """Cumulative busy seconds up to ``now``."""
         return self.busy.busy_until(now)
 
-    def run(self, name: str, work: Callable[[], simpy.Event], done: simpy.Event | None = None, **args: Any):
-        """Process: queue, hold the channel until the event ``work()`` returns has fired, then trigger
-        ``done`` with (start, end)."""
-        with self.resource.request() as req:
-            yield req
-            start = self.env.now
-            self.busy.start(start)
-            yield work()
-            self.busy.stop(self.env.now)
-            self.timeline.add(self.rank, self.name, name, start, self.env.now, **args)
-        if done is not None:
-            done.succeed((start, self.env.now))
+    def submit(self, name: str, latency: float, flows: Callable[[], simpy.Event], done: simpy.Event,
+               **args: Any) -> None:
+        """Queue a transfer: when the channel is free, ``latency`` seconds, then the event ``flows()`` returns
+        (started then); ``done`` fires with (start, end) when that event has."""
+        self.queue.append((name, latency, flows, done, args))
+        if not self.active:
+            self._start()
+
+    def _start(self) -> None:
+        name, latency, flows, done, args = self.queue.popleft()
+        self.active = True
+        env = self.env
+        start = env.now
+        self.busy.start(start)
+
+        def finish(_: simpy.Event) -> None:
+            now = env.now
+            self.busy.stop(now)
+            self.timeline.add(self.rank, self.name, name, start, now, **args)
+            self.active = False
+            done.succeed((start, now))
+            if self.queue:
+                self._start()
+
+        env.timeout(latency).callbacks.append(lambda _: flows().callbacks.append(finish))

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.engine.fabric import FabricFlows, SharedLink
+from sim.engine.fabric import FabricFlows
 from sim.engine.full import FullStepSimulation
 from sim.engine.simulate import simulate_step
 from sim.engine.step import StepSimulation
+from sim.engine.streams import Channel, Timeline
 from sim.errors import InfeasibleLayout
 from sim.specs.enums import Fidelity
 from sim.specs.scenario import Scenario, scenario_from_mapping
@@ -126,7 +127,15 @@ def test_fabric_resolves_when_flows_start_and_finish():
     assert fabric.solves == 3  # a starts, b starts, b ends
 
 
-def test_shared_link_splits_its_time_equally():
+def test_channel_runs_its_transfers_in_order_latency_then_flows():
+    # one 10 B/s link; two 10 B sends queued at t=0 with 1 s latency each: the first holds the channel
+    # 0..2 (latency, then 1 s of flow), the second 2..4
     env = simpy.Environment()
-    link = SharedLink(env)
-    assert _finish_times(env, [link.transfer(1.0), link.transfer(3.0)]) == pytest.approx([2.0, 4.0])
+    fabric = FabricFlows(env, np.array([10.0]))
+    channel = Channel(env, 0, "pp_send_fwd", Timeline(False))
+    done = [env.event(), env.event()]
+    for event in done:
+        channel.submit("send", 1.0, lambda: fabric.transfer(np.array([[0]]), np.array([10.0])), event)
+    assert _finish_times(env, done) == pytest.approx([2.0, 4.0])
+    assert [event.value for event in done] == [pytest.approx((0.0, 2.0)), pytest.approx((2.0, 4.0))]
+    assert channel.busy_until(4.0) == pytest.approx(4.0)
