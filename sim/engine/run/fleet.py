@@ -54,7 +54,8 @@ class Lemons:
         """
         p = self.p
         n, lem = p.nodes, self.count
-        evicted = min(evicted, n)
+        if evicted > n:
+            evicted = n
         out = int(rng.random() * self._scale * n < lem * p.lemon_multiplier)
         if evicted > 1:
             out += rng.hypergeometric(lem - out, n - lem - (1 - out), evicted - 1)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import Counter
 
 import numpy as np
 
@@ -56,8 +55,8 @@ class Replica:
         self.missing = 0  # evicted nodes not yet replaced
         self.speed = 1.0
         self.losses = dict.fromkeys(LOSSES, 0.0)
-        self.by_category: Counter[str] = Counter()
-        self.by_name: Counter[str] = Counter()
+        self.by_category: dict[str, int] = {}  # interruptions (plain dicts: a Counter's += is slower)
+        self.by_name: dict[str, int] = {}
         self.checkpoints = 0
         self.events: list[RunEvent] = []
         self.done = False
@@ -120,6 +119,12 @@ class Replica:
         self.evict_at = self.now + p.straggler_evict_s if slow and p.straggler_evict_s is not None else math.inf
 
     # --- interruptions -----------------------------------------------------------------------
+    def _count(self, cls: FailureClass) -> None:
+        """One interruption of ``cls``."""
+        by_category, by_name = self.by_category, self.by_name
+        by_category[cls.category] = by_category.get(cls.category, 0) + 1
+        by_name[cls.name] = by_name.get(cls.name, 0) + 1
+
     def _pop(self) -> None:
         """Draw the next interruption (its class's next gap is drawn now: the draws stay in time order)."""
         event = self.next_event = self.arrivals.pop()
@@ -179,8 +184,7 @@ class Replica:
         if self.waiting_for_nodes and not evicted:
             self._pop()
             return None  # a stopped job has no software to crash and no maintenance to interrupt
-        self.by_category[cls.category] += 1
-        self.by_name[cls.name] += 1
+        self._count(cls)
         if evicted:
             if self.bursts:
                 evicted = blast(p, cls, self.rng)
@@ -205,9 +209,9 @@ class Replica:
         p, pool, repairs = self.p, self.pool, self.repairs
         if pool is not None and nodes and not covered:
             self.missing += nodes
-        rng = self.rng if pool is not None else self.fleet_rng
-        for duration in durations[:nodes] if durations else (None,) * nodes:
-            end = t + (rng.lognormal(p.repair_mu_ln_s, p.repair_sigma_ln) if duration is None else duration)
+        lognormal = (self.rng if pool is not None else self.fleet_rng).lognormal
+        for i in range(min(nodes, len(durations)) if durations else nodes):
+            end = t + (durations[i] if durations else lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
             repairs.append((t, end))
             if pool is not None:
                 pool.repaired_at(end)
@@ -215,8 +219,7 @@ class Replica:
     def _evict_stragglers(self):
         """The straggler detector fired: swap the slow nodes for spares (they go to repair) and restart."""
         nodes = self.slow_nodes
-        self.by_category[EVICTION.category] += 1
-        self.by_name[EVICTION.name] += 1
+        self._count(EVICTION)
         self._to_repair(self.now, nodes)
         if self.record:
             self._log("failure", self.now, self.now + 1e-9, cause=EVICTION.name, category=EVICTION.category,
@@ -253,14 +256,16 @@ class Replica:
                 aligned = True
                 continue
             if now >= factor_until:
+                assert episodes is not None  # factor_until is finite only with episodes
                 factor = episodes.factor(now)
                 factor_until = episodes.next_change()
                 fail_loss = 1 - factor
             change = evict_at if evict_at < factor_until else factor_until  # the pace changes then
             pace = self.speed * factor
             if aligned and cycles:
-                cycles_left = math.ceil((work_s - ledger.progress) / interval) - 1  # the last segment saves nothing
-                if cycles_left >= 2:
+                # cycles before the end: ceil(left) - 1 (the last segment saves nothing), compared without ceil
+                left = (work_s - ledger.progress) / interval
+                if left > 2.0:
                     compute = interval / pace
                     if memory:
                         first = cycle = compute + stall_s
@@ -277,17 +282,19 @@ class Replica:
                     budget = horizon - now - first
                     if budget >= cycle:
                         k = 1 + int(budget // cycle)
-                        if cycles_left < k:
-                            k = cycles_left
+                        if left <= k:
+                            k = math.ceil(left) - 1
                         duration = first + (k - 1) * cycle
                         now = self.now = now + duration  # ends before the next failure, pace change or limit
                         self.checkpoints += k
-                        losses["checkpoint"] += k * stall_s + (first_wait + (k - 1) * wait)
-                        ran = k * interval / pace
-                        if slow_loss:
-                            losses["slowdown"] += ran * factor * slow_loss
-                        if fail_loss:
-                            losses["fail_slow"] += ran * fail_loss
+                        # the persist waits are 0 with snapshots in memory (a term of 0 is not added)
+                        losses["checkpoint"] += k * stall_s if memory else k * stall_s + (first_wait + (k - 1) * wait)
+                        if slow_loss or fail_loss:
+                            ran = k * interval / pace
+                            if slow_loss:
+                                losses["slowdown"] += ran * factor * slow_loss
+                            if fail_loss:
+                                losses["fail_slow"] += ran * fail_loss
                         ledger.quiet(now - duration, now, k, first, cycle)
                         next_ckpt = ledger.progress + interval
             seg_start = now
@@ -303,13 +310,13 @@ class Replica:
                 stall = stall_s if memory else stall_s + ledger.persist_wait(seg_start + compute)
             else:
                 stall = 0.0
-            self.segment = (seg_start, start_work, compute, pace)
             end = seg_start + compute + stall
             if self.next_failure < end or end > self.limit:
+                self.segment = (seg_start, start_work, compute, pace)  # for the work done when an event comes
                 cause = self._until(end)
+                self.segment = None
             else:  # nothing in between (the common case): no loop over events
                 self.now, cause = end, None
-            self.segment = None
             if cause is not None:
                 ran = self.now - seg_start
                 if compute < ran:
@@ -319,7 +326,9 @@ class Replica:
                     losses["slowdown"] += ran * factor * slow_loss
                 if fail_loss:
                     losses["fail_slow"] += ran * fail_loss
-                losses["checkpoint"] += max(0.0, self.now - seg_start - compute)
+                stalled = self.now - seg_start - compute  # interrupted during the save's stall
+                if stalled > 0.0:
+                    losses["checkpoint"] += stalled
                 if record:
                     self._log("train", seg_start, seg_start + ran, work_s=ran * pace)
                 self._recover(cause)
