@@ -95,7 +95,7 @@ def _ring_figures(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> tuple[
     padded = [x if x.shape[1] == width else np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1)
               for x in links]
     routes = padded[0] if len(padded) == 1 else np.concatenate(padded)
-    rates = max_min_rates(routes, fabric.capacity)
+    rates = _shared_rates(fabric, routes)
     speed = flow_efficiency(fabric, routes, eff.up_ring, eff.out_ring) * rates
     out_latency = np.where(flow_efficiency(fabric, routes, 0.0, 1.0) > 0, route_latency(fabric, routes), 0.0)
     busbw, latency = np.empty(len(groups)), np.empty(len(groups))
@@ -112,8 +112,25 @@ def _ring_figures(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> tuple[
 def _p2p_bw(fabric: Fabric, eff: Efficiency, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Rate of each point-to-point flow ``src -> dst``, all at once."""
     links = fabric.path_links(src, dst)
-    rates = max_min_rates(links, fabric.capacity)
+    rates = _shared_rates(fabric, links)
     return flow_efficiency(fabric, links, eff.up_p2p, eff.out_p2p) * rates
+
+
+#: The last max-min solve of _shared_rates: (fabric, routes, rates).
+_last_solve: list[tuple[Fabric, np.ndarray, np.ndarray]] = []
+
+
+def _shared_rates(fabric: Fabric, routes: np.ndarray) -> np.ndarray:
+    """``max_min_rates`` of ``routes`` on the fabric's links, reusing the previous solve when the routes are the
+    same flows: a group kind with one ring channel per member (DP across nodes) puts exactly its ring's hops
+    on the fabric as its point-to-point flows, and the solve is the placement's largest cost."""
+    if _last_solve:
+        last_fabric, last_routes, rates = _last_solve[0]
+        if last_fabric is fabric and np.array_equal(last_routes, routes):
+            return rates
+    rates = max_min_rates(routes, fabric.capacity)
+    _last_solve[:] = [(fabric, routes, rates)]
+    return rates
 
 
 def _nvls_busbw(fabric: Fabric, eff: Efficiency, groups: np.ndarray) -> np.ndarray:
