@@ -10,7 +10,7 @@ Sources, per term:
   ``deepep`` (the flex dispatcher on DeepEP's normal kernels, deepseek-ai/DeepEP docs/legacy.md) sends a
   token once per destination node over RDMA and forwards it inside the node over NVLink, so inter-node
   traffic is per distinct node, not per routed copy, and the dispatch is FP8 with fp8 training (DeepSeek-V3
-  report §3.3: FP8 dispatch, BF16 combine).
+  report §3.3: FP8 dispatch, BF16 combine) except under MXFP8, whose EP dispatch is not supported (bf16).
 * All-to-all time on the EP group's fabric figures (``GroupPath.a2a_up_bw`` / ``a2a_out_bw``, from every
   group's flows at once, ``sim.network.paths.a2a_paths``): the NVLink and network parts move concurrently.
 * Router, permute / unpermute and the expert activation are memory-bound (``kernels.hbm_time``); the router's
@@ -38,7 +38,7 @@ from sim import catalog
 from sim.costs import fp8, kernels
 from sim.costs.collectives import Collective, GroupPath, collective_time, size_efficiency
 from sim.parallelism.schedules import stage_ops
-from sim.specs.enums import Activation, Framework, MoEDispatcher, Precision, Routing, Schedule
+from sim.specs.enums import Activation, Fp8Recipe, Framework, MoEDispatcher, Precision, Routing, Schedule
 from sim.specs.hardware import GpuSpec
 from sim.specs.scenario import Scenario
 
@@ -272,7 +272,10 @@ def _dispatch_combine(s: Scenario, local_tokens: float, imbalance: float, ep: Gr
     assert moe is not None
     h, k = m.hidden_size, moe.top_k
     token_bytes = 2.0 * local_tokens * h
-    fp8_dispatch = s.training.precision is Precision.FP8 and p.moe_dispatcher is MoEDispatcher.DEEPEP
+    # DeepEP's FP8 dispatch takes 1x128-scaled fp8 (DeepSeek-V3's recipe); MXFP8 EP dispatch is not supported
+    # (Megatron-LM DeepSeek-V3 GB200 report sec. 2.1.3), so it moves bf16
+    fp8_dispatch = (s.training.precision is Precision.FP8 and p.moe_dispatcher is MoEDispatcher.DEEPEP
+                    and s.training.fp8 is not Fp8Recipe.MXFP8)
     dispatch_bytes = token_bytes * (FP8_DISPATCH_BYTES / 2 if fp8_dispatch else 1.0)
     if p.moe_dispatcher is MoEDispatcher.ALLGATHER:
         size = token_bytes * ep.n

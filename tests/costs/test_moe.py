@@ -237,3 +237,24 @@ def test_fp8_expert_block_includes_the_experts_quantize(monkeypatch):
     assert min(quant) > 0
     assert with_q.compute_fwd - without.compute_fwd == pytest.approx(quant[0], rel=1e-9)
     assert with_q.compute_bwd - without.compute_bwd == pytest.approx(quant[1], rel=1e-9)
+
+
+def test_mxfp8_dispatches_bf16_where_blockwise_dispatches_fp8():
+    # DeepEP's FP8 dispatch takes 1x128-scaled fp8; MXFP8 EP dispatch and TP gathers are not supported
+    # (Megatron-LM DeepSeek-V3 GB200 report sec. 2.1.3): bf16 bytes, as without fp8
+    def scen(**training):
+        return make_scenario(model={"moe": MOE}, parallelism={"data": 8, "expert": 8, "moe_dispatcher": "deepep"},
+                             training={"attention": "flash", **training}, gpu="B200", topology="dgx-b200")
+    path = gp(8, up=400e9, out=math.inf, peers=8)
+    tokens = 4096.0
+
+    def comm(s):
+        return moe._dispatch_combine(s, tokens, 1.0, path, gp(1))
+
+    bf16, mx = scen(), scen(precision="fp8", fp8_recipe="mxfp8")
+    block = scen(precision="fp8", fp8_recipe="blockwise")
+    assert comm(mx) == pytest.approx(comm(bf16), rel=1e-12)
+    copies = 2.0 * tokens * 1024 * 4  # bf16 routed copies: tokens x hidden x top-4
+    assert comm(block) == pytest.approx(moe.deepep_time(copies * moe.FP8_DISPATCH_BYTES / 2, 0, 4, path)
+                                        + moe.deepep_time(copies, 0, 4, path), rel=1e-12)
+    assert fp8.tp_gather_bytes_per_element(mx) == 2.0 and fp8.tp_gather_bytes_per_element(block) == 1.0
