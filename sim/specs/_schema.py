@@ -224,7 +224,7 @@ def convert(tp: Any, value: Any, path: str, issues: list[Issue]) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
+        if value is None and len(args) < len(typing.get_args(tp)):  # null only where the field is optional
             return None
         if len(args) == 1:
             return convert(args[0], value, path, issues)
