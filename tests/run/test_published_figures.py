@@ -50,3 +50,23 @@ def test_kokolis_projected_job_mttf_from_the_node_failure_rate(num_gpus, mttf_h)
         "node_failures_per_1000_node_days": 6.5, "planned_per_day": 0, "restart_minutes": 2}, replicas=8))
     run = simulate_run_level(s, 10.0)
     assert run.mtbi_hours_simulated == pytest.approx(mttf_h, rel=0.10)
+
+
+def test_kokolis_ettr_at_12k_gpus_with_a_10_second_checkpoint_overhead():
+    """Kokolis et al., arXiv 2410.21680 v2 (HPCA'25), §ETTR (quoted verbatim in the reliability reference, K5):
+    "To reach ETTR of 0.9 for the largest feasible training runs on RSC-1 (~12,000 GPUs, taking two thirds of
+    RSC-1), checkpoint write time overhead needs to be on the order of ~10 seconds" at RSC-1's r_f = 6.50
+    failures per 1,000 node-days (K2). Published: ETTR 0.9, i.e. 10 % of the wall time lost; compared on that
+    loss (1 - ETTR), within 10 %: on ETTR itself 10 % would accept anything from 0.81 to 0.99.
+
+    Inputs from the paper: 12,000 GPUs (1,500 nodes), r_f 6.50, a 10 s blocking checkpoint. Not in what was
+    read of it: its restart overhead and its checkpoint interval. Here the interval is Daly's optimum for the
+    10 s stall (6.9 min) and the restart the catalog's stage model, unchanged and not fitted to this figure:
+    detection 30 s (ByteRobust), diagnosis 5 min (MegaScale), rescheduling 2 min and warm-up 1 min
+    (assumed, no published figure), NCCL init 26 s (NCCLX fit), checkpoint load 10 s, 9.1 min in all. The
+    match rests on that restart time: a fixed 5 min gives a loss of 8.1 %, 15 min 14.2 %."""
+    m = _scenario(12_000, 30, 10.0, {"node_failures_per_1000_node_days": 6.5, "planned_per_day": 0}, replicas=20)
+    m["checkpoint"] = {"interval_minutes": "young-daly", "stall_seconds": 10}
+    run = simulate_run_level(scenario_from_mapping(m), 10.0)
+    assert run.plan.interval_rule == "young-daly" and run.plan.params.restart_s is None  # the stage model
+    assert 1 - run.goodput == pytest.approx(0.10, rel=0.10)
