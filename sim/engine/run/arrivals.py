@@ -68,10 +68,7 @@ class RenewalArrivals:
 
     def _push(self, last: float, i: int, cls: FailureClass) -> None:
         """The class's next event, ``last`` being its previous one on its own clock."""
-        heapq.heappush(self._heap_of(cls), self._next(last, i, cls))
-
-    def _heap_of(self, cls: FailureClass) -> list[tuple[float, int, FailureClass]]:
-        return self.hw if self.scaled and hardware(cls) else self.heap
+        heapq.heappush(self.hw if self.scaled and hardware(cls) else self.heap, self._next(last, i, cls))
 
     def _next(self, last: float, i: int, cls: FailureClass) -> tuple[float, int, FailureClass]:
         """The class's event after the one at ``last`` (its gap drawn now, so the draws stay in time order)."""
@@ -89,25 +86,22 @@ class RenewalArrivals:
 
     def pop(self) -> tuple[float, FailureClass, int] | None:
         heap, hw = self.heap, self.hw
-        # A class's next event replaces its last in one heap operation where both live in the same heap. Every
-        # entry's (time, key) is unique (one pending event per class), so the heap's order is total and the order
-        # of events does not depend on how it is kept.
+        # A class's next event replaces its last in one heap operation: a class stays in the heap it was put in
+        # at the start. Every entry's (time, key) is unique (one pending event per class), so the heap's order is
+        # total and the order of events does not depend on how it is kept.
         if hw:
             c, i, cls = hw[0]
-            wall = self._wall(c)
+            wall = self.wall0 + (c - self.clock0) / self.scale
             if not heap or wall < heap[0][0]:
-                heapq.heapreplace(hw, self._next(c, i, cls))  # only hardware classes are on the hardware clock
+                heapq.heapreplace(hw, self._next(c, i, cls))
                 return wall, cls, i
         if not heap:
             return None
         t, i, cls = heap[0]
         if i < 0:  # injected, or a detection: no renewal
             heapq.heappop(heap)
-        elif self._heap_of(cls) is heap:
-            heapq.heapreplace(heap, self._next(t, i, cls))
         else:
-            heapq.heappop(heap)
-            self._push(t, i, cls)
+            heapq.heapreplace(heap, self._next(t, i, cls))
         return t, cls, i
 
     def push_detection(self, t: float, cls: FailureClass) -> int:

@@ -68,22 +68,19 @@ class CheckpointLedger:
         with a save at the end of each; the ledger after them, without an event per save."""
         interval, persist = self.p.interval_s, self.p.persist_s
         work0 = self.progress
-        self.progress = work0 + k * interval
-        if self.memory:
-            self._quiet_persists(start, first, cycle, k, work0, interval, persist)
-        elif persist > 0:  # the one before the last has persisted (a cycle outlasts a persist)
-            self.durable = self.progress - interval
-            self.pending = [(end + persist, self.progress)]
-        else:
-            self.durable = self.progress
-
-    def _quiet_persists(self, start: float, first: float, cycle: float, k: int, work0: float, interval: float,
-                        persist: float) -> None:
-        """The storage ledger after ``k`` quiet cycles with an in-memory tier: saves never wait; persist j
-        starts at the first save at or after the previous one's end (arithmetic, no event per save)."""
-        self.memory_work = self.progress
+        progress = self.progress = work0 + k * interval
+        if not self.memory:
+            if persist > 0:  # the one before the last has persisted (a cycle outlasts a persist)
+                self.durable = progress - interval
+                self.pending = [(end + persist, progress)]
+            else:
+                self.durable = progress
+            return
+        # With an in-memory tier saves never wait; persist j starts at the first save at or after the previous
+        # one's end (arithmetic, no event per save).
+        self.memory_work = progress
         if persist <= 0:
-            self.durable = self.memory_work
+            self.durable = progress
             return
         t1 = start + first
         pending = self.pending
