@@ -16,6 +16,9 @@ DEFAULT_GPUS = (8, 32, 64, 128, 256, 512, 1024)
 #: --op names and the Collective value of each.
 OPS = {"all-reduce": "all_reduce", "all-gather": "all_gather", "reduce-scatter": "reduce_scatter",
        "all-to-all": "all_to_all", "send-recv": "send_recv"}
+#: --algorithm choices besides nccl: the values of sim.network.flows.Algorithm (not imported to build the parser:
+#: it brings numpy into every command's start-up; tests/network/test_cli_network.py checks they agree).
+ALGORITHMS = ("ring", "tree", "hierarchical", "nvls", "nvls_tree", "direct")
 ABBREV = {"ring": "R", "tree": "T", "hierarchical": "H", "nvls": "N", "nvls_tree": "S", "direct": "D"}
 
 
@@ -131,8 +134,6 @@ def _cmd_placement(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``collectives`` and ``placement`` to the ``trainsim`` subcommands."""
-    from sim.network.flows import Algorithm
-
     col = sub.add_parser("collectives", help="simulated nccl-tests: bus bandwidth vs message size, vs published")
     col.add_argument("--topology", action="append", help="bundled name or file (repeatable; default DGX A100 "
                      "and DGX H100 SuperPODs)")
@@ -140,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="GPUs in the test (repeatable; default 8..1024)")
     col.add_argument("--op", action="append", choices=list(OPS), help="collective (repeatable; default all-reduce, "
                      "all-gather, reduce-scatter)")
-    col.add_argument("--algorithm", default="nccl", choices=["nccl", *(a.value for a in Algorithm)],
+    col.add_argument("--algorithm", default="nccl", choices=["nccl", *ALGORITHMS],
                      help="force an algorithm (default: the one NCCL's tuner would pick)")
     col.add_argument("--gpu", help="GPU catalog name (default: the topology's)")
     col.set_defaults(func=_cmd_collectives)

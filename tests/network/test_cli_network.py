@@ -36,3 +36,12 @@ def test_placement_reports_the_tiers_each_group_crosses(capsys):
     # Llama 3's order [TP, CP, PP, DP]: the pipeline stays inside a pod, data parallelism spans the pods
     assert rows["dp"].endswith("NIC, rack uplink, pod uplink")
     assert "pod uplink" not in rows["pp"]
+
+
+def test_cli_names_match_the_enums_without_importing_them():
+    from sim.cli import network
+    from sim.costs.collectives import Collective
+    from sim.network.flows import Algorithm
+
+    assert tuple(a.value for a in Algorithm) == network.ALGORITHMS
+    assert {c.value for c in Collective} == set(network.OPS.values())
