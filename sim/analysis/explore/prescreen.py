@@ -14,8 +14,8 @@ the whole table:
   of their compute (plus FSDP2's copies) and their parameter gathers (as many per pass as the plan says:
   resharding, re-gather for recompute) plus the per-micro-batch reduce-scatter, or their sum where the
   plan's collectives block (DeepSpeed 0.3; their host time is not estimated); parameters held from the
-  first forward are gathered once. Expert gradients are costed with the dense ones on the DP path (the
-  engine reduces them over EDP).
+  first forward are gathered once. As in the engine, routed-expert parameters are gathered and their gradients
+  reduced on the expert-data-parallel (EDP) group's path, the rest on the DP path, one after the other.
 * memory mirrors ``sim.costs.memory.stage_memory`` (parameters per rank, routed-expert parameters sharded
   over EP x ETP and ZeRO over EDP, model state and buffers from its own functions, per distinct key) on the
   pipeline ranks that can peak (the first holds the embedding and the most micro-batches, the last the LM
@@ -147,6 +147,16 @@ class _Probe:
         engine's all-groups-at-once paths, which the simulation then uses)."""
         mesh = ParallelMesh({Axis.TP: int(tp), Axis.CP: int(cp), Axis.DP: int(dp), Axis.PP: 2})
         return group_path(self.topo, self.gpu, mesh.group(*axes))
+
+    def edp_path(self, tp: int, cp: int, dp: int, ep: int, etp: int):
+        """The path of one EDP group (MoE parallel folding: EDP ranks are ETP x EP apart in a stage), tiled alone."""
+        return group_path(self.topo, self.gpu, Group(int(tp * cp * dp // (etp * ep)), int(etp * ep)))
+
+    def expert_layer_params(self, i: int) -> tuple[float]:
+        """Per (TP, EP, ETP): the routed-expert parameters per GPU of an MoE layer."""
+        s = self.scenario(i)
+        return (memory.expert_layer_params_per_gpu(s, next(x for x in range(s.model.num_layers)
+                                                            if flops.is_moe_layer(s.model, x))),)
 
     def layer_figures(self, i: int) -> tuple[float, ...]:
         """Per (TP, CP, micro-batch, recompute, TP overlap, EP, ETP): forward and backward times of a dense and of
@@ -299,17 +309,31 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     dense_f, dense_b, moe_f, moe_b, emb_t, head_t = layer_times
     dense_p, moe_p = layer_params
     dp_n = dp * cp
-    sharded_dp = (zero_stage == 3) & (dp_n > 1)
+    moe = s.model.moe is not None
+    ep, etp = c["expert"], c["expert_tensor"]
+    edp = tp * cp * dp // np.maximum(etp * ep, 1) if moe else np.ones(len(c), dtype=np.int64)
+    moe_e = per_key(c, ("tensor", *EXPERT_MESH), probe.expert_layer_params)[:, 0] if moe else np.zeros(len(c))
+    any_dp = (dp_n > 1) | (edp > 1)  # the engine's DP traffic: dense over DP x CP, routed experts over EDP
+    sharded_dp = (zero_stage == 3) & any_dp
     grads_sharded = plan["grads_sharded"] > 0
 
     def dp_time(op: Collective):
         return lambda t, c_, d, nbytes: collective_time(op, nbytes, probe.group_path(t, c_, d, Axis.CP, Axis.DP))
 
+    def edp_time(op: Collective, expert_params, bytes_per_param):
+        """``op`` on ``expert_params`` routed-expert parameters over the EDP group (0 where it has one rank)."""
+        if not moe:
+            return 0.0
+        t = _unique_map(lambda t_, c_, d, e, x, nbytes: collective_time(op, nbytes, probe.edp_path(t_, c_, d, e, x)),
+                        tp, cp, dp, ep, etp, expert_params * bytes_per_param)
+        return np.where((edp > 1) & (expert_params > 0), t, 0.0)
+
     def p2p_time(t, c_, d, nbytes):
         return collective_time(Collective.SEND_RECV, nbytes, probe.group_path(t, c_, d, Axis.PP))
 
-    def gather(params, param_bytes=zero.PARAM_BYTES):
-        return _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, params * param_bytes)
+    def gather(params, expert_params, param_bytes=zero.PARAM_BYTES):
+        dense = _unique_map(dp_time(Collective.ALL_GATHER), tp, cp, dp, (params - expert_params) * param_bytes)
+        return np.where(dp_n > 1, dense, 0.0) + edp_time(Collective.ALL_GATHER, expert_params, param_bytes)
 
     def copies(params, bytes_per_param):
         """FSDP2's copy-out / chunk_cat around collectives, on the compute stream (the engine's _copy_time):
@@ -322,10 +346,11 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     gf = np.where(held, 0, plan["forward_gathers"])
     gb = np.where(held, 0, plan["backward_gathers"])
     times = []
-    for fwd, bwd, params in ((dense_f, dense_b, dense_p), (moe_f, moe_b, moe_p)):
-        g = gather(params, plan["block_gather_bytes"])
-        rs = np.where(grads_sharded, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
-                                                 params * plan["grad_bytes"]), 0.0)
+    for fwd, bwd, params, expert in ((dense_f, dense_b, dense_p, 0.0), (moe_f, moe_b, moe_p, moe_e)):
+        g = gather(params, expert, plan["block_gather_bytes"])
+        rs = np.where(dp_n > 1, _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp,
+                                            (params - expert) * plan["grad_bytes"]), 0.0)
+        rs = np.where(grads_sharded, rs + edp_time(Collective.REDUCE_SCATTER, expert, plan["grad_bytes"]), 0.0)
         gather_copy = plan["gather_copy_passes"] * plan["block_gather_bytes"]  # bytes per parameter and gather
         fc = fwd + copies(params, gf * gather_copy)
         reduce_copy = np.where(grads_sharded, plan["reduce_copy_passes"], 0) * zero.PARAM_BYTES
@@ -348,12 +373,16 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     params = np.choose(top, [r["params"] for r in ranks])
     expert_params = np.choose(top, [r["expert_params"] for r in ranks])
     layers = np.choose(top, [r["dense_layers"] + r["moe_layers"] for r in ranks])
-    grad = params * plan["grad_bytes"]
+    grad = (params - expert_params) * plan["grad_bytes"]
     reduce = np.where(zero_stage == 0, _unique_map(dp_time(Collective.ALL_REDUCE), tp, cp, dp, grad),
                       _unique_map(dp_time(Collective.REDUCE_SCATTER), tp, cp, dp, grad))
-    # HSDP: each gradient shard is all-reduced across the replica groups (costed on the DP path)
+    # HSDP: each dense gradient shard is all-reduced across the replica groups (costed on the DP path)
     reduce = reduce + np.where(plan["replicas"] > 1, _unique_map(dp_time(Collective.ALL_REDUCE), tp, cp, dp,
                                                                  grad / plan["shard"]), 0.0)
+    reduce = np.where(dp_n > 1, reduce, 0.0)
+    # routed-expert gradients: the same reduction over the EDP group (HSDP included: one collective)
+    reduce = reduce + np.where(zero_stage == 0, edp_time(Collective.ALL_REDUCE, expert_params, plan["grad_bytes"]),
+                               edp_time(Collective.REDUCE_SCATTER, expert_params, plan["grad_bytes"]))
     # Gradients reduced once per step (or every micro-batch with sharded gradients, ZeRO-2 every-microbatch):
     # the last chunk's reduction ends after the last backward; the rest is hidden unless the link is busier than
     # the compute it overlaps.
@@ -362,18 +391,19 @@ def _step_time(s: Scenario, c: Candidates, probe: _Probe, m, ranks, layer_params
     tail = np.maximum(reduce / vp, reduce - layers / vp * per_layer_b)
     reductions = np.where(grads_sharded, m, 1)
     exposed = np.where(sharded_dp & grads_sharded, 0.0, np.maximum(tail, reductions * reduce - m * t_mb))
-    exposed = np.where(dp_n > 1, exposed, 0.0)
+    exposed = np.where(any_dp, exposed, 0.0)
     # ZeRO-1/2 gather the updated parameters (ahead of each chunk's first forward when overlapped); ZeRO-3 cannot
     # hide the first layer's gather, and when the parameters are held the whole stage is gathered in the first
     # forward.
-    stage_gather = gather(params / np.where(s.parallelism.overlap_param_gather, vp, 1))
+    per_chunk = np.where(s.parallelism.overlap_param_gather, vp, 1)
+    stage_gather = gather(params / per_chunk, expert_params / per_chunk)
     first_layer = np.where(moe_p > dense_p, moe_g, dense_g)
     held_gathers = np.maximum(first_layer, sum(r_l * np.maximum(g - f, 0.0) for r_l, g, f in (
         (np.choose(top, [r["dense_layers"] for r in ranks]), dense_g, dense_f),
         (np.choose(top, [r["moe_layers"] for r in ranks]), moe_g, moe_f))))
     gathers = np.where(zero_stage == 3, np.where(held, held_gathers, first_layer),
                        np.where(zero_stage >= 1, stage_gather, 0.0))
-    exposed = exposed + np.where(dp_n > 1, gathers, 0.0)
+    exposed = exposed + np.where(any_dp, gathers, 0.0)
     local = np.where(zero_stage >= 1, (params - expert_params) / plan["shard"] + expert_params / plan["expert_shard"],
                      params)
     optimizer = _unique_map(lambda n: layer.optimizer_time(s, probe.gpu, n), local)
