@@ -90,13 +90,21 @@ def _range_issues(spec: Any) -> list[Issue]:
     return issues
 
 
-@functools.cache
+#: Per-class caches of field facts (a plain dict: functools.cache types its key as Hashable, which mypy
+#: does not grant a class object).
+_BOUNDED: dict[type, tuple[tuple[str, str, Any, Any, Any], ...]] = {}
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _bounded_fields(cls: type) -> tuple[tuple[str, str, Any, Any, Any], ...]:
     """(attribute, YAML key, ge, gt, le) of the fields of ``cls`` with a range, in field order: read once per class
     (a layout search builds tens of thousands of specs)."""
-    return tuple((f.name, yaml_key(f), f.metadata.get("ge"), f.metadata.get("gt"), f.metadata.get("le"))
-                 for f in dataclasses.fields(cls)
-                 if any(f.metadata.get(k) is not None for k in ("ge", "gt", "le")))
+    found = _BOUNDED.get(cls)
+    if found is None:
+        found = _BOUNDED[cls] = tuple(
+            (f.name, yaml_key(f), f.metadata.get("ge"), f.metadata.get("gt"), f.metadata.get("le"))
+            for f in dataclasses.fields(cls) if any(f.metadata.get(k) is not None for k in ("ge", "gt", "le")))
+    return found
 
 
 def replace(spec: T, **changes: Any) -> T:
@@ -107,9 +115,11 @@ def replace(spec: T, **changes: Any) -> T:
     return type(spec)(**values)
 
 
-@functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    found = _NAMES.get(cls)
+    if found is None:
+        found = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return found
 
 
 def join(prefix: str, path: str) -> str:
