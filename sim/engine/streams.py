@@ -159,14 +159,6 @@ class DpLink:
             tr.start = now
         return tr
 
-    def idle(self) -> bool:
-        return not (self.queues[0] or self.queues[1])
-
-    def busy_until(self, channel: int, t: float) -> float:
-        """Busy seconds of ``channel`` up to ``t`` (advances the link to ``t``)."""
-        self.advance(t)
-        return self._busy(channel, t)
-
     def busy_between(self, start: float, end: float) -> tuple[float, float]:
         """Busy seconds of both channels together from ``start`` to ``end`` (gather's, then reduce's: the order
         the step adds them in); advances the link to ``end``."""
