@@ -57,15 +57,16 @@ class FabricFlows:
         started at one instant are solved together anyway)."""
         if not self._pending:
             return
-        pending, self._pending = self._pending, []
-        width = max(self.links.shape[1], *(links.shape[1] for links, _, _, _ in pending))
-        self.links = np.concatenate([_pad(self.links, width), *(_pad(links, width) for links, _, _, _ in pending)])
-        self.left = np.concatenate([self.left, *(nbytes for _, nbytes, _, _ in pending)])
-        self.total = np.concatenate([self.total, *(nbytes for _, nbytes, _, _ in pending)])
-        self.cap = np.concatenate([self.cap, *(np.full(len(nbytes), np.inf) if caps is None else caps
-                                               for _, nbytes, caps, _ in pending)])
-        self.batch = np.concatenate([self.batch, *(np.full(len(nbytes), b) for _, nbytes, _, b in pending)])
-        self.rates = np.concatenate([self.rates, np.zeros(sum(len(nbytes) for _, nbytes, _, _ in pending))])
+        links, nbytes, caps, batches = zip(*self._pending, strict=True)
+        self._pending = []
+        width = max(self.links.shape[1], *(x.shape[1] for x in links))
+        self.links = np.concatenate([_pad(self.links, width), *(_pad(x, width) for x in links)])
+        self.left = np.concatenate([self.left, *nbytes])
+        self.total = np.concatenate([self.total, *nbytes])
+        self.cap = np.concatenate([self.cap, *(np.full(len(n), np.inf) if c is None else c
+                                               for n, c in zip(nbytes, caps, strict=True))])
+        self.batch = np.concatenate([self.batch, *(np.full(len(n), b) for n, b in zip(nbytes, batches, strict=True))])
+        self.rates = np.concatenate([self.rates, np.zeros(sum(len(n) for n in nbytes))])
 
     def _advance(self) -> None:
         now = self.env.now
