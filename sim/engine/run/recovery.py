@@ -46,7 +46,7 @@ class Subsets:
     generator's 32-bit words (a 64-bit word's low half first).
 
     Written out because choice's argument handling cost ~8 % of a run with in-memory checkpoints; the draws,
-    and so the results, are the same (tests/run/test_recovery.py checks set and stream against choice). The
+    and so the results, are the same (tests/run/test_node_draws.py checks set and stream against choice). The
     half word left over is kept here: the generator's other users (lognormal repair times) take 64-bit words,
     which do not touch it, as in numpy."""
 
