@@ -24,7 +24,6 @@ class CheckpointLedger:
         self.pending: list[tuple[float, float]] = []  # (persist end time, work) of async checkpoints
         self.memory_work = 0.0  # work held by the last in-memory snapshot
         self.anchors = [0.0]  # work levels where the current line of checkpoints restarted its cadence
-        self._step_cycle, self._step = 0.0, 1  # saves between persist starts, for the last quiet cycle length
 
     def durable_at(self, now: float) -> float:
         """Work durable on storage at ``now`` (finished persists counted, pruned)."""
@@ -91,9 +90,7 @@ class CheckpointLedger:
                 j1 = 1 + max(0, math.ceil((busy - t1) / cycle))
                 if j1 > k:
                     return
-        if cycle != self._step_cycle:  # the cycle changes only with the job's pace
-            self._step_cycle, self._step = cycle, max(1, math.ceil(persist / cycle))
-        step = self._step
+        step = max(1, math.ceil(persist / cycle))  # saves between persist starts
         starts = 1 + (k - j1) // step
         last = j1 + (starts - 1) * step
         durable = self.durable
