@@ -216,7 +216,7 @@ class Replica:
             if pool is not None:
                 pool.repaired_at(end)
 
-    def _evict_stragglers(self):
+    def _evict_stragglers(self) -> None:
         """The straggler detector fired: swap the slow nodes for spares (they go to repair) and restart."""
         nodes = self.slow_nodes
         self._count(EVICTION)
@@ -429,7 +429,7 @@ class Replica:
                       work_s=ledger.progress)
         return from_memory
 
-    def _acquire_nodes(self):
+    def _acquire_nodes(self) -> FailureClass | None:
         """Take replacements from the spare pool (nodes are missing); wait for repairs unless the job may shrink.
         The interrupting class if an interruption comes first (nothing more is taken then), else None."""
         pool = self.pool
