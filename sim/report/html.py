@@ -161,7 +161,7 @@ def _topology_rows(s: Scenario) -> list[Assumption]:
 
 
 def _model_rows(s: Scenario) -> list[Assumption]:
-    preset = catalog.preset_table().get(s.model.preset or "")
+    preset = catalog.preset(s.model.preset) if s.model.preset else None
     if preset is None:
         return []
     figures = {k: v for k, v in preset.items() if k not in ("name", "source", "note")}
