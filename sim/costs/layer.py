@@ -301,8 +301,8 @@ def _forward_launches(s: Scenario, x: _Shape, moe: bool) -> Launches:
     if CudaGraphScope.MOE_ROUTER in graphs:
         # the shared expert is captured with the router unless it overlaps the dispatch (Megatron
         # --cuda-graph-scope moe_router)
-        shared = s.parallelism.moe_shared_expert_overlap and s.model.moe is not None and s.model.moe.shared_experts
-        router_side = 1 + (3 + quant * 2 if shared else 0)
+        overlapped = s.parallelism.moe_shared_expert_overlap
+        router_side = 1 + (_shared_expert_kernels(s, quant) if overlapped else 0)
     if moe_costs.host_sync(s):
         return Launches(attn + router_side, moe_kernels.after_sync)
     return Launches(attn + router_side + moe_kernels.after_sync)
@@ -392,23 +392,34 @@ def _recompute_launches(s: Scenario, moe: bool) -> int:
         return 0
     quant = fp8.extra_kernels(s, 1)
     attention = ATTENTION_KERNELS[s.training.attention] - ATTENTION_KERNELS[AttentionKernel.FLASH] + 1
-    shared = s.model.moe is not None and s.model.moe.shared_experts > 0
+    shared = _shared_expert_kernels(s, quant) if moe else 0
     mods = p.selective_modules
+    if RecomputeModule.MOE in mods and moe:
+        # the whole block again: router, dispatch to combine, shared expert (moe_act / shared_experts inside it)
+        mods = mods - {RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS}
+        whole_block = moe_costs.forward_kernels(s).total + shared
+    else:
+        whole_block = 0
     per_module = {
         RecomputeModule.CORE_ATTN: attention,
         RecomputeModule.LAYERNORM: 2,
         RecomputeModule.MLA_UP_PROJ: MLA_UP_PROJ_KERNELS + 2 * quant if s.model.mla is not None else 0,
         RecomputeModule.MLP: MLP_KERNELS + 2 * quant if not moe else 0,
         RecomputeModule.MOE_ACT: 1 if moe else 0,
-        RecomputeModule.SHARED_EXPERTS: 3 + 2 * quant if moe and shared else 0,
+        RecomputeModule.SHARED_EXPERTS: shared,
     }
-    n = sum(per_module[mod] for mod in mods if mod in per_module)
-    if RecomputeModule.MOE in mods and moe:
-        # the whole block again: router, dispatch to combine, shared expert (moe_act / shared_experts inside it)
-        n += moe_costs.forward_kernels(s).total + (3 + 2 * quant if shared else 0) - per_module[
-            RecomputeModule.MOE_ACT] * (RecomputeModule.MOE_ACT in mods) - per_module[
-            RecomputeModule.SHARED_EXPERTS] * (RecomputeModule.SHARED_EXPERTS in mods)
-    return n
+    return whole_block + sum(per_module[mod] for mod in mods if mod in per_module)
+
+
+#: Kernels of an MoE layer's shared expert (a dense MLP's up GEMM, activation and down GEMM; its norm,
+#: bias-dropout-add and TP collective are the layer's MLP side, MLP_KERNELS).
+SHARED_EXPERT_KERNELS = 3
+
+
+def _shared_expert_kernels(s: Scenario, quant: int) -> int:
+    """Kernels the shared expert launches per forward (none without one), with ``quant`` per fp8 linear."""
+    moe = s.model.moe
+    return SHARED_EXPERT_KERNELS + 2 * quant if moe is not None and moe.shared_experts > 0 else 0
 
 
 def _module_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gate: bool, fwd_attn: PhaseTime,
