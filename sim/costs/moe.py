@@ -229,14 +229,13 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     up = (2 if gate else 1) * f
     experts = (grouped_gemm_time(gpu, dtype, rows, local_experts, up, h, p.framework)
                + grouped_gemm_time(gpu, dtype, rows, local_experts, h, f, p.framework)) / fp8.gemm_rate(s)
-    expert_quant_fwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=False)
-    quant_fwd = expert_quant_fwd
+    quant_fwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=False)
     quant_bwd = fp8.expert_quantize_time(s, gpu, rows * local_experts, local_experts, h, up, f, backward=True)
     act = kernels.hbm_time(gpu, 2.0 * (3 if gate else 2) * rows * local_experts * f)
     # shared expert: a dense MLP of the whole micro-batch, TP-sharded like the attention
     shared_width = moe.shared_experts * moe.shared_expert_ffn_hidden_size
     t = p.tensor
-    shared = 0.0
+    shared = shared_quant_fwd = 0.0
     if shared_width:
         shared = ((kernels.gemm_time(gpu, dtype, tokens, (2 if gate else 1) * shared_width / t, h)
                    + kernels.gemm_time(gpu, dtype, tokens, h, shared_width / t)) / fp8.gemm_rate(s)
@@ -244,7 +243,8 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
         # the shared expert's two linears quantize their inputs (forward) and output gradients (backward)
         shared_linears = (fp8.Linear(tokens, h, (2 if gate else 1) * shared_width / t, tokens * h),
                           fp8.Linear(tokens, shared_width / t, h, tokens * shared_width / t))
-        quant_fwd += fp8.quantize_time(s, gpu, shared_linears, backward=False)
+        shared_quant_fwd = fp8.quantize_time(s, gpu, shared_linears, backward=False)
+        quant_fwd += shared_quant_fwd
         quant_bwd += fp8.quantize_time(s, gpu, shared_linears, backward=True)
     router = (kernels.gemm_time(gpu, kernels.half_dtype(gpu), local_tokens, moe.num_experts, h)
               + kernels.hbm_time(gpu, local_tokens * moe.num_experts * _consts()["router"]["bytes_per_score"]))
@@ -260,7 +260,7 @@ def moe_block_times(s: Scenario, gpu: GpuSpec, tokens: float, sp: int, ep_path: 
     hidden_fwd = hidden_bwd = 0.0
     if p.moe_shared_expert_overlap and shared:
         hidden_fwd, hidden_bwd = min(comm, shared), min(comm, 2 * shared)
-    before_sync = router + shared + quant_fwd - expert_quant_fwd
+    before_sync = router + shared + shared_quant_fwd
     return MoETimes(compute_fwd, comm - hidden_fwd, hidden_fwd, compute_bwd, comm - hidden_bwd, hidden_bwd,
                     act, shared, before_sync)
 
