@@ -216,22 +216,18 @@ def _cuda_graph_issues(s: Scenario) -> list[Issue]:
     shapes (token-drop MoE: Megatron's ``moe`` scope "only supports token-drop MoE")."""
     graphs, moe, field = s.training.cuda_graphs, s.model.moe, "training.cuda_graphs"
     if not graphs:
-        issues = []
-    elif s.parallelism.framework is not Framework.MEGATRON_CORE:
+        return []
+    if s.parallelism.framework is not Framework.MEGATRON_CORE:
         return [Issue(field, f"is Megatron-Core's --cuda-graph-scope; {s.parallelism.framework.value} is not "
                       "modelled with CUDA graphs")]
-    else:
-        needs = {CudaGraphScope.MOE_ROUTER: (moe is not None, "needs model.moe (the model is dense)"),
-                 CudaGraphScope.MOE_PREPROCESS: (moe is not None, "needs model.moe (the model is dense)"),
-                 CudaGraphScope.MOE: (moe is not None and moe.capacity_factor is not None,
-                                      "needs a token-drop MoE (model.moe.capacity_factor set): a dropless MoE "
-                                      "block has dynamic shapes"),
-                 CudaGraphScope.MLP: (moe is None or moe.first_dense_layers > 0 or moe.moe_layer_frequency > 1,
-                                      "needs a dense layer (every layer is MoE; use moe_router or moe)")}
-        issues = [Issue(field, f"{g.value} {needs[g][1]}") for g in graphs if g in needs and not needs[g][0]]
-    if not s.parallelism.moe_router_fusion and moe is None:
-        issues.append(Issue("parallelism.moe_router_fusion", "false needs model.moe (the model is dense)"))
-    return issues
+    needs = {CudaGraphScope.MOE_ROUTER: (moe is not None, "needs model.moe (the model is dense)"),
+             CudaGraphScope.MOE_PREPROCESS: (moe is not None, "needs model.moe (the model is dense)"),
+             CudaGraphScope.MOE: (moe is not None and moe.capacity_factor is not None,
+                                  "needs a token-drop MoE (model.moe.capacity_factor set): a dropless MoE "
+                                  "block has dynamic shapes"),
+             CudaGraphScope.MLP: (moe is None or moe.first_dense_layers > 0 or moe.moe_layer_frequency > 1,
+                                  "needs a dense layer (every layer is MoE; use moe_router or moe)")}
+    return [Issue(field, f"{g.value} {needs[g][1]}") for g in graphs if g in needs and not needs[g][0]]
 
 
 def _recompute_module_issues(s: Scenario) -> list[Issue]:
@@ -264,6 +260,8 @@ def _expert_issues(s: Scenario) -> list[Issue]:
                                 "is dense); use expert: 1"))
         if p.expert_tensor is not None:
             issues.append(Issue("parallelism.expert_tensor", "needs model.moe (the model is dense); remove it"))
+        if not p.moe_router_fusion:
+            issues.append(Issue("parallelism.moe_router_fusion", "false needs model.moe (the model is dense)"))
         return issues
     if m.moe.num_experts % p.expert:
         issues.append(Issue("parallelism.expert", f"{p.expert} does not divide model.moe.num_experts "

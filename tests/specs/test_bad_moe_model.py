@@ -109,6 +109,11 @@ CASES: list[tuple[str, Mutation, str, tuple[str, ...]]] = [
      "training.cuda_graphs", ("Megatron-Core's --cuda-graph-scope",)),
     ("router-fusion-off-on-dense-model", _set("parallelism.moe_router_fusion", False),
      "parallelism.moe_router_fusion", ("needs model.moe",)),
+    # An expert rule, not a CUDA-graph one: still named when the CUDA-graph rules stop at a non-Megatron framework.
+    ("router-fusion-off-on-dense-model-with-rejected-cuda-graphs",
+     _all(_set("parallelism.framework", "torchtitan"), _set("parallelism.zero_stage", 3),
+          _set("training.cuda_graphs", ["attn"]), _set("parallelism.moe_router_fusion", False)),
+     "parallelism.moe_router_fusion", ("false needs model.moe", "Megatron-Core's --cuda-graph-scope")),
     ("mxfp8-zeroed-scales-without-mxfp8",
      _all(_set("training.precision", "fp8"), _set("training.mxfp8_zeroed_scales", True)),
      "training.mxfp8_zeroed_scales", ("fp8_recipe mxfp8", "got delayed")),
