@@ -45,7 +45,8 @@ class ParallelismSpec(Spec):
         None, doc="with activation_recompute selective on megatron-core: the modules recomputed in backward "
         "(Megatron --recompute-modules): core_attn, layernorm, mla_up_proj, mlp, moe_act, shared_experts, moe; "
         "default [core_attn] (Megatron's default)")
-    tp_comm_overlap: bool = spec_field(False, doc="overlap TP collectives with GEMMs (TE userbuffers)")
+    tp_comm_overlap: bool = spec_field(False, doc="overlap TP collectives with GEMMs (TE userbuffers); each TP group "
+                                      "must sit inside one NVLink domain")
     overlap_grad_reduce: bool | None = spec_field(
         None, doc="reduce gradient buckets during backward (ZeRO 0-2); default: the framework's: true, deepspeed "
         "false (its overlap_comm defaults to false below ZeRO-3, and its ZeRO-0/1 reduce after backward)")

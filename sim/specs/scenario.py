@@ -331,6 +331,8 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
     if s.parallelism.tp_comm_overlap and not tp_overlap_allowed(s):
         issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
                             "training.compile: true"))
+    if s.parallelism.tp_comm_overlap and not tp_group_in_nvlink_domain(s.parallelism.tensor, s.cluster):
+        issues.append(Issue("parallelism.tp_comm_overlap", tp_overlap_domain_message(s.parallelism.tensor, s.cluster)))
     return issues + _framework_version_issues(s)
 
 
@@ -360,6 +362,22 @@ def tp_overlap_allowed(s: Scenario) -> bool:
     torch.compile; catalog/frameworks.yaml ``tp_overlap``)."""
     overlap = catalog.frameworks_table()["tp_overlap"][s.parallelism.framework.value]
     return s.training.compile or not overlap.get("needs_compile", False)
+
+
+def tp_group_in_nvlink_domain(tensor: int, cluster: ClusterSpec) -> bool:
+    """Whether every TP group of degree ``tensor`` lies inside one scale-up (NVLink) domain: TP is the innermost
+    mesh dimension on consecutive ranks, so no group straddles a domain when TP divides the domain's GPUs (or the
+    whole job fits in one domain)."""
+    domain = cluster.topology.domain_gpus
+    return cluster.num_gpus <= domain or domain % tensor == 0
+
+
+def tp_overlap_domain_message(tensor: int, cluster: ClusterSpec) -> str:
+    """Why ``tp_comm_overlap`` cannot run with TP ``tensor`` on ``cluster`` (see :func:`tp_group_in_nvlink_domain`)."""
+    return (f"needs each TP group inside one NVLink domain: tensor {tensor} does not fit the topology's "
+            f"{cluster.topology.domain_gpus}-GPU scale-up domain (TE userbuffers and PyTorch symmetric memory map peer "
+            "memory over NVLink only: TransformerEngine issue #1071, catalog/frameworks.yaml tp_overlap); set "
+            "tp_comm_overlap: false")
 
 
 @functools.cache

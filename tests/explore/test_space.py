@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from sim.analysis.explore.space import SCHEDULES, Layout, enumerate_space, factorizations, reason_key, shapes
@@ -159,3 +160,31 @@ def test_stage_specific_base_options_apply_where_they_mean_something():
     enum = enumerate_space(titan, dataclasses.replace(TINY_SPACE, zero_stages=(0, 1, 2, 3)))
     assert set(enum.valid["zero_stage"].tolist()) == {0, 3} and set(enum.zero_left_out) == {1, 2}
     assert "torchtitan" in enum.zero_left_out[1]
+
+
+#: 144 query / KV heads: TP 8, 16, 72 and 144 all divide them.
+WIDE_HEADS = {"num_attention_heads": 144, "num_kv_heads": 144, "hidden_size": 2304, "ffn_hidden_size": 9216}
+
+
+@pytest.mark.parametrize(("gpu", "topology", "num_gpus", "inside", "beyond"), [
+    ("H100-SXM-80GB", "dgx-h100-superpod", 16, (8,), (16,)),      # 8-GPU DGX nodes
+    ("GB200", "gb200-nvl72", 144, (8, 72), (16, 144)),           # 72-GPU racks; 72 / 16 straddles a rack
+])
+def test_overlap_never_enumerated_beyond_the_nvlink_domain(gpu, topology, num_gpus, inside, beyond):
+    base = scenario_from_mapping(tiny_mapping(
+        num_gpus, global_batch=num_gpus, model={**tiny_mapping()["model"], **WIDE_HEADS},
+        cluster={"gpu": gpu, "num_gpus": num_gpus, "topology": topology}))
+    space = dataclasses.replace(TINY_SPACE, tensor=inside + beyond, pipeline=(1,), schedules=(Schedule.ONE_F_ONE_B,),
+                                tp_comm_overlaps=(False, True))
+    enum = enumerate_space(base, space)
+    tensor, overlap = enum.valid["tensor"], enum.valid["tp_comm_overlap"] == 1
+    assert set(tensor[overlap].tolist()) == set(inside)
+    assert set(tensor[~overlap].tolist()) == set(inside + beyond)
+    # each TP-beyond-the-domain layout without overlap has its overlapped twin rejected, with the spec's message
+    key = next(k for k in enum.rejected if k.startswith("parallelism.tp_comm_overlap: needs each TP group"))
+    assert enum.rejected[key].count == int((np.isin(tensor, beyond) & ~overlap).sum()) > 0
+    assert enum.num_rejected + len(enum.valid) == enum.total
+    with pytest.raises(ScenarioError) as err:
+        dataclasses.replace(enum.valid.layout(int(((tensor == beyond[0]) & ~overlap).argmax())),
+                            tp_comm_overlap=True).apply(base)
+    assert reason_key(str(err.value.issues[0])) == key

@@ -11,7 +11,9 @@ A layout is applied to a base scenario with ``dataclasses.replace`` on its valid
 scenario's own cross-field rules (``Scenario._issues``: heads, layer split, sequence, batch,
 interleaving, nodes) accept or reject it, with their messages. The *free* axes (:data:`FREE_AXES`:
 ZeRO stage, recompute, TP overlap) never change validity, so each *shape* (the other axes) is
-validated once and expanded over them. A new axis is a :class:`Layout` field, a column, and either a
+validated once and expanded over them; the one exception, TP overlap with a TP group beyond one NVLink domain
+(``tp_group_in_nvlink_domain``, a rule on the TP degree and the cluster alone), is applied to the expansion and
+counted among the rejections with the spec's message. A new axis is a :class:`Layout` field, a column, and either a
 shape axis (``shapes``) or a free axis (one entry of :data:`FREE_AXES`).
 
 MoE models add the expert mesh (Megatron's MoE parallel folding: ETP x EP x EDP over the GPUs of a pipeline
@@ -43,7 +45,14 @@ import numpy as np
 from sim.errors import ScenarioError
 from sim.specs._schema import replace as spec_replace
 from sim.specs.enums import Recompute, Schedule
-from sim.specs.scenario import ClusterSpec, Scenario, tp_overlap_allowed, virtual_stage_layer_counts
+from sim.specs.scenario import (
+    ClusterSpec,
+    Scenario,
+    tp_group_in_nvlink_domain,
+    tp_overlap_allowed,
+    tp_overlap_domain_message,
+    virtual_stage_layer_counts,
+)
 
 SCHEDULES: tuple[Schedule, ...] = tuple(Schedule)
 RECOMPUTES: tuple[Recompute, ...] = tuple(Recompute)
@@ -109,6 +118,7 @@ FREE_AXES: tuple[FreeAxis, ...] = (
     FreeAxis("tp_comm_overlap", lambda sp: tuple(int(b) for b in sp.tp_comm_overlaps or ()),
              lambda tensor, value: (tensor > 1) | (value == 0)),
 )
+FREE_COLUMNS: tuple[str, ...] = tuple(axis.column for axis in FREE_AXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,10 +377,14 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
     checked = dataclasses.replace(base, failures=None)
     shape_rows = list(_with_splits(base, shapes(cluster.num_gpus, space), space)) if stages else []
     free = _free_values(space)
-    per_shape = _expansions(np.array([r[0] for r in shape_rows], dtype=np.int64), free)
+    tensors = np.array([r[0] for r in shape_rows], dtype=np.int64)
+    per_shape = _expansions(tensors, free)
+    # TP overlap needs each TP group inside one NVLink domain: the expansions it leaves, per shape
+    in_domain = {int(t): tp_group_in_nvlink_domain(int(t), cluster) for t in np.unique(tensors)}
+    runnable = _expansions(tensors, free, np.array([in_domain[int(t)] for t in tensors], dtype=bool))
     total = 0
     expert_verdicts: dict[tuple[int, int, int], str] = {}  # (PP, EP, ETP) -> first issue ("" when valid)
-    for shape, expand in zip(shape_rows, per_shape.tolist(), strict=True):
+    for shape, expand, keep in zip(shape_rows, per_shape.tolist(), runnable.tolist(), strict=True):
         t, p, v, c, d, mb, sched, split, first, last = shape
         combos = expert_options(base, t, space)
         total += expand * len(combos)
@@ -394,9 +408,11 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
                     expert_verdicts[key] = str(err.issues[0])
             if expert_verdicts[key]:
                 reject(expert_verdicts[key], expand)
-            else:
-                ok.append((*shape, e, x))
-    valid = _expand(ok, free)
+                continue
+            ok.append((*shape, e, x))
+            if keep < expand:
+                reject(f"parallelism.tp_comm_overlap: {tp_overlap_domain_message(t, cluster)}", expand - keep)
+    valid = _expand(ok, free, cluster)
     if len(valid):
         try:
             valid.layout(0).apply(base, cluster)
@@ -431,24 +447,31 @@ def _free_values(space: SearchSpace) -> np.ndarray:
                     dtype=np.int64).reshape(-1, len(FREE_AXES))
 
 
-def _applies(tensor: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """(shapes, combinations): whether each combination of free values is meaningful for each shape."""
+def _applies(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None) -> np.ndarray:
+    """(shapes, combinations): whether each combination of free values is meaningful for each shape, and, given
+    ``in_domain`` (per shape: its TP groups fit one NVLink domain), runnable (no TP overlap outside the domain)."""
     ok = np.ones((len(tensor), len(free)), dtype=bool)
     for k, axis in enumerate(FREE_AXES):
         if axis.applies is not None:
             ok &= axis.applies(tensor[:, None], free[None, :, k])
+    if in_domain is not None:
+        overlap = free[None, :, FREE_COLUMNS.index("tp_comm_overlap")] == 1
+        ok &= in_domain[:, None] | ~overlap
     return ok
 
 
-def _expansions(tensor: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """How many layouts each shape expands to."""
-    return _applies(tensor, free).sum(axis=1)
+def _expansions(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None) -> np.ndarray:
+    """How many layouts each shape expands to (runnable ones only, given ``in_domain``: see :func:`_applies`)."""
+    return _applies(tensor, free, in_domain).sum(axis=1)
 
 
-def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray) -> Candidates:
-    """Valid shapes (:data:`SHAPE_COLUMNS`) x the meaningful combinations of the free axes, as integer columns."""
+def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray, cluster: ClusterSpec) -> Candidates:
+    """Valid shapes (:data:`SHAPE_COLUMNS`) x the runnable combinations of the free axes on ``cluster``, as integer
+    columns."""
     arr = np.array(shape_rows, dtype=np.int64).reshape(-1, len(SHAPE_COLUMNS))
-    keep = _applies(arr[:, 0], free).ravel()
+    tensors = arr[:, 0]
+    in_domain = np.isin(tensors, [t for t in np.unique(tensors).tolist() if tp_group_in_nvlink_domain(t, cluster)])
+    keep = _applies(tensors, free, in_domain).ravel()
     rows = np.repeat(arr, len(free), axis=0)[keep]
     values = np.tile(free, (len(arr), 1))[keep]
     cols = dict(zip(SHAPE_COLUMNS, rows.T, strict=True))
