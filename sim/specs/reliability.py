@@ -280,8 +280,9 @@ class StragglerSpec(Spec):
         None, doc="detect-and-evict: after this many minutes of slow training the slow nodes are swapped for "
                   "spares (a save first, then a restart without detection or diagnosis); absent = never", ge=0)
     episodes_per_day: float = spec_field(
-        0.0, doc="transient fail-slow episodes per day of the job (0 = none); the job runs slower while one lasts",
-        ge=0)
+        0.0, doc="transient fail-slow episodes per day of the job (0 = none); the job runs slower while one lasts "
+                 "(Greyhound's 4-node probes on a shared cluster: 2.47, with episode_median_minutes 7.07 and "
+                 "episode_sigma_ln 1.61)", ge=0)
     episode_median_minutes: float | None = spec_field(
         None, doc="median episode length, lognormal (default: FALCON's 30 s .. 10 h range, 17.3 min)", gt=0)
     episode_sigma_ln: float | None = spec_field(None, doc="lognormal sigma of the episode length (default 2.155)",
