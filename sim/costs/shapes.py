@@ -3,15 +3,16 @@ the activation a pipeline stage hands to the next."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, TypeVar
 
 from sim.specs.layout import ParallelismSpec
 from sim.specs.scenario import Scenario
 
+if TYPE_CHECKING:  # a column of the search pre-screen; the run path never imports numpy for a scalar
+    import numpy as np
+
 #: A degree or size: one layout's (int/float) or the search pre-screen's column over candidate layouts.
-N = TypeVar("N", int, float, np.ndarray)
+N = TypeVar("N", int, float, "np.ndarray")
 
 #: Activations travel between pipeline stages in 16-bit (Megatron sends bf16/fp16 even under fp8 GEMMs).
 ACTIVATION_BYTES = 2.0

@@ -166,18 +166,26 @@ class Fabric:
     def tier_link(self, t: int, gpu: npt.ArrayLike, up: bool) -> np.ndarray:
         return self.unit(t, gpu) + self._offsets[4 + 2 * t + (0 if up else 1)]
 
-    def path_links(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        """Links of the route from each ``src`` GPU to its ``dst`` GPU: (flows, max hops), -1 padded."""
+    def path_links(self, src: np.ndarray, dst: np.ndarray, into: Fabric | None = None) -> np.ndarray:
+        """Links of the route from each ``src`` GPU to its ``dst`` GPU: (flows, max hops), -1 padded.
+
+        ``into``: this fabric cut to its first ``T`` GPUs, where shifting every GPU by ``T`` (mod the job) maps
+        the fabric onto itself (``sim.network.paths.period``): the routes are this fabric's, each link given
+        as the id in ``into`` of its shift by a multiple of ``T`` (its orbit's first link)."""
         src, dst = np.atleast_1d(np.asarray(src)), np.atleast_1d(np.asarray(dst))
+        ids = self if into is None else into
+        local_src, local_dst = (src, dst) if into is None else (src % into.num_gpus, dst % into.num_gpus)
         same_domain = self.domain(src) == self.domain(dst)
-        cols = [np.where(same_domain, self.scale_up_link(src, True), self.nic_link(src, True)),
-                np.where(same_domain, self.scale_up_link(dst, False), self.nic_link(dst, False))]
+        cols = [np.where(same_domain, ids.scale_up_link(local_src, True), ids.nic_link(local_src, True)),
+                np.where(same_domain, ids.scale_up_link(local_dst, False), ids.nic_link(local_dst, False))]
         # a flow climbs tier t's uplink while its ends sit under different groups of tier t
         for t in range(len(self.tiers) - 1):
             src_unit, dst_unit = self.unit(t, src), self.unit(t, dst)
             climbs = ~same_domain & (src_unit != dst_unit)
-            cols.append(np.where(climbs, src_unit + self._offsets[4 + 2 * t], -1))  # tier_link, unit computed once
-            cols.append(np.where(climbs, dst_unit + self._offsets[5 + 2 * t], -1))
+            if into is not None:
+                src_unit, dst_unit = into.unit(t, local_src), into.unit(t, local_dst)
+            cols.append(np.where(climbs, src_unit + ids._offsets[4 + 2 * t], -1))  # tier_link, unit computed once
+            cols.append(np.where(climbs, dst_unit + ids._offsets[5 + 2 * t], -1))
         same = src == dst
         out = np.stack(cols, axis=1)
         out[same] = -1

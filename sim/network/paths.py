@@ -242,14 +242,84 @@ def _repeats(local: np.ndarray, which: np.ndarray, tiles: int) -> bool:
     return np.array_equal(shaped, np.broadcast_to(shaped[0], shaped.shape))
 
 
+def period(fabric: Fabric) -> int | None:
+    """The shift ``T`` (GPUs) that maps the fabric onto itself when GPU ``g`` goes to ``(g + T) mod n``, or None
+    where no such shift smaller than the job exists: ``T`` holds whole scale-up domains, nodes, NICs and switch
+    groups of every tier that has uplinks (the top tier has none), and divides the job."""
+    n = fabric.num_gpus
+    size = math.lcm(fabric.domain_gpus, fabric.node_gpus, fabric.gpus_per_nic,
+                    *(t.span_gpus for t in fabric.tiers[:-1]))
+    return size if n % size == 0 and size < n else None
+
+
+def _invariant(src: np.ndarray, dst: np.ndarray, shift: int, n: int) -> bool:
+    """Whether the flows ``src -> dst`` are the same multiset once every GPU moves to ``(g + shift) mod n``."""
+    key = np.sort(src * n + dst)
+    moved = np.sort((src + shift) % n * n + (dst + shift) % n)
+    return bool(np.array_equal(key, moved))
+
+
+def _shifted_path(fabric: Fabric, arch: str, groups: np.ndarray) -> GroupPath | None:
+    """The symmetric GroupPath of groups that span the job (no :func:`tile`) but whose ring hops and
+    point-to-point flows repeat under the fabric's :func:`period` with wrap-around, or None where they do not.
+
+    The shift is a symmetry of the fabric (it permutes links of equal capacity and keeps every route's shape)
+    and of the flows, so in progressive filling every link of an orbit has the same remaining capacity and
+    flow count at every step, and every flow of an orbit freezes at the same step: solving one flow per orbit
+    (those leaving GPUs ``0..T-1``) on one link per orbit, with each link's count of those flows, does
+    the same arithmetic as the whole job. Only where every group spans more than one scale-up domain (no
+    NVLS) and all groups have one ring shape (one channel count), so that the path's figures are the minima
+    and maxima over flows, not per group (tests/network/test_tiling.py compares with the whole job)."""
+    shift = period(fabric)
+    if shift is None or groups.shape[1] == 1:
+        return None
+    n = fabric.num_gpus
+    dom = fabric.domain(groups)
+    if np.any(np.all(dom == dom[:, :1], axis=1)):
+        return None
+    batches = _rings(fabric, groups)
+    if len(batches) != 1:
+        return None
+    rings = batches[0][1]
+    ring_src, ring_dst = rings.ravel(), np.roll(rings, -1, axis=2).ravel()
+    p2p_src, p2p_dst = groups.ravel(), np.roll(groups, -1, axis=1).ravel()
+    if not (_invariant(ring_src, ring_dst, shift, n) and _invariant(p2p_src, p2p_dst, shift, n)):
+        return None
+    eff = Efficiency.of(fabric, arch)
+    block = dataclasses.replace(fabric, num_gpus=shift)  # one link per orbit, with the same capacities
+    first = ring_src < shift
+    routes = fabric.path_links(ring_src[first], ring_dst[first], into=block)
+    leaves = flow_efficiency(block, routes, 0.0, 1.0) > 0
+    latency = route_latency(block, routes)[leaves]
+    if not latency.size or latency.min() <= 0:  # every group's slowest route out must be a scale-out latency
+        return None
+    rates = max_min_rates(routes, block.capacity)
+    busbw = rings.shape[1] * float((flow_efficiency(block, routes, eff.up_ring, eff.out_ring) * rates).min())
+    first = p2p_src < shift
+    routes = fabric.path_links(p2p_src[first], p2p_dst[first], into=block)
+    rates = max_min_rates(routes, block.capacity)
+    p2p = float((flow_efficiency(block, routes, eff.up_p2p, eff.out_p2p) * rates).min())
+    spans = np.sort(dom, axis=1)
+    nodes = int(((np.diff(spans, axis=1) != 0).sum(axis=1) + 1).max())
+    consts = catalog.efficiency_table()
+    return GroupPath(
+        n=groups.shape[1], busbw=busbw, all_reduce_busbw=busbw, p2p_bw=p2p,
+        intra_latency_s=fabric.scale_up_latency_s, inter_latency_s=float(latency.max()),
+        base_latency_s=consts["collectives"]["base_latency_us"]["value"] * 1e-6, nodes=nodes, scale_out=True,
+        sm_contention=consts["overlap"]["sm_contention"]["scale_out"])
+
+
 def members_path(fabric: Fabric, arch: str, groups: npt.ArrayLike, directed: bool = False) -> GroupPath:
     """The symmetric GroupPath of groups whose GPUs are the rows of ``groups``, all communicating at
     once: the slowest group's bandwidths and the longest latencies (a synchronous step waits for all).
-    Computed on one tile of the job where the groups repeat (:func:`tile`): the same figures."""
+    Computed on one tile of the job where the groups repeat (:func:`tile`), or on one flow per orbit of the
+    fabric's shift where they span the job but repeat under it (:func:`_shifted_path`): the same figures."""
     groups = np.atleast_2d(np.asarray(groups, dtype=np.int64))
     tiled = tile(fabric, groups)
     if tiled is not None:
         fabric, groups = tiled
+    elif not directed and (shifted := _shifted_path(fabric, arch, groups)) is not None:
+        return shifted
     paths = set(_distinct_paths(fabric, arch, groups, directed)[0])
     if len(paths) == 1:
         return paths.pop()

@@ -81,3 +81,40 @@ def test_no_tile_where_groups_do_not_repeat():
     assert tile(fabric, uneven) is None
     spanning = np.arange(64).reshape(2, 32).T  # every group spans both halves
     assert tile(fabric, spanning) is None
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_shifted_paths_equal_the_whole_jobs(topology):
+    """Groups that span the job and cannot be tiled, but repeat under the fabric's shift with wrap-around
+    (DP outermost, its rings crossing the end of the job back to its start): one flow per orbit gives the
+    whole job's figures, bit for bit."""
+    topo = load_topology(topology)
+    shifted_kinds = 0
+    for (tp, cp, pp, dp, ep), order in itertools.product(LAYOUTS, ORDERS):
+        mesh = ParallelMesh.from_layout(ParallelismSpec(tensor=tp, context=cp, pipeline=pp, data=dp,
+                                                        placement_order=order))
+        fabric = build_fabric(topo, mesh.num_ranks)
+        for name, (groups, directed) in kinds(mesh, ep).items():
+            if directed or not len(groups) or tile(fabric, groups) is not None:
+                continue
+            found = paths._shifted_path(fabric, "hopper", groups)
+            if found is None:
+                continue
+            shifted_kinds += 1
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(paths, "_shifted_path", lambda fabric, arch, groups: None)
+                expected = members_path(fabric, "hopper", groups)
+            assert found == expected, (topology, order, name)
+    # no shift on A100 superpods (their tier spans do not divide these jobs) nor on 72-GPU domains
+    assert shifted_kinds > 0 or topology in ("dgx-a100-superpod", "gb200-nvl72")
+
+
+def test_shift_needs_flows_that_repeat():
+    fabric = build_fabric(load_topology("dgx-h100-superpod"), 1024)
+    assert paths.period(fabric) == 256  # leaf groups of 256 GPUs under a top spine of 1,024
+    spanning = np.arange(1024).reshape(8, 128).T  # members 128 apart: the shift by 256 maps each ring onto itself
+    assert paths._shifted_path(fabric, "hopper", spanning) is not None
+    skewed = spanning.copy()
+    skewed[0] = skewed[0][[1, 0, *range(2, 8)]]  # one group's ring in another order: no longer shift-invariant
+    assert paths._shifted_path(fabric, "hopper", skewed) is None
+    assert paths.period(build_fabric(load_topology("meta-llama3-24k"), 16384)) is None  # pods of 3,072 GPUs
