@@ -275,6 +275,25 @@ class RankIO:
             self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=t.compute,
                                   tp_comm_s=t.tp_comm, cp_comm_s=t.cp_comm, ep_comm_s=t.ep_comm, **args)
 
+    def compute(self, name: str, t: PhaseTime, **args: Any) -> Steps:
+        raise NotImplementedError
+
+    def recv_pp(self, kind: str, key: tuple[int, int], category: str) -> Steps:
+        raise NotImplementedError
+
+    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
+        raise NotImplementedError
+
+    def pp_block(self, recv: str | None, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
+                 send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
+        """One pass with no DP collective of its own: receive ``key`` from channel ``recv`` (if any), compute
+        ``t``, send ``send_key`` on channel ``send`` (if any) under the same name; a transport may fuse them."""
+        if recv is not None:
+            yield from self.recv_pp(recv, key, "pp_comm")
+        yield from self.compute(name, t, **(args or {}))
+        if send is not None:
+            self.send_pp(send, send_key, name, nbytes)
+
     def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
         """Time waited from ``start`` to ``now`` for a transfer of (start, end) ``value``: its part after
         the transfer started counts as ``category``, waiting before it started as bubble."""
@@ -309,6 +328,11 @@ class SymmetricIO(RankIO):
         self.dp_contention = sim.dp_path.sm_contention
         self.pp_contention = sim.pp_path.sm_contention
         self._costs = sim.collective_costs
+        self.busy = sim.compute_busy
+        self.recording = timeline.enabled
+        self._pp_seconds: dict[float, float] = {}  # a point-to-point transfer's seconds by bytes
+        self._figures: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._keep: list[PhaseTime] = []
 
     @property
     def now(self) -> float:
@@ -343,6 +367,85 @@ class SymmetricIO(RankIO):
     def hold(self, seconds: float) -> Steps:
         self.t = self.t + seconds
         return NO_STEPS
+
+    def pp_block(self, recv: str | None, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
+                 send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
+        """``recv_pp``, ``compute`` and ``send_pp`` in one call, the same arithmetic written out (most passes of
+        a step are these: the innermost loop)."""
+        if recv is not None:
+            value = self.mail[recv].values.get(key)
+            if value is None:  # not sent yet: wait for it as a SimPy event
+                return self._pp_block_later(recv, key, name, t, send, send_key, nbytes, args)
+            start = self.t
+            if value[1] > start:  # _arrived, without the calls
+                self.t = value[1]
+                self._book_wait(start, value[1], value, "pp_comm")
+        self._block(name, t, send, send_key, nbytes, args)
+        return NO_STEPS
+
+    def _pp_block_later(self, recv: str, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
+                        send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
+        value = yield from self.mail[recv].get(key)
+        self._arrived(value, "pp_comm")
+        self._block(name, t, send, send_key, nbytes, args)
+
+    def _block(self, name: str, t: PhaseTime, send: str | None, send_key: tuple[int, int], nbytes: float,
+               args: dict[str, Any] | None) -> None:
+        """``compute`` then ``send_pp``, written out."""
+        start = self.t
+        total, compute, tp_comm, cp_comm, ep_comm, hidden = self._phase_figures(t)
+        end = start + total
+        extra = 0.0
+        dp = self.dp
+        q0, q1 = dp.queues
+        if q0 or q1:
+            if dp.t < start:
+                dp.advance(start)
+            if q0 or q1:
+                gather, reduce = dp.busy_between(start, end)
+                extra += gather * self.dp_contention
+                extra += reduce * self.dp_contention
+        act, grad = self.pp_channels
+        if act.free_at > start:
+            extra += (act.busy.busy_until(end) - act.busy.busy_until(start)) * self.pp_contention
+        if grad.free_at > start:
+            extra += (grad.busy.busy_until(end) - grad.busy.busy_until(start)) * self.pp_contention
+        if extra > 0:
+            end = end + extra
+        self.t = end
+        spent = self.spent
+        spent["compute"] += compute
+        spent["tp_comm"] += tp_comm
+        spent["cp_comm"] += cp_comm
+        spent["ep_comm"] += ep_comm
+        spent["contention"] += hidden + extra
+        self.busy[self.slot] += end - start
+        if self.recording:
+            self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=compute, tp_comm_s=tp_comm,
+                                  cp_comm_s=cp_comm, ep_comm_s=ep_comm, **(args or _NO_ARGS))
+        if send is not None:  # send_pp, written out
+            channel = self.pp[send]
+            seconds = self._pp_seconds.get(nbytes)
+            if seconds is None:
+                latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
+                seconds = self._pp_seconds[nbytes] = latency + work
+            begin = end if end > channel.free_at else channel.free_at
+            done = begin + seconds
+            channel.free_at = done
+            channel.busy.append(begin, done)
+            if self.recording:
+                self.sim.timeline.add(self.slot, channel.name, name, begin, done, bytes=nbytes)
+            self.mail[send].put(send_key, (begin, done))
+
+    def _phase_figures(self, t: PhaseTime) -> tuple[float, float, float, float, float, float]:
+        """(total, compute, tp_comm, cp_comm, ep_comm, hidden communication's contention) of a block's time,
+        computed once per distinct block time."""
+        figures = self._figures.get(id(t))
+        if figures is None:
+            figures = self._figures[id(t)] = (t.total, t.compute, t.tp_comm, t.cp_comm, t.ep_comm,
+                                              t.overlapped_comm * t.contention)
+            self._keep.append(t)  # the id stays this block time's while the simulation lives
+        return figures
 
     def _cost(self, op: Collective, nbytes: float, path: GroupPath) -> tuple[float, float]:
         """(latency, bandwidth time) of one collective, cached per (op, size, path)."""
@@ -397,6 +500,7 @@ def _stage_ops(schedule: Schedule, p: int, v: int, rank: int, m: int) -> tuple[P
 #: Channels of the DP link.
 REDUCE, GATHER = 0, 1
 NO_STEPS: tuple[simpy.Event, ...] = ()
+_NO_ARGS: dict[str, Any] = {}
 
 
 class PipelineRank:
@@ -465,20 +569,38 @@ class PipelineRank:
         sim, p, io = self.sim, self.sim.p, self.io
         last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.phase is Phase.BACKWARD}
         gathers = self._start_param_gathers()
+        # a pass with no DP collective of its own (the DP link may still be busy beside it) is one
+        # receive-compute-send the transport can run in one call
+        plain_forward = not (self.zero == 3 and self.dp_n > 1)
+        plain_backward = plain_forward and not (self.dp_n > 1 and self.dp.reduces_after(False))
+        last_vs, block_time, rec, pp_bytes = sim.n_virtual - 1, self.blocks.block_time, self.recording, self.pp_bytes
         for i, op in enumerate(self.ops):
             vs = op.chunk * p + self.r
+            mb = op.microbatch
             if op.phase is Phase.FORWARD:
+                if plain_forward and op.chunk not in gathers:
+                    yield from io.pp_block("act" if vs > 0 else None, (vs, mb), f"{op.phase}{mb}.vs{vs}" if rec else "",
+                                           block_time(vs, op.phase), "act" if vs < last_vs else None, (vs + 1, mb),
+                                           pp_bytes, {"microbatch": mb, "vs": vs} if rec else None)
+                    continue
                 if vs > 0:
-                    yield from io.recv_pp("act", (vs, op.microbatch), "pp_comm")
+                    yield from io.recv_pp("act", (vs, mb), "pp_comm")
                 for event in gathers.pop(op.chunk, ()):
                     yield from io.wait_dp(event, "dp_comm")
                 yield from self._run_block(vs, op)
-                if vs < sim.n_virtual - 1:
+                if vs < last_vs:
                     self._pp_send("act", vs + 1, op)
             else:
-                if vs < sim.n_virtual - 1:
-                    yield from io.recv_pp("grad", (vs, op.microbatch), "pp_comm")
-                yield from self._run_block(vs, op, last=(i == last_b[op.chunk]))
+                last = i == last_b[op.chunk]
+                if plain_backward and not (last and self.dp_n > 1):
+                    yield from io.pp_block("grad" if vs < last_vs else None, (vs, mb),
+                                           f"{op.phase}{mb}.vs{vs}" if rec else "", block_time(vs, op.phase),
+                                           "grad" if vs > 0 else None, (vs - 1, mb), pp_bytes,
+                                           {"microbatch": mb, "vs": vs} if rec else None)
+                    continue
+                if vs < last_vs:
+                    yield from io.recv_pp("grad", (vs, mb), "pp_comm")
+                yield from self._run_block(vs, op, last=last)
                 if vs > 0:
                     self._pp_send("grad", vs - 1, op)
         yield from self._finish()

@@ -254,7 +254,12 @@ class DpLink:
 
 class Mailbox:
     """Messages between rank processes: a value (a transfer's start and end) under a key, and SimPy events
-    for the ranks that ask before it is sent."""
+    for the ranks that ask before it is sent.
+
+    A waiting rank is woken as soon as the message is sent, not at its arrival time: each rank keeps its
+    own clock and a message carries its arrival, and nothing but messages passes between ranks, so the
+    order in which SimPy resumes them cannot change a figure (a rank's work is a function of the messages
+    it receives); one event per wait instead of a timeout and an event."""
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
@@ -263,21 +268,14 @@ class Mailbox:
 
     def put(self, key: Any, value: tuple[float, float]) -> None:
         self.values[key] = value
-        event = self.waiting.pop(key, None)
-        if event is not None:  # wake the waiting rank when the message arrives
-            wake = self.env.timeout(max(0.0, value[1] - self.env.now))
-            waiting = event
-
-            def deliver(_: simpy.Event) -> None:
-                waiting.succeed(value)
-
-            wake.callbacks.append(deliver)
+        if key in self.waiting:  # wake the waiting rank
+            self.waiting.pop(key).succeed(value)
 
     def get(self, key: Any):
         """Process step: the message under ``key``, waiting for it if it has not been sent."""
         if key not in self.values:
-            self.waiting[key] = self.env.event()
-            yield self.waiting[key]
+            self.waiting[key] = event = self.env.event()
+            return (yield event)
         return self.values[key]
 
 
