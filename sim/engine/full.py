@@ -18,6 +18,14 @@ Intra-layer collectives (TP, CP ring, EP all-to-all) stay inside the block durat
 on that group's own placement (``sim.network.paths.group_paths``, all groups of the kind at once), so an
 asymmetric placement gives ranks different layer times. Limited to ``MAX_GPUS``: the fabric re-solves
 max-min over every active flow at every start and finish.
+
+Ranks that run alike are simulated once (``sim.network.symmetry``): the step's graph (ranks by stage and
+block durations, their pipeline routes, DP groups and their flows, links by capacity) is split into its
+coarsest equitable partition, and one process per class of ranks runs the op list; its sends and its
+group's collectives put the flows of every member on the fabric, so link sharing is what every rank
+would see, and each member's figures and timeline are those of the one simulated (to the bit: the
+same additions in the same order). 70B TP8 PP4 DP32 on the DGX H100 SuperPOD: 4 classes of 256 ranks.
+``FullStepSimulation(..., symmetry=False)`` runs every rank, the reference this must equal.
 """
 
 from __future__ import annotations
@@ -33,11 +41,12 @@ from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_
 from sim.costs.layer import Paths, PhaseTime
 from sim.engine.fabric import FabricFlows
 from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepResult, StepSimulation
-from sim.engine.streams import Channel
+from sim.engine.streams import Channel, Interval
 from sim.errors import InfeasibleLayout
 from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
 from sim.network.graph import Fabric, build_fabric
 from sim.network.paths import group_paths
+from sim.network.symmetry import equitable_cells
 from sim.parallelism.mesh import Axis, ParallelMesh
 from sim.parallelism.placement import expert_tensor_members, gpu_grid, group_members
 from sim.specs.scenario import Scenario
@@ -68,22 +77,36 @@ class _GroupRoutes:
         return cls(links, flow_efficiency(fabric, links, eff.up_ring, eff.out_ring), len(rings),
                    None if nvls is None else nvls[:, None], cap, path)
 
+    @classmethod
+    def stack(cls, groups: list[_GroupRoutes]) -> _GroupRoutes:
+        """The flows of several alike groups (one cell: same path, channels and NVLS cap) as one batch."""
+        first = groups[0]
+        if len(groups) == 1:
+            return first
+        nvls = None if first.nvls_links is None else np.concatenate([g.nvls_links for g in groups])  # type: ignore[misc]
+        return cls(np.concatenate([g.ring_links for g in groups]), np.concatenate([g.ring_eff for g in groups]),
+                   first.channels, nvls, first.nvls_cap, first.path)
+
 
 class _GroupComm:
-    """One DP group's communicator: rendezvous of its members, collectives in issue order on the fabric."""
+    """One DP group's communicator: rendezvous of its members, collectives in issue order on the fabric.
 
-    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, channels: list[Channel]) -> None:
-        self.sim, self.env, self.routes, self.channels = sim, sim.env, routes, channels
+    Standing for a cell of alike groups (``FullStepSimulation``'s rank classes): ``routes`` are the flows
+    of all of them, ``channels`` those of the simulated ranks among its members (one per rank class), and
+    a simulated rank's issue counts for as many members as its class has in the group."""
+
+    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, channels: list[Channel], members: int) -> None:
+        self.sim, self.env, self.routes, self.channels, self.members = sim, sim.env, routes, channels, members
         self.stream = simpy.Resource(sim.env, capacity=1)
         self.arrived: dict[tuple[str, int], int] = defaultdict(int)
         self.done: dict[tuple[str, int], simpy.Event] = {}
 
-    def issue(self, key: tuple[str, int], op: Collective, nbytes: float) -> simpy.Event:
-        """A member issues collective ``key``; the returned event fires when it is done everywhere."""
+    def issue(self, key: tuple[str, int], op: Collective, nbytes: float, weight: int) -> simpy.Event:
+        """``weight`` members issue collective ``key``; the returned event fires when it is done everywhere."""
         if key not in self.done:
             self.done[key] = self.env.event()
-        self.arrived[key] += 1
-        if self.arrived[key] == len(self.channels):
+        self.arrived[key] += weight
+        if self.arrived[key] == self.members:
             self.env.process(self._run(key, op, nbytes))
         return self.done[key]
 
@@ -108,26 +131,40 @@ class _GroupComm:
         self.done[key].succeed((start, self.env.now))
 
 
-class FullIO(RankIO):
-    """The transport of one global rank: compute on the simulated clock, slowed by whatever its channels
-    carry meanwhile; pipeline sends as flows to the peer GPU; DP collectives through its group's
-    communicator (``_GroupComm``)."""
+@dataclass(frozen=True)
+class _RankClass:
+    """Ranks that run alike (one cell of ``sim.network.symmetry.equitable_cells``), simulated as one:
+    ``members`` their GPUs (the first stands for all), ``routes`` per send kind the flows of all of them, the
+    per-flow efficiency, the latency and the class that receives; ``group`` the cell of their DP groups and
+    ``weight`` how many of them the cell's simulated group holds."""
 
-    def __init__(self, sim: FullStepSimulation, coords: tuple[int, int, int, int]) -> None:
-        pp, dp, cp, tp = coords
-        self.fs = sim
-        self.stage = pp
-        self.replica = (dp, cp, tp)
-        self.gpu = int(sim.grid[coords])
-        super().__init__(sim, self.gpu)
-        make = lambda name: Channel(sim.env, self.gpu, name, sim.timeline)  # noqa: E731
+    cell: int
+    stage: int
+    members: np.ndarray
+    routes: dict[str, tuple[np.ndarray, np.ndarray, float, int]]
+    group: int
+    weight: int
+
+    @property
+    def gpu(self) -> int:
+        return int(self.members[0])
+
+
+class FullIO(RankIO):
+    """The transport of one rank class (see :class:`_RankClass`): compute on the simulated clock, slowed by
+    whatever its channels carry meanwhile; pipeline sends as flows to the peer GPUs; DP collectives through
+    its group's communicator (``_GroupComm``)."""
+
+    def __init__(self, sim: FullStepSimulation, slot: int, rank_class: _RankClass) -> None:
+        super().__init__(sim, slot)
+        self.fs, self.rank_class, self.stage = sim, rank_class, rank_class.stage
+        make = lambda name: Channel(sim.env, slot, name, sim.timeline)  # noqa: E731
         self.pp = {"act": make("pp_send_fwd"), "grad": make("pp_send_bwd")}
         self.dp = (make("dp_reduce"), make("dp_gather"))
         dp_c, pp_c = sim.dp_path.sm_contention, sim.pp_path.sm_contention
         self.contention = [(self.dp[GATHER], dp_c), (self.dp[REDUCE], dp_c), (self.pp["act"], pp_c),
                            (self.pp["grad"], pp_c)]
         self.issued: dict[str, int] = defaultdict(int)
-        self.routes: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 
     @property
     def now(self) -> float:
@@ -158,57 +195,48 @@ class FullIO(RankIO):
         value = yield event
         self._book_wait(start, self.env.now, value, category)
 
-    def _message(self, kind: str, key: tuple[int, int]) -> simpy.Event:
-        full_key = (kind, self.replica, key)
+    def _message(self, kind: str, cell: int, key: tuple[int, int]) -> simpy.Event:
+        """The message ``key`` of ``kind`` to the ranks of class ``cell``."""
+        full_key = (kind, cell, key)
         if full_key not in self.fs.messages:
             self.fs.messages[full_key] = self.env.event()
         return self.fs.messages[full_key]
 
     def recv_pp(self, kind: str, key: tuple[int, int], category: str):
-        yield from self._wait(self._message(kind, key), category)
+        yield from self._wait(self._message(kind, self.rank_class.cell, key), category)
 
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
-        """A pipeline send: one flow to the peer GPU in the next (or previous) stage."""
-        links, eff, latency = self._route(kind)
+        """A pipeline send: one flow from each GPU of the class to its peer in the next (or previous) stage."""
+        links, eff, latency, to = self.rank_class.routes[kind]
         flows = self.fs.fabric_flows
-        self.pp[kind].submit(name, latency, lambda: flows.transfer(links, nbytes / eff), self._message(kind, key),
+        self.pp[kind].submit(name, latency, lambda: flows.transfer(links, nbytes / eff), self._message(kind, to, key),
                              bytes=nbytes)
-
-    def _route(self, kind: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """The route to the peer GPU in the next (``act``) or previous (``grad``) stage: its links, point-to-point
-        efficiency and latency (the same for every send of a kind: computed once)."""
-        if kind not in self.routes:
-            step = 1 if kind == "act" else -1
-            fs = self.fs
-            peer = int(fs.grid[((self.stage + step) % fs.p, *self.replica)])
-            links = fs.fabric.path_links(np.asarray([self.gpu]), np.asarray([peer]))
-            eff = flow_efficiency(fs.fabric, links, fs.eff.up_p2p, fs.eff.out_p2p)
-            self.routes[kind] = (links, eff, float(route_latency(fs.fabric, links)[0]))
-        return self.routes[kind]
 
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
                 path: GroupPath | None = None) -> simpy.Event:
         """``path`` is ignored: full fidelity reduces over its DP communicator (HSDP is symmetric only)."""
-        ch = self.dp[channel]
-        group = self.fs.comms[ch.name, (self.stage, self.replica[2])]
-        count = self.issued[f"{ch.name}.{name}"]
-        self.issued[f"{ch.name}.{name}"] += 1
-        return group.issue((name, count), op, nbytes)
+        group = self.fs.comms[channel, self.rank_class.group]
+        label = f"{channel}.{name}"
+        count = self.issued[label]
+        self.issued[label] += 1
+        return group.issue((name, count), op, nbytes, self.rank_class.weight)
 
     def wait_dp(self, event: simpy.Event, category: str):
         yield from self._wait(event, category)
 
 
 class FullStepSimulation(StepSimulation):
-    """Every rank of the placement simulated (see the module docstring)."""
+    """Every rank of the placement simulated (see the module docstring); ``symmetry`` runs one rank per class
+    of alike ranks (:class:`_RankClass`), off: every rank its own process (the reference it must equal)."""
 
-    def __init__(self, scenario: Scenario, record: bool = True) -> None:
+    def __init__(self, scenario: Scenario, record: bool = True, symmetry: bool = True) -> None:
         super().__init__(scenario, record)
         n = scenario.cluster.num_gpus
         if n > MAX_GPUS:
             raise InfeasibleLayout(f"simulation.fidelity: full simulates every rank and flow; {n} GPUs is more "
                                    f"than its limit of {MAX_GPUS}; use fidelity: symmetric")
         s = scenario
+        self.symmetry = symmetry
         self.mesh = mesh = ParallelMesh.from_layout(s.parallelism)
         self.grid = gpu_grid(mesh)  # [pp, dp, cp, tp] -> GPU
         self.fabric = build_fabric(s.cluster.topology, n)
@@ -233,30 +261,131 @@ class FullStepSimulation(StepSimulation):
         return out
 
     def run(self) -> StepResult:
-        env = self.env
-        shape = self.grid.shape  # (pp, dp, cp, tp)
-        replicas = [(d, c, t) for d in range(shape[1]) for c in range(shape[2]) for t in range(shape[3])]
         self.messages: dict[tuple, simpy.Event] = {}
-        self._slots(self.mesh.num_ranks)
-        ios = {(pp, rep): FullIO(self, (pp, *rep)) for pp in range(shape[0]) for rep in replicas}
-        self._dp_comms(ios)
-        stage_of = [0] * self.mesh.num_ranks
-        for (pp, _rep), io in ios.items():
-            env.process(PipelineRank(self, pp, io, self.rank_blocks[io.gpu]).run())
-            stage_of[io.gpu] = pp
-        env.run()
-        return self._result(stage_of)
+        classes, group_cells = self._classes()
+        self._slots(len(classes))
+        ios = [FullIO(self, slot, c) for slot, c in enumerate(classes)]
+        self._dp_comms(ios, group_cells)
+        for io in ios:
+            self.env.process(PipelineRank(self, io.stage, io, self.rank_blocks[io.rank_class.gpu]).run())
+        self.env.run()
+        if self.timeline.enabled:  # every member of a class had the intervals of the one simulated
+            self.timeline.intervals = [Interval(int(g), i.stream, i.name, i.start, i.end, i.args)
+                                       for i in self.timeline.intervals for g in classes[i.rank].members]
+        return self._result([c.stage for c in classes])
 
-    def _dp_comms(self, ios: dict[tuple[int, tuple[int, int, int]], FullIO]) -> None:
-        """One communicator per DP group (CP x DP ranks of a pipeline stage and TP rank) and channel."""
-        shape = self.grid.shape
-        self.comms: dict[tuple[str, tuple[int, int]], _GroupComm] = {}
-        for pp in range(shape[0]):
-            for tp in range(shape[3]):
-                members = np.sort(self.grid[pp, :, :, tp].ravel())
-                [path] = group_paths(self.fabric, self.gpu.arch, members[None, :])
-                routes = _GroupRoutes.of(self.fabric, self.eff, members, path)
-                group = [ios[pp, (d, c, tp)] for d in range(shape[1]) for c in range(shape[2])]
-                for channel in (REDUCE, GATHER):
-                    chans = [io.dp[channel] for io in group]
-                    self.comms[chans[0].name, (pp, tp)] = _GroupComm(self, routes, chans)
+    def _classes(self) -> tuple[list[_RankClass], list[list[int]]]:
+        """The rank classes in order of their first GPU, and the cells of DP groups (indices into
+        ``self.groups``, the group simulated first)."""
+        fabric, grid, p = self.fabric, self.grid, self.grid.shape[0]
+        n = self.mesh.num_ranks
+        stage = np.empty(n, dtype=np.int64)
+        stage[grid] = np.arange(p)[:, None, None, None]
+        gpus = np.arange(n)
+        routes = {}
+        for kind, shift in (("act", -1), ("grad", 1)):
+            peer = np.empty(n, dtype=np.int64)
+            peer[grid] = np.roll(grid, shift, axis=0)  # the same rank of the next (previous) stage
+            links = fabric.path_links(gpus, peer)
+            routes[kind] = (peer, links, flow_efficiency(fabric, links, self.eff.up_p2p, self.eff.out_p2p),
+                            route_latency(fabric, links))
+        # one communicator per DP group: the CP x DP ranks of a pipeline stage and TP rank
+        self.groups: list[tuple[np.ndarray, _GroupRoutes]] = []
+        group_of = np.empty(n, dtype=np.int64)
+        for pp in range(p):
+            for tp in range(grid.shape[3]):
+                members = np.sort(grid[pp, :, :, tp].ravel())
+                [path] = group_paths(fabric, self.gpu.arch, members[None, :])
+                group_of[members] = len(self.groups)
+                self.groups.append((members, _GroupRoutes.of(fabric, self.eff, members, path)))
+        cells = self._cells(stage, routes, group_of) if self.symmetry else None
+        rank_cell = gpus if cells is None else cells[:n]
+        group_cell = np.arange(len(self.groups)) if cells is None else cells[n:n + len(self.groups)]
+        # cells renumbered in order of their first rank (first group)
+        firsts = np.unique(rank_cell, return_index=True)[1]
+        order = np.full(int(rank_cell.max()) + 1, -1)
+        order[rank_cell[np.sort(firsts)]] = np.arange(len(firsts))
+        class_of = order[rank_cell]
+        gfirsts = np.sort(np.unique(group_cell, return_index=True)[1])
+        gorder = {int(group_cell[g]): k for k, g in enumerate(gfirsts)}
+        group_cells = [[] for _ in gfirsts]
+        for g, c in enumerate(group_cell):
+            group_cells[gorder[int(c)]].append(g)
+        members_of = np.split(np.argsort(class_of, kind="stable"), np.cumsum(np.bincount(class_of))[:-1])
+        classes = []
+        for k, members in enumerate(members_of):
+            first = int(members[0])
+            cell = gorder[int(group_cell[group_of[first]])]
+            held = self.groups[group_cells[cell][0]][0]
+            classes.append(_RankClass(
+                cell=k, stage=int(stage[first]), members=members,
+                routes={kind: (links[members], eff[members], float(latency[first]), int(class_of[peer[first]]))
+                        for kind, (peer, links, eff, latency) in routes.items()},
+                group=cell, weight=int(np.count_nonzero(class_of[held] == k))))
+        return classes, group_cells
+
+    def _cells(self, stage: np.ndarray, routes: dict[str, tuple[np.ndarray, ...]],
+               group_of: np.ndarray) -> np.ndarray:
+        """Cells of the equitable partition of the step's graph (``sim.network.symmetry``): nodes are the ranks,
+        then the DP groups, the links, the pipeline routes (two per rank) and the groups' flows."""
+        n, fabric, groups = len(stage), self.fabric, self.groups
+        blocks: dict[int, int] = {}
+        colours: dict[tuple, int] = {}
+        colour: list[int] = []
+
+        def add(key: tuple) -> int:
+            colour.append(colours.setdefault(key, len(colours)))
+            return len(colour) - 1
+
+        for gpu in range(n):
+            add(("rank", int(stage[gpu]), blocks.setdefault(id(self.rank_blocks[gpu]), len(blocks))))
+        for _members, r in groups:
+            add(("group", r.path, r.channels, r.nvls_cap, r.nvls_links is None))
+        link0 = len(colour)
+        for capacity in fabric.capacity.tolist():
+            add(("link", capacity))
+        edges: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+        def connect(a: np.ndarray, b: np.ndarray, label: int) -> None:
+            edges.append((a, b, label))
+            edges.append((b, a, label + 1))
+
+        def crossing(first: int, links: np.ndarray, label: int) -> None:
+            flow, hop = np.nonzero(links >= 0)
+            connect(first + flow, link0 + links[flow, hop], label)
+
+        gpus = np.arange(n)
+        for kind, (peer, links, eff, latency) in routes.items():
+            first = len(colour)
+            for e, lat in zip(eff.tolist(), latency.tolist(), strict=True):
+                add(("route", kind, e, lat))
+            connect(gpus, first + gpus, 0)  # sends on
+            connect(first + gpus, peer, 2)  # arrives at
+            crossing(first, links, 4)
+        connect(gpus, n + group_of, 6)  # member of
+        for g, (_members, r) in enumerate(groups):
+            flows = [(r.ring_links, [("ring", e) for e in r.ring_eff.tolist()])]
+            if r.nvls_links is not None:
+                flows.append((r.nvls_links, [("nvls",)] * len(r.nvls_links)))
+            for links, flow_colours in flows:
+                first = len(colour)
+                for key in flow_colours:
+                    add(key)
+                connect(np.full(len(links), n + g), first + np.arange(len(links)), 8)  # carries
+                crossing(first, links, 10)
+        src = np.concatenate([a for a, _, _ in edges])
+        dst = np.concatenate([b for _, b, _ in edges])
+        label = np.concatenate([np.full(len(a), k) for a, _, k in edges])
+        return equitable_cells(np.asarray(colour), src, dst, label)
+
+    def _dp_comms(self, ios: list[FullIO], group_cells: list[list[int]]) -> None:
+        """One communicator per cell of DP groups and channel: the flows of all the cell's groups, the channels of
+        the classes its first group holds."""
+        self.comms: dict[tuple[int, int], _GroupComm] = {}
+        class_of = {int(g): io for io in ios for g in io.rank_class.members}
+        for cell, groups in enumerate(group_cells):
+            members, _routes = self.groups[groups[0]]
+            held = list({id(class_of[int(g)]): class_of[int(g)] for g in members}.values())
+            routes = _GroupRoutes.stack([self.groups[g][1] for g in groups])
+            for channel in (REDUCE, GATHER):
+                self.comms[channel, cell] = _GroupComm(self, routes, [io.dp[channel] for io in held], len(members))

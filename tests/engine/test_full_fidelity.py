@@ -82,6 +82,34 @@ def test_full_fidelity_sees_an_asymmetric_placement():
     assert result.step_time_s < symmetric.step_time_s
 
 
+def _figures(sim: FullStepSimulation) -> tuple:
+    r = sim.run()
+    timeline = sorted((i.rank, i.stream, i.name, i.start, i.end) for i in r.timeline.intervals)
+    return r.step_time_s, r.breakdown_s, r.stage_compute_s, r.bottleneck_stage, timeline
+
+
+@pytest.mark.parametrize(("name", "classes"), [
+    ("h100-tp8-pp2-dp4", 2), ("h100-tp2-pp4-dp8-interleaved", 4), ("h100-tp8-dp8-zero3", 1),
+    ("gb200-tp4-pp2-dp18", None), ("shared-nic-tp2-dp8", 1), ("meta-tp8-pp2-dp16", None)])
+def test_alike_ranks_simulated_once_give_every_rank_its_exact_figures(name, classes):
+    # one process per class of alike ranks against every rank its own: the same figures and timeline to the
+    # bit; on the symmetric placements one class per pipeline stage
+    s = make(*LAYOUTS[name], Fidelity.FULL)
+    reduced = FullStepSimulation(s)
+    assert _figures(reduced) == _figures(FullStepSimulation(s, symmetry=False))
+    if classes is not None:
+        assert len(reduced._classes()[0]) == classes
+
+
+def test_an_asymmetric_placement_keeps_its_ranks_apart():
+    # 128 GPUs in 72-GPU NVLink domains (see above): stage 1's DP groups straddle two domains, so its ranks
+    # split into classes, and the reduced run still equals the reference
+    s = make("gb200-nvl72", "GB200", {"tensor": 4, "pipeline": 2, "data": 16}, Fidelity.FULL)
+    reduced = FullStepSimulation(s)
+    assert 2 < len(reduced._classes()[0]) < 128
+    assert _figures(reduced) == _figures(FullStepSimulation(s, symmetry=False))
+
+
 def test_full_fidelity_refuses_huge_clusters():
     s = make("dgx-h100-superpod", "H100-SXM-80GB", {"tensor": 8, "data": 256}, Fidelity.FULL)
     with pytest.raises(InfeasibleLayout, match="fidelity: symmetric"):
