@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -51,3 +53,22 @@ def test_summary_says_which_fabric_levels_each_group_crosses(capsys):
     assert "network placement tp,cp,pp,dp" in out
     assert "stays in its scale-up domain" in lines["TP"]
     assert "pod uplink" in lines["DP"] and "pod uplink" not in lines["PP"]
+
+
+def test_step_only_run_imports_only_the_step_path(tmp_path):
+    """A scenario without training.tokens simulates one step: the process must not import the run level (its
+    engine and numpy draws), full fidelity, the layout search, networkx or matplotlib. Checked in a fresh
+    interpreter (this test process has imported everything already)."""
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["training"].pop("tokens", None)
+    path = tmp_path / "step.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code = ("import contextlib, io, sys\nfrom sim.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['run', {str(path)!r}, '--json']) == 0\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = set(res.stdout.split())
+    assert "sim.engine.step" in modules and "sim.report.result" in modules  # the step did run
+    for name in ("sim.engine.run", "sim.analysis.runlevel", "sim.engine.full", "sim.analysis.explore",
+                 "sim.network.nxgraph", "networkx", "matplotlib", "scipy", "pandas"):
+        assert not any(m == name or m.startswith(name + ".") for m in modules), name

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +94,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _writable_folder(folder: Path, option: str, target: Path) -> None:
+    import tempfile  # with shutil, bz2, lzma and random: only when an output folder is named
+
     from sim.errors import TrainsimError
 
     if not folder.is_dir():
