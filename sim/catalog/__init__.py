@@ -1,4 +1,5 @@
-"""Packaged data: GPU catalog, model presets, kernel-efficiency tables, reliability data, bundled topologies.
+"""Packaged data: GPU catalog, model presets, kernel-efficiency tables and kernel counts, reliability data, bundled
+topologies.
 
 Every figure in these YAML files carries its ``source:``. Loading is cached: the files are read once
 per process.
@@ -101,6 +102,13 @@ def frameworks_table() -> dict[str, Any]:
 def moe_table() -> dict[str, Any]:
     """Mixture-of-experts constants (grouped GEMM, routing imbalance, router)."""
     return read_yaml("moe.yaml")
+
+
+@functools.cache
+def kernels_table() -> dict[str, Any]:
+    """Kernel counts behind the host launch costs (Megatron-Core layer sides, fp8 quantizers); typed by
+    :func:`sim.specs.kernels.kernel_counts`."""
+    return read_yaml("kernels.yaml")
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 """fp8 recipes: which GEMMs run in fp8, the quantize kernels each recipe adds, fp8 weight copies and
-fp8-saved activations (data in catalog/frameworks.yaml ``fp8_recipes`` / ``fp8_frameworks``).
+fp8-saved activations (data in catalog/frameworks.yaml ``fp8_recipes`` / ``fp8_frameworks``; kernel counts in
+catalog/kernels.yaml ``fp8``).
 
 The transformer layers' four projections (QKV, out, MLP up/gate, MLP down) run in fp8; the LM head stays in
 16 bit (torchtitan filters the ``output`` linear, Megatron-Core's output layer is not a TE module) and attention
@@ -17,15 +18,8 @@ from sim import catalog
 from sim.costs import kernels, shapes
 from sim.specs.enums import Fp8Recipe, Framework
 from sim.specs.hardware import GpuSpec
+from sim.specs.kernels import kernel_counts
 from sim.specs.scenario import Scenario
-
-#: Kernels one fp8 linear adds per pass (a quantize of its input, or of its output gradient).
-QUANTIZE_KERNELS_PER_LINEAR = 1
-
-#: Kernels Transformer Engine's earlier MXFP8 quantizer added to each quantize (``training.mxfp8_zeroed_scales``):
-#: the row-wise and column-wise scale-factor tensors, zero-filled by torch.zeros because the tensor cores need the
-#: padding zeroed (Megatron-LM DeepSeek-V3 GB200 report sec. 2.1.2; fused away by TE PRs 1793, 1934, 2134, 2019).
-ZEROED_SCALE_KERNELS = 2
 
 
 def recipe_entry(recipe: Fp8Recipe) -> dict[str, Any]:
@@ -123,7 +117,7 @@ def expert_quantize_time(s: Scenario, gpu: GpuSpec, rows: float, experts: int, h
         weight_share = _weight_cast_share(s)
         nbytes = (rows * (h + f) * per_elem["input"]
                   + experts * (h * up + f * h) * per_elem["weight"] * weight_share)
-    n = 2 * experts * QUANTIZE_KERNELS_PER_LINEAR
+    n = 2 * experts * kernel_counts().fp8.quantize_per_linear.value
     return n * kernels.hbm_time(gpu, nbytes / n)
 
 
@@ -140,11 +134,13 @@ def tp_gather_bytes_per_element(s: Scenario) -> float:
 
 
 def kernels_per_quantize(s: Scenario) -> int:
-    """Kernels one quantize launches: none without fp8; the quantize, plus the zero-filled scales of
-    ``training.mxfp8_zeroed_scales``."""
+    """Kernels one quantize launches (catalog ``kernels.yaml`` ``fp8``): none without fp8; the quantize, plus the
+    zero-filled scales of ``training.mxfp8_zeroed_scales``."""
     if s.training.fp8 is None:
         return 0
-    return QUANTIZE_KERNELS_PER_LINEAR + (ZEROED_SCALE_KERNELS if s.training.mxfp8_zeroed_scales else 0)
+    counts = kernel_counts().fp8
+    zeroed = counts.mxfp8_zeroed_scales.value if s.training.mxfp8_zeroed_scales else 0
+    return counts.quantize_per_linear.value + zeroed
 
 
 def extra_kernels(s: Scenario, n_linears: int) -> int:

@@ -25,6 +25,7 @@ from sim.specs.enums import (
     RecomputeModule,
 )
 from sim.specs.hardware import GpuSpec
+from sim.specs.kernels import kernel_counts
 from sim.specs.scenario import Scenario
 
 
@@ -229,24 +230,11 @@ def _moe_recompute(s: Scenario, t: moe_costs.MoETimes, forward: PhaseTime) -> Ph
     return PhaseTime(compute=extra)
 
 
-#: Kernels one layer's forward launches in Megatron's eager implementation, by side (backward ~2x). Attention
-#: side: input norm, QKV and output projection GEMMs, rotary / reshapes (4), attention (1 fused flash kernel, or 4:
-#: score GEMM, masked softmax, dropout, context GEMM), bias-dropout-add, TP collective. MLP side: norm, up and
-#: down GEMMs, activation, bias-dropout-add, TP collective (in an MoE layer: the shared expert's).
-ATTENTION_KERNELS = {AttentionKernel.FLASH: 10, AttentionKernel.UNFUSED: 13}
-MLP_KERNELS = 6
-
-#: MLA's attention side beyond GQA's (Megatron-Core MLASelfAttention.get_query_key_value_tensors): query down and
-#: up and KV down and up projections instead of one QKV GEMM (3 more), the query and KV latent norms (2), and the
-#: split / concatenation of the rope and no-rope parts (3 more reshapes).
-MLA_EXTRA_KERNELS = 8
-
 #: Bytes moved per attention score by the unfused softmax: Megatron's fused scaled-masked-softmax
 #: kernel reads and writes bf16 (2 + 2); its PyTorch fallback (FusedScaleMaskSoftmax.forward_torch_
 #: softmax) runs five fp32 kernels: cast (2 + 4), scale (4 + 4), masked_fill (4 + 4 + 1 mask),
-#: softmax (4 + 4), cast back (4 + 2) -- 4 more kernels than the fused path.
+#: softmax (4 + 4), cast back (4 + 2) -- 4 more kernels than the fused path (kernels.yaml torch_softmax_extra).
 SOFTMAX_BYTES = {True: 4, False: 37}
-TORCH_SOFTMAX_EXTRA_KERNELS = 4
 
 
 def fused_softmax_applies(attn_batches: int, seq: float) -> bool:
@@ -275,10 +263,10 @@ class Launches:
 
 
 def _forward_launches(s: Scenario, x: _Shape, moe: bool) -> Launches:
-    """Host launches of one layer's forward: Megatron-Core's kernels by side (ATTENTION_KERNELS, MLP_KERNELS,
-    MLA_EXTRA_KERNELS, the fp32 softmax fallback's, one quantize per linear under fp8; an MoE block's from
-    :func:`sim.costs.moe.forward_kernels`), one launch for each part ``training.cuda_graphs`` captures; or
-    PyTorch eager / compiled counts for the PyTorch-native frameworks."""
+    """Host launches of one layer's forward: Megatron-Core's kernels by side (catalog ``kernels.yaml``
+    ``megatron_layer``: attention, MLP, MLA's extra, the fp32 softmax fallback's; one quantize per linear under
+    fp8; an MoE block's from :func:`sim.costs.moe.forward_kernels`), one launch for each part
+    ``training.cuda_graphs`` captures; or PyTorch eager / compiled counts for the PyTorch-native frameworks."""
     quant = fp8.extra_kernels(s, 1)
     moe_kernels = moe_costs.forward_kernels(s) if moe else None
     if s.parallelism.framework is not Framework.MEGATRON_CORE:
@@ -286,13 +274,14 @@ def _forward_launches(s: Scenario, x: _Shape, moe: bool) -> Launches:
         n = table["compiled_forward_kernels" if s.training.compile else "eager_forward_kernels"]
         return Launches(n + quant * N_LINEARS + (moe_kernels.total if moe_kernels else 0))
     graphs = s.training.cuda_graphs
-    attn = ATTENTION_KERNELS[s.training.attention] + quant * 2
+    counts = kernel_counts().megatron_layer
+    attn = counts.attention[s.training.attention].value + quant * 2
     if s.training.attention is AttentionKernel.UNFUSED and not fused_softmax_applies(x.b * x.a // x.t, x.seq):
-        attn += TORCH_SOFTMAX_EXTRA_KERNELS
+        attn += counts.torch_softmax_extra.value
     if x.mla is not None:
-        attn += MLA_EXTRA_KERNELS + quant * 3
+        attn += counts.mla_extra.value + quant * 3
     attn = 1 if CudaGraphScope.ATTN in graphs else attn
-    mlp = MLP_KERNELS + quant * 2
+    mlp = counts.mlp.value + quant * 2
     if moe_kernels is None:
         return Launches(attn + (1 if CudaGraphScope.MLP in graphs else mlp))
     if CudaGraphScope.MOE in graphs:  # the whole block, router to combine, is one graph (token-drop only)
@@ -378,12 +367,6 @@ def layer_time(s: Scenario, gpu: GpuSpec, paths: Paths, moe: bool) -> LayerTime:
     return LayerTime(forward, _host_bound(backward, 2 * launches.total + _recompute_launches(s, is_moe)))
 
 
-#: Kernels of the MLA up-projection Megatron's ``mla_up_proj`` recompute re-runs: the query and KV up-projection
-#: GEMMs, the split of K into its no-rope part and V, rotary on the query's and the key's rope parts, and the two
-#: concatenations (Megatron-Core MLASelfAttention).
-MLA_UP_PROJ_KERNELS = 7
-
-
 def _recompute_launches(s: Scenario, moe: bool) -> int:
     """Kernels selective recompute re-launches in the backward pass (eager: a recomputed module launches its
     forward kernels again): Megatron-Core's ``recompute_modules``, or its default (the core attention)."""
@@ -391,7 +374,8 @@ def _recompute_launches(s: Scenario, moe: bool) -> int:
     if p.activation_recompute is not Recompute.SELECTIVE or p.framework is not Framework.MEGATRON_CORE:
         return 0
     quant = fp8.extra_kernels(s, 1)
-    attention = ATTENTION_KERNELS[s.training.attention] - ATTENTION_KERNELS[AttentionKernel.FLASH] + 1
+    counts = kernel_counts().megatron_layer
+    attention = counts.attention[s.training.attention].value - counts.attention[AttentionKernel.FLASH].value + 1
     shared = _shared_expert_kernels(s, quant) if moe else 0
     mods = p.selective_modules
     if RecomputeModule.MOE in mods and moe:
@@ -403,23 +387,21 @@ def _recompute_launches(s: Scenario, moe: bool) -> int:
     per_module = {
         RecomputeModule.CORE_ATTN: attention,
         RecomputeModule.LAYERNORM: 2,
-        RecomputeModule.MLA_UP_PROJ: MLA_UP_PROJ_KERNELS + 2 * quant if s.model.mla is not None else 0,
-        RecomputeModule.MLP: MLP_KERNELS + 2 * quant if not moe else 0,
+        RecomputeModule.MLA_UP_PROJ: counts.mla_up_proj.value + 2 * quant if s.model.mla is not None else 0,
+        RecomputeModule.MLP: counts.mlp.value + 2 * quant if not moe else 0,
         RecomputeModule.MOE_ACT: 1 if moe else 0,
         RecomputeModule.SHARED_EXPERTS: shared,
     }
     return whole_block + sum(per_module[mod] for mod in mods if mod in per_module)
 
 
-#: Kernels of an MoE layer's shared expert (a dense MLP's up GEMM, activation and down GEMM; its norm,
-#: bias-dropout-add and TP collective are the layer's MLP side, MLP_KERNELS).
-SHARED_EXPERT_KERNELS = 3
-
-
 def _shared_expert_kernels(s: Scenario, quant: int) -> int:
-    """Kernels the shared expert launches per forward (none without one), with ``quant`` per fp8 linear."""
+    """Kernels the shared expert launches per forward (none without one; catalog ``kernels.yaml``
+    ``shared_expert``), with ``quant`` per fp8 linear."""
     moe = s.model.moe
-    return SHARED_EXPERT_KERNELS + 2 * quant if moe is not None and moe.shared_experts > 0 else 0
+    if moe is None or moe.shared_experts <= 0:
+        return 0
+    return kernel_counts().megatron_layer.shared_expert.value + 2 * quant
 
 
 def _module_recompute(s: Scenario, gpu: GpuSpec, x: _Shape, width: float, gate: bool, fwd_attn: PhaseTime,
