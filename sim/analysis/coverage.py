@@ -7,7 +7,9 @@ recompute mode, the pipeline schedule, TP beyond one node. The catalog
 (``sim/catalog/validation/coverage.yaml``) is computed offline from the validation rows' own layouts and
 errors by ``python scripts/build_coverage.py``; for each feature it holds how many rows exercise it, how
 many of those are within the tolerance, and the largest GPU count among those. A feature is covered for a
-layout on ``n`` GPUs when a row within the tolerance exercises it on at least ``n / SCALE_RATIO`` GPUs.
+layout on ``n`` GPUs when a row within the tolerance, fit or check, exercises it on at least
+``n / SCALE_RATIO`` GPUs; the catalog also holds the within-tolerance count and largest GPU count of the check
+rows alone (``within_check``, ``max_gpus_within_check``), which coverage does not use.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def features(s: Scenario) -> list[str]:
 
 @functools.cache
 def coverage_table() -> dict[str, Any]:
-    """The catalog: ``features: {name: {rows, within, max_gpus_within, examples}}``."""
+    """The catalog: ``features: {name: {rows, within, max_gpus_within, examples, within_check,
+    max_gpus_within_check}}``."""
     return catalog.read_yaml(CATALOG)
 
 

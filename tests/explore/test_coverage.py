@@ -44,6 +44,10 @@ def test_catalog_was_built_under_the_current_rules():
     for name, entry in table["features"].items():
         assert entry["within"] <= entry["rows"], name
         assert (entry["max_gpus_within"] > 0) == (entry["within"] > 0), name
+        # the check rows (no constant fitted on them) are a part of those within the tolerance
+        assert entry["within_check"] <= entry["within"], name
+        assert entry["max_gpus_within_check"] <= entry["max_gpus_within"], name
+        assert (entry["max_gpus_within_check"] > 0) == (entry["within_check"] > 0), name
 
 
 def test_validated_only_ranks_only_covered_layouts(monkeypatch):
