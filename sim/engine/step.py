@@ -339,29 +339,7 @@ class SymmetricIO(RankIO):
         return self.t
 
     def compute(self, name: str, t: PhaseTime, **args: Any) -> Steps:
-        start = self.t
-        end = start + t.total
-        # communication beside the block slows it (contention order: DP gather, DP reduce, PP forward,
-        # PP backward); a channel idle from ``start`` on adds nothing (its busy time does not change)
-        extra = 0.0
-        dp = self.dp
-        q0, q1 = dp.queues
-        if q0 or q1:
-            if dp.t < start:
-                dp.advance(start)
-            if q0 or q1:
-                gather, reduce = dp.busy_between(start, end)
-                extra += gather * self.dp_contention
-                extra += reduce * self.dp_contention
-        act, grad = self.pp_channels
-        if act.free_at > start:
-            extra += (act.busy_until(end) - act.busy_until(start)) * self.pp_contention
-        if grad.free_at > start:
-            extra += (grad.busy_until(end) - grad.busy_until(start)) * self.pp_contention
-        if extra > 0:
-            end = end + extra
-        self.t = end
-        self._book_compute(name, t, start, end, extra, args)
+        self._compute(name, t, args)
         return NO_STEPS
 
     def hold(self, seconds: float) -> Steps:
@@ -392,6 +370,24 @@ class SymmetricIO(RankIO):
     def _block(self, name: str, t: PhaseTime, send: str | None, send_key: tuple[int, int], nbytes: float,
                args: dict[str, Any] | None) -> None:
         """``compute`` then ``send_pp``, written out."""
+        end = self._compute(name, t, args)
+        if send is not None:  # send_pp, written out
+            channel = self.pp[send]
+            seconds = self._pp_seconds.get(nbytes)
+            if seconds is None:
+                latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
+                seconds = self._pp_seconds[nbytes] = latency + work
+            begin = end if end > channel.free_at else channel.free_at
+            done = begin + seconds
+            channel.free_at = done
+            if self.recording:
+                self.sim.timeline.add(self.slot, channel.name, name, begin, done, bytes=nbytes)
+            self.mail[send].put(send_key, (begin, done))
+
+    def _compute(self, name: str, t: PhaseTime, args: dict[str, Any] | None) -> float:
+        """Run a block on the compute stream from the clock: communication beside it slows it (contention order:
+        DP gather, DP reduce, PP forward, PP backward; a channel idle from its start on adds nothing, its busy
+        time does not change). Books it and returns its end."""
         start = self.t
         total, compute, tp_comm, cp_comm, ep_comm, hidden = self._phase_figures(t)
         end = start + total
@@ -399,17 +395,14 @@ class SymmetricIO(RankIO):
         dp = self.dp
         q0, q1 = dp.queues
         if q0 or q1:
-            if dp.t < start:
-                dp.advance(start)
-            if q0 or q1:
-                gather, reduce = dp.busy_between(start, end)
-                extra += gather * self.dp_contention
-                extra += reduce * self.dp_contention
-        act, grad = self.pp_channels
+            gather, reduce = dp.busy_between(start, end)
+            extra += gather * self.dp_contention
+            extra += reduce * self.dp_contention
+        act, grad = self.pp_channels  # busy from start until free_at (FifoChannel.busy_between, written out)
         if act.free_at > start:
-            extra += (act.busy.busy_until(end) - act.busy.busy_until(start)) * self.pp_contention
+            extra += ((end if end < act.free_at else act.free_at) - start) * self.pp_contention
         if grad.free_at > start:
-            extra += (grad.busy.busy_until(end) - grad.busy.busy_until(start)) * self.pp_contention
+            extra += ((end if end < grad.free_at else grad.free_at) - start) * self.pp_contention
         if extra > 0:
             end = end + extra
         self.t = end
@@ -423,19 +416,7 @@ class SymmetricIO(RankIO):
         if self.recording:
             self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=compute, tp_comm_s=tp_comm,
                                   cp_comm_s=cp_comm, ep_comm_s=ep_comm, **(args or _NO_ARGS))
-        if send is not None:  # send_pp, written out
-            channel = self.pp[send]
-            seconds = self._pp_seconds.get(nbytes)
-            if seconds is None:
-                latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
-                seconds = self._pp_seconds[nbytes] = latency + work
-            begin = end if end > channel.free_at else channel.free_at
-            done = begin + seconds
-            channel.free_at = done
-            channel.busy.append(begin, done)
-            if self.recording:
-                self.sim.timeline.add(self.slot, channel.name, name, begin, done, bytes=nbytes)
-            self.mail[send].put(send_key, (begin, done))
+        return end
 
     def _phase_figures(self, t: PhaseTime) -> tuple[float, float, float, float, float, float]:
         """(total, compute, tp_comm, cp_comm, ep_comm, hidden communication's contention) of a block's time,
@@ -501,6 +482,10 @@ def _stage_ops(schedule: Schedule, p: int, v: int, rank: int, m: int) -> tuple[P
 REDUCE, GATHER = 0, 1
 NO_STEPS: tuple[simpy.Event, ...] = ()
 _NO_ARGS: dict[str, Any] = {}
+#: A DP collective to submit: (channel, name, bytes, collective, group path).
+DpSpec = tuple[int, str, float, Collective, GroupPath]
+#: One block of a ZeRO-3 pass: name, time, gathers to submit before it, its reductions, its layer index.
+ShardedPiece = tuple[str, PhaseTime, list[list[DpSpec]], list[DpSpec], int | None]
 
 
 class PipelineRank:
@@ -524,37 +509,47 @@ class PipelineRank:
         self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
         self.recording = sim.timeline.enabled
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
+        self._plans: dict[tuple[int, Phase, int, bool], list[ShardedPiece]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
     def _gather(self, name: str, params: float, expert: float = 0.0,
                 param_bytes: float = zero.PARAM_BYTES) -> list[Any]:
-        """All-gather ``params`` parameters per GPU, the dense ones over the shard group, the ``expert`` ones
+        """All-gather ``params`` parameters per GPU (:meth:`_gather_specs`)."""
+        return [self.io.send_dp(*spec) for spec in self._gather_specs(name, params, expert, param_bytes)]
+
+    def _gather_specs(self, name: str, params: float, expert: float = 0.0,
+                      param_bytes: float = zero.PARAM_BYTES) -> list[DpSpec]:
+        """The all-gathers of ``params`` parameters per GPU, the dense ones over the shard group, the ``expert`` ones
         (routed experts) over the EDP group (Megatron's distributed optimizer shards them there), at
         ``param_bytes`` each."""
-        out = []
+        out: list[DpSpec] = []
         if params > expert and self.sim.shard_path.n > 1:
-            out.append(self.io.send_dp(GATHER, name, (params - expert) * param_bytes, Collective.ALL_GATHER,
-                                       self.sim.shard_path))
+            out.append((GATHER, name, (params - expert) * param_bytes, Collective.ALL_GATHER, self.sim.shard_path))
         if expert > 0 and self.sim.edp_path.n > 1:
-            out.append(self.io.send_dp(GATHER, f"{name}.experts", expert * param_bytes, Collective.ALL_GATHER,
-                                       self.sim.edp_path))
+            out.append((GATHER, f"{name}.experts", expert * param_bytes, Collective.ALL_GATHER, self.sim.edp_path))
         return out
 
     def _reduce_grads(self, name: str, params: float, expert: float = 0.0) -> None:
-        """Reduce the gradients of ``params`` parameters: all-reduce (ZeRO-0) or reduce-scatter over the shard
-        group, then (HSDP) the all-reduce of the shard across replicas, queued behind it on the channel. The
+        """Reduce the gradients of ``params`` parameters (:meth:`_reduce_specs`)."""
+        self.pending += [self.io.send_dp(*spec) for spec in self._reduce_specs(name, params, expert)]
+
+    def _reduce_specs(self, name: str, params: float, expert: float = 0.0) -> list[DpSpec]:
+        """The reductions of the gradients of ``params`` parameters: all-reduce (ZeRO-0) or reduce-scatter over the
+        shard group, then (HSDP) the all-reduce of the shard across replicas, queued behind it on the channel. The
         ``expert`` ones among them (routed experts) are reduced over the EDP group instead (Megatron's
         expert-data-parallel group; with HSDP in one collective over the whole EDP group)."""
+        out: list[DpSpec] = []
         dense = params - expert
         if dense > 0 and self.sim.dp_path.n > 1:
             nbytes = dense * self.dp.grad_bytes
-            self.pending.append(self.io.send_dp(REDUCE, name, nbytes, self.dp.reduce_op, self.sim.shard_path))
+            out.append((REDUCE, name, nbytes, self.dp.reduce_op, self.sim.shard_path))
             if self.dp.replicas > 1:
-                self.pending.append(self.io.send_dp(REDUCE, f"{name}.replicas", nbytes / self.dp.shard,
-                                                    Collective.ALL_REDUCE, self.sim.replica_path))
+                out.append((REDUCE, f"{name}.replicas", nbytes / self.dp.shard, Collective.ALL_REDUCE,
+                            self.sim.replica_path))
         if expert > 0 and self.sim.edp_path.n > 1:
-            self.pending.append(self.io.send_dp(REDUCE, f"{name}.experts", expert * self.dp.grad_bytes,
-                                                self.dp.reduce_op, self.sim.edp_path))
+            out.append((REDUCE, f"{name}.experts", expert * self.dp.grad_bytes, self.dp.reduce_op,
+                        self.sim.edp_path))
+        return out
 
     def _copy_time(self, params: float, bytes_per_param: float) -> PhaseTime:
         """Memory-bound copies around collectives (FSDP2 copy-out, chunk_cat): one read and one write of
@@ -649,34 +644,52 @@ class PipelineRank:
         if forward:
             self.gathered_chunks.add(vs)
         reduce = not forward and self.dp.reduces_after(last)
-        pieces = self.blocks.pieces(vs, op.phase)
-        params = self.blocks.piece_params(vs, op.phase)
-        experts = self.blocks.piece_expert_params(vs, op.phase)
-        times = self._piece_times(vs, op.phase, count * self.dp.gather_copy_passes,
-                                  self.dp.reduce_copy_passes if reduce else 0)
-        io, rec, ahead, last_piece = self.io, self.recording, self.dp.prefetch_layers, len(pieces) - 1
-        blocking = self.dp.blocking
-        gathers: list[list[Any]] = []
-        for j, n in enumerate(params):
-            upto = j + ahead if j + ahead < last_piece else last_piece
-            while count and len(gathers) <= upto:
-                k = len(gathers)
-                gathers.append([tr for g in range(count)
-                                for tr in self._gather(f"gather{g}.{pieces[k][0]}" if rec else "", params[k],
-                                                       experts[k], self._gather_bytes(pieces[k][2]))])
+        io, rec, blocking, mb, pending = self.io, self.recording, self.dp.blocking, op.microbatch, self.pending
+        send_dp, wait_dp, compute = io.send_dp, io.wait_dp, io.compute
+        gathers: list[list[Any]] = []  # the gathers of each block, submitted as it comes into the prefetch window
+        for j, (name, t, submit, reduces, index) in enumerate(self._sharded_plan(vs, op.phase, count, reduce)):
+            for specs in submit:
+                gathers.append([send_dp(*spec) for spec in specs])
             if count:
                 for event in gathers[j]:
-                    yield from io.wait_dp(event, "dp_comm")
-            index = pieces[j][2]
+                    yield from wait_dp(event, "dp_comm")
             if blocking:
                 yield from self._blocking_overhead(count, index)
-            yield from io.compute(f"{label}.{pieces[j][0]}" if rec else "", times[j], microbatch=op.microbatch)
-            if reduce:
-                self._reduce_grads(f"grads.{pieces[j][0]}" if rec else "", n, experts[j])
+            yield from compute(f"{label}.{name}" if rec else "", t, microbatch=mb)
+            if reduces:
+                pending += [send_dp(*spec) for spec in reduces]
                 if blocking:  # waited before anything else runs (DeepSpeed 0.3)
-                    while self.pending:
-                        yield from io.wait_dp(self.pending.pop(0), "dp_comm")
+                    while pending:
+                        yield from wait_dp(pending.pop(0), "dp_comm")
                     yield from self._blocking_overhead(1, index)
+
+    def _sharded_plan(self, vs: int, phase: Phase, count: int, reduce: bool) -> list[ShardedPiece]:
+        """Per block of a ZeRO-3 pass of ``vs`` (cached): its name and time (with the copies around its
+        collectives), the gathers to submit before it (of the blocks entering the prefetch window, each a
+        list: ``count`` rounds of dense and expert gathers), its gradient reductions (``reduce``), its layer."""
+        key = (vs, phase, count, reduce)
+        plan = self._plans.get(key)
+        if plan is None:
+            pieces = self.blocks.pieces(vs, phase)
+            params = self.blocks.piece_params(vs, phase)
+            experts = self.blocks.piece_expert_params(vs, phase)
+            times = self._piece_times(vs, phase, count * self.dp.gather_copy_passes,
+                                      self.dp.reduce_copy_passes if reduce else 0)
+            ahead, last_piece, submitted = self.dp.prefetch_layers, len(pieces) - 1, 0
+            plan = []
+            for j, n in enumerate(params):
+                upto = j + ahead if j + ahead < last_piece else last_piece
+                submit = []
+                while count and submitted <= upto:
+                    k = submitted
+                    submit.append([spec for g in range(count)
+                                   for spec in self._gather_specs(f"gather{g}.{pieces[k][0]}", params[k], experts[k],
+                                                                  self._gather_bytes(pieces[k][2]))])
+                    submitted += 1
+                reduces = self._reduce_specs(f"grads.{pieces[j][0]}", n, experts[j]) if reduce else []
+                plan.append((pieces[j][0], times[j], submit, reduces, pieces[j][2]))
+            self._plans[key] = plan
+        return plan
 
     def _blocking_overhead(self, collectives: int, index: int | None):
         """Blocking plans: the host time of ``collectives`` collective rounds over one block, the device idle

@@ -12,7 +12,6 @@ Two kinds of channel:
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Callable
@@ -74,52 +73,24 @@ class Busy:
         return self._done + (now - self._since if self._since is not None else 0.0)
 
 
-class Intervals:
-    """Busy intervals of one stream, appended in time order without overlap: cumulative busy time at any
-    instant by bisection (a compute stream asks twice per block)."""
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-        self.before: list[float] = []  # busy seconds before each interval
-        self.total = 0.0  # busy seconds of all of them
-
-    def append(self, start: float, end: float) -> None:
-        self.starts.append(start)
-        self.ends.append(end)
-        self.before.append(self.total)
-        self.total += end - start
-
-    def busy_until(self, t: float) -> float:
-        """Busy seconds of the recorded intervals up to ``t``."""
-        if not self.ends or t >= self.ends[-1]:  # all of them ended by t (the usual question: now)
-            return self.total
-        i = bisect.bisect_right(self.ends, t)  # intervals 0..i-1 ended by t
-        done = self.before[i - 1] + (self.ends[i - 1] - self.starts[i - 1]) if i else 0.0
-        if i < len(self.starts) and self.starts[i] < t:
-            done += t - self.starts[i]
-        return done
-
-
 class FifoChannel:
-    """A point-to-point channel with fixed-duration transfers (FIFO, one at a time), costed analytically."""
+    """A point-to-point channel with fixed-duration transfers (FIFO, one at a time), costed analytically.
+
+    Its transfers are submitted by its owner at its own clock, so one that has to queue starts when the one
+    before ends: from any instant of the owner's on, the channel is busy without a gap until ``free_at``
+    (what a block computing beside it needs to know, ``SymmetricIO._compute``: no busy history is kept)."""
 
     def __init__(self, rank: int, name: str, timeline: Timeline) -> None:
         self.rank, self.name, self.timeline = rank, name, timeline
         self.free_at = 0.0
-        self.busy = Intervals()
 
     def submit(self, now: float, name: str, seconds: float, **args: Any) -> tuple[float, float]:
         """Queue a transfer issued at ``now``: its (start, end)."""
         start = max(now, self.free_at)
         end = start + seconds
         self.free_at = end
-        self.busy.append(start, end)
         self.timeline.add(self.rank, self.name, name, start, end, **args)
         return start, end
-
-    def busy_until(self, t: float) -> float:
-        return self.busy.busy_until(t)
 
 
 class DpTransfer:
@@ -145,7 +116,7 @@ class DpLink:
     def __init__(self, rank: int, names: tuple[str, str], timeline: Timeline) -> None:
         self.rank, self.names, self.timeline = rank, names, timeline
         self.queues: tuple[deque[DpTransfer], deque[DpTransfer]] = (deque(), deque())
-        self.busy = (Intervals(), Intervals())
+        self.drained = [0.0, 0.0]  # when each channel's queue last became empty
         self.t = 0.0
 
     def submit(self, now: float, channel: int, name: str, latency: float, work: float, **args: Any) -> DpTransfer:
@@ -160,25 +131,18 @@ class DpLink:
         return tr
 
     def busy_between(self, start: float, end: float) -> tuple[float, float]:
-        """Busy seconds of both channels together from ``start`` to ``end`` (gather's, then reduce's: the order
-        the step adds them in); advances the link to ``end``."""
-        if self.t < start:  # advance(start) and advance(end), without the calls
-            self._run(start, None)
-            self.t = start
-        gather, reduce = self._busy(1, start), self._busy(0, start)
+        """Busy seconds of both channels from ``start`` (not before the link's time) to ``end`` (gather's, then
+        reduce's: the order the step adds them in); advances the link to ``end``. A channel is busy while its
+        queue holds a transfer (its head holds it through its latency and its bytes), and nothing is submitted
+        between the two (the owner is computing), so a channel busy at ``start`` stays busy until its queue
+        drains: one pass to ``end``, no busy history."""
         if self.t < end:
             self._run(end, None)
             self.t = end
-        return self._busy(1, end) - gather, self._busy(0, end) - reduce
-
-    def _busy(self, channel: int, t: float) -> float:
-        past = self.busy[channel]
-        ends = past.ends
-        done = past.total if not ends or t >= ends[-1] else past.busy_until(t)  # the usual question: now
-        queue = self.queues[channel]
-        if queue and queue[0].start < t:  # type: ignore[operator]
-            done += t - queue[0].start  # type: ignore[operator]
-        return done
+        q0, q1 = self.queues
+        gather = (end if q1 else self.drained[1]) - start
+        reduce = (end if q0 else self.drained[0]) - start
+        return (gather if gather > 0.0 else 0.0), (reduce if reduce > 0.0 else 0.0)
 
     def finish(self, tr: DpTransfer) -> float:
         """End of ``tr``, advancing the link until it is done (the owner is waiting for it: no new
@@ -245,11 +209,12 @@ class DpLink:
         assert tr.start is not None
         tr.end = t
         queue.popleft()
-        self.busy[tr.channel].append(tr.start, t)
         if self.timeline.enabled:
             self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, t, **tr.args)
         if queue:
             queue[0].start = t
+        else:
+            self.drained[tr.channel] = t
 
 
 class Mailbox:
