@@ -176,6 +176,10 @@ def ring_orders(fabric: Fabric, members: np.ndarray) -> np.ndarray:
     """(channels, n) ring orders: channel ``r`` enters domain ``u`` at member ``r + off(u)`` and leaves it
     from member ``r + off(u + 1)``, the rail peer of the next domain's entry (``_entry_offsets``), so
     every hop between domains stays on one NIC index and each NIC carries one channel's crossing."""
+    ordered = np.sort(np.asarray(members))
+    dom = fabric.domain(ordered)
+    if len(dom) < 2 or np.all(dom[1:] != dom[:-1]):  # one member per domain: one channel through them in order
+        return ordered[None, :]
     parts = by_domain(fabric, members)
     m = min(len(p) for p in parts)
     if len(parts) == 1:

@@ -63,6 +63,8 @@ class ScenarioPaths:
 def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.unique(a, axis=0, return_index=True, return_inverse=True)`` for a 2-D array, by a lexsort of the
     columns (numpy sorts rows as opaque records, which costs ~100x more at 10^4 rows and more)."""
+    if len(a) and np.array_equal(a, np.broadcast_to(a[0], a.shape)):  # one pattern (every group alike): no sort
+        return a[:1], np.zeros(1, dtype=np.int64), np.zeros(len(a), dtype=np.int64)
     order = np.lexsort(a.T[::-1])
     ordered = a[order]
     new = np.ones(len(a), dtype=bool)
@@ -233,8 +235,8 @@ def tile(fabric: Fabric, groups: np.ndarray) -> tuple[Fabric, np.ndarray] | None
 def _repeats(local: np.ndarray, which: np.ndarray, tiles: int) -> bool:
     """Whether every tile holds the same groups (rows of ``local``, GPUs relative to their tile ``which``), in
     any row order; members in the same order within a group (a ring follows it)."""
-    order = np.argsort(which, kind="stable")
-    shaped = local[order].reshape(tiles, -1, local.shape[1])
+    ordered = bool(np.all(which[1:] >= which[:-1]))  # rows already tile by tile: no sort
+    shaped = (local if ordered else local[np.argsort(which, kind="stable")]).reshape(tiles, -1, local.shape[1])
     if np.array_equal(shaped, np.broadcast_to(shaped[0], shaped.shape)):  # the placement's regular row order
         return True
     order = np.lexsort(np.column_stack([local[:, ::-1], which]).T)  # by tile, then by local row
@@ -254,6 +256,10 @@ def period(fabric: Fabric) -> int | None:
 
 def _invariant(src: np.ndarray, dst: np.ndarray, shift: int, n: int) -> bool:
     """Whether the flows ``src -> dst`` are the same multiset once every GPU moves to ``(g + shift) mod n``."""
+    if len(src) == n and np.all(np.bincount(src, minlength=n) == 1):  # one flow from every GPU: no sort
+        to = np.empty(n, dtype=np.int64)
+        to[src] = dst
+        return bool(np.array_equal(np.roll(to, -shift), (to + shift) % n))
     key = np.sort(src * n + dst)
     moved = np.sort((src + shift) % n * n + (dst + shift) % n)
     return bool(np.array_equal(key, moved))
@@ -274,16 +280,19 @@ def _shifted_path(fabric: Fabric, arch: str, groups: np.ndarray) -> GroupPath | 
     if shift is None or groups.shape[1] == 1:
         return None
     n = fabric.num_gpus
-    dom = fabric.domain(groups)
-    if np.any(np.all(dom == dom[:, :1], axis=1)):
+    ordered = np.sort(groups, axis=1)  # rings are built on the members in GPU order (as _distinct_paths does)
+    dom = fabric.domain(ordered)
+    if np.any(dom[:, -1] == dom[:, 0]):
         return None
-    batches = _rings(fabric, groups)
-    if len(batches) != 1:
+    batches = _rings(fabric, ordered)
+    if len(batches) != 1:  # one domain pattern: every group spans as many domains as the first
         return None
     rings = batches[0][1]
     ring_src, ring_dst = rings.ravel(), np.roll(rings, -1, axis=2).ravel()
+    # one channel in the members' own order: the point-to-point flows are the ring's hops, solved once
+    same = rings.shape[1] == 1 and np.array_equal(rings[:, 0], groups)
     p2p_src, p2p_dst = groups.ravel(), np.roll(groups, -1, axis=1).ravel()
-    if not (_invariant(ring_src, ring_dst, shift, n) and _invariant(p2p_src, p2p_dst, shift, n)):
+    if not (_invariant(ring_src, ring_dst, shift, n) and (same or _invariant(p2p_src, p2p_dst, shift, n))):
         return None
     eff = Efficiency.of(fabric, arch)
     block = dataclasses.replace(fabric, num_gpus=shift)  # one link per orbit, with the same capacities
@@ -295,12 +304,12 @@ def _shifted_path(fabric: Fabric, arch: str, groups: np.ndarray) -> GroupPath | 
         return None
     rates = max_min_rates(routes, block.capacity)
     busbw = rings.shape[1] * float((flow_efficiency(block, routes, eff.up_ring, eff.out_ring) * rates).min())
-    first = p2p_src < shift
-    routes = fabric.path_links(p2p_src[first], p2p_dst[first], into=block)
-    rates = max_min_rates(routes, block.capacity)
+    if not same:
+        first = p2p_src < shift
+        routes = fabric.path_links(p2p_src[first], p2p_dst[first], into=block)
+        rates = max_min_rates(routes, block.capacity)
     p2p = float((flow_efficiency(block, routes, eff.up_p2p, eff.out_p2p) * rates).min())
-    spans = np.sort(dom, axis=1)
-    nodes = int(((np.diff(spans, axis=1) != 0).sum(axis=1) + 1).max())
+    nodes = int((np.diff(dom[0]) != 0).sum() + 1)
     consts = catalog.efficiency_table()
     return GroupPath(
         n=groups.shape[1], busbw=busbw, all_reduce_busbw=busbw, p2p_bw=p2p,

@@ -114,6 +114,11 @@ def test_shift_needs_flows_that_repeat():
     assert paths.period(fabric) == 256  # leaf groups of 256 GPUs under a top spine of 1,024
     spanning = np.arange(1024).reshape(8, 128).T  # members 128 apart: the shift by 256 maps each ring onto itself
     assert paths._shifted_path(fabric, "hopper", spanning) is not None
+    backwards = np.ascontiguousarray(spanning[:, ::-1])  # members in falling GPU order: the same rings (built in
+    found = paths._shifted_path(fabric, "hopper", backwards)  # GPU order), point-to-point flows the other way
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paths, "_shifted_path", lambda fabric, arch, groups: None)
+        assert found == members_path(fabric, "hopper", backwards)
     skewed = spanning.copy()
     skewed[0] = skewed[0][[1, 0, *range(2, 8)]]  # one group's ring in another order: no longer shift-invariant
     assert paths._shifted_path(fabric, "hopper", skewed) is None
