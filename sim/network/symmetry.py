@@ -62,7 +62,8 @@ def equitable_cells(colour: np.ndarray, src: np.ndarray, dst: np.ndarray, label:
             if new_count == count:
                 break
             cells, count = new.astype(np.int64), new_count
-    keeps_colours = len(np.unique(np.stack([cells, colour], axis=1), axis=0)) == count
+    _, first = np.unique(cells, return_index=True)
+    keeps_colours = bool(np.all(colour == colour[first][cells]))
     return cells if keeps_colours and is_equitable(cells, src, dst, label) else np.arange(n)
 
 
@@ -70,10 +71,13 @@ def is_equitable(cells: np.ndarray, src: np.ndarray, dst: np.ndarray, label: np.
     """Whether every node of each cell has the same number of ``label`` edges into each cell (exact)."""
     if not len(src):
         return True
-    # (node, label, neighbour cell) -> edges
-    keys, per_node = np.unique(np.stack([src, label, cells[dst]], axis=1), axis=0, return_counts=True)
+    n, labels = len(cells), int(label.max()) + 1
+    if n * labels * n * (len(src) + 1) >= 2**63:  # the integer keys below would overflow: no verdict
+        return False
+    # (node, label, neighbour cell) -> edges, as one integer key
+    keys, per_node = np.unique((src * labels + label) * n + cells[dst], return_counts=True)
+    node, rest = np.divmod(keys, labels * n)
     # (cell, label, neighbour cell, edges) -> nodes having exactly that many: must be the whole cell
-    rows, nodes = np.unique(np.stack([cells[keys[:, 0]], keys[:, 1], keys[:, 2], per_node], axis=1), axis=0,
-                            return_counts=True)
+    rows, nodes = np.unique((cells[node] * labels * n + rest) * (len(src) + 1) + per_node, return_counts=True)
     size = np.bincount(cells)
-    return bool(np.all(nodes == size[rows[:, 0]]))
+    return bool(np.all(nodes == size[rows // ((len(src) + 1) * labels * n)]))
