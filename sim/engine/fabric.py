@@ -1,9 +1,10 @@
 """The fabric as a SimPy process: flows share links max-min fairly, re-solved whenever flows start or end.
 
-``FabricFlows.transfer(links, nbytes, cap)`` starts a batch of flows (one collective's or one send's)
-and returns an event that fires when the last of them has moved its bytes. Between changes every flow
-moves at its max-min rate (``sim.network.sharing.max_min_rates`` over all active flows); a start or a
-finish advances every flow to now, drops the finished ones and solves again. Batches started at the
+``FabricFlows.transfer(links, nbytes, cap, weight)`` starts a batch of flows (one collective's or one
+send's) and returns an event that fires when the last of them has moved its bytes; a flow of ``weight``
+stands for that many alike flows on each of its links (full fidelity's classes of alike ranks). Between
+changes every flow moves at its max-min rate (``sim.network.sharing.max_min_rates`` over all active
+flows); a start or a finish advances every flow to now, drops the finished ones and solves again. Batches started at the
 same simulated instant are solved once together (the fabric process wakes after them).
 """
 
@@ -21,6 +22,7 @@ class FabricFlows:
     def __init__(self, env: simpy.Environment, capacity: np.ndarray) -> None:
         self.env, self.capacity = env, capacity
         self.links = np.zeros((0, 1), dtype=np.int64)
+        self.weight = np.zeros((0, 1))
         self.left = np.zeros(0)
         self.total = np.zeros(0)
         self.cap = np.zeros(0)
@@ -30,13 +32,15 @@ class FabricFlows:
         self._next_batch = 0
         self._last = 0.0
         self._wake = env.event()
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = []  # started, not yet merged
+        # started, not yet merged: links, bytes, caps, weights, batch
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]] = []
         self.solves = 0
         env.process(self._run())
 
-    def transfer(self, links: np.ndarray, nbytes: np.ndarray, cap: np.ndarray | None = None) -> simpy.Event:
-        """Start flows (routes ``links``, ``nbytes`` each, optional rate caps); the event fires when all
-        of them are done."""
+    def transfer(self, links: np.ndarray, nbytes: np.ndarray, cap: np.ndarray | None = None,
+                 weight: np.ndarray | None = None) -> simpy.Event:
+        """Start flows (routes ``links``, ``nbytes`` each, optional rate caps, optional flows per link entry);
+        the event fires when all of them are done."""
         done = self.env.event()
         keep = np.asarray(nbytes) > 0
         if not keep.any():
@@ -44,8 +48,9 @@ class FabricFlows:
             return done
         self._advance()
         caps = None if cap is None else np.asarray(cap, dtype=float)[keep]
-        self._pending.append((np.asarray(links, dtype=np.int64)[keep], np.asarray(nbytes, dtype=float)[keep], caps,
-                              self._next_batch))
+        links = np.asarray(links, dtype=np.int64)[keep]
+        weights = np.ones(links.shape) if weight is None else np.asarray(weight, dtype=float)[keep]
+        self._pending.append((links, np.asarray(nbytes, dtype=float)[keep], caps, weights, self._next_batch))
         self.events[self._next_batch] = done
         self._next_batch += 1
         if not self._wake.triggered:
@@ -57,10 +62,11 @@ class FabricFlows:
         started at one instant are solved together anyway)."""
         if not self._pending:
             return
-        links, nbytes, caps, batches = zip(*self._pending, strict=True)
+        links, nbytes, caps, weights, batches = zip(*self._pending, strict=True)
         self._pending = []
         width = max(self.links.shape[1], *(x.shape[1] for x in links))
         self.links = np.concatenate([_pad(self.links, width), *(_pad(x, width) for x in links)])
+        self.weight = np.concatenate([_pad(self.weight, width), *(_pad(x, width) for x in weights)])
         self.left = np.concatenate([self.left, *nbytes])
         self.total = np.concatenate([self.total, *nbytes])
         self.cap = np.concatenate([self.cap, *(np.full(len(n), np.inf) if c is None else c
@@ -75,7 +81,7 @@ class FabricFlows:
 
     def _solve(self) -> None:
         self.solves += 1
-        self.rates = max_min_rates(self.links, self.capacity, self.cap)
+        self.rates = max_min_rates(self.links, self.capacity, self.cap, self.weight)
 
     def _finish(self) -> None:
         """Drop flows that are done and fire the events of batches with no flow left."""
@@ -84,7 +90,8 @@ class FabricFlows:
             return
         finished = set(np.unique(self.batch[done]).tolist())
         keep = ~done
-        self.links, self.left, self.total = self.links[keep], self.left[keep], self.total[keep]
+        self.links, self.weight = self.links[keep], self.weight[keep]
+        self.left, self.total = self.left[keep], self.total[keep]
         self.cap, self.batch, self.rates = self.cap[keep], self.batch[keep], self.rates[keep]
         for b in finished - set(np.unique(self.batch).tolist()):
             self.events.pop(b).succeed()
@@ -117,7 +124,8 @@ class FabricFlows:
 
 
 def _pad(links: np.ndarray, width: int) -> np.ndarray:
-    """Routes padded with -1 to ``width`` hops (np.pad costs ~50x more on these small arrays)."""
+    """Routes (or their weights) padded with -1 to ``width`` hops (np.pad costs ~50x more on these small
+    arrays; a padded weight is never read: its link is -1)."""
     missing = width - links.shape[1]
     if not missing:
         return links

@@ -22,9 +22,11 @@ max-min over every active flow at every start and finish.
 Ranks that run alike are simulated once (``sim.network.symmetry``): the step's graph (ranks by stage and
 block durations, their pipeline routes, DP groups and their flows, links by capacity) is split into its
 coarsest equitable partition, and one process per class of ranks runs the op list; its sends and its
-group's collectives put the flows of every member on the fabric, so link sharing is what every rank
-would see, and each member's figures and timeline are those of the one simulated (to the bit: the
-same additions in the same order). 70B TP8 PP4 DP32 on the DGX H100 SuperPOD: 4 classes of 256 ranks.
+group's collectives put the flows of every member on the fabric, as one flow per cell of alike flows
+over one link per cell of alike links, counted as many times as the cell has flows on each such link
+(``_LinkCells.batch``), so link sharing is what every rank would see, and each member's figures and
+timeline are those of the one simulated (to the bit: the same arithmetic on the same numbers). 70B TP8
+PP4 DP32 on the DGX H100 SuperPOD: 4 classes of 256 ranks.
 ``FullStepSimulation(..., symmetry=False)`` runs every rank, the reference this must equal.
 """
 
@@ -77,26 +79,67 @@ class _GroupRoutes:
         return cls(links, flow_efficiency(fabric, links, eff.up_ring, eff.out_ring), len(rings),
                    None if nvls is None else nvls[:, None], cap, path)
 
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Flows of one send or collective as the fabric gets them: one row per cell of alike flows, its links as
+    link cells, per entry the flows of the cell on each link of that link cell (``weight``), per row the
+    flows' efficiency."""
+
+    links: np.ndarray
+    weight: np.ndarray
+    eff: np.ndarray
+
+
+@dataclass(frozen=True)
+class _LinkCells:
+    """The links' cells of the step's equitable partition (each link its own without symmetry): the cell of
+    every link, the links per cell and the capacity of each (alike links have the same)."""
+
+    cell: np.ndarray
+    size: np.ndarray
+    capacity: np.ndarray
+
     @classmethod
-    def stack(cls, groups: list[_GroupRoutes]) -> _GroupRoutes:
-        """The flows of several alike groups (one cell: same path, channels and NVLS cap) as one batch."""
-        first = groups[0]
-        if len(groups) == 1:
-            return first
-        nvls = None if first.nvls_links is None else np.concatenate([g.nvls_links for g in groups])  # type: ignore[misc]
-        return cls(np.concatenate([g.ring_links for g in groups]), np.concatenate([g.ring_eff for g in groups]),
-                   first.channels, nvls, first.nvls_cap, first.path)
+    def of(cls, cell: np.ndarray, capacity: np.ndarray) -> _LinkCells:
+        first, compact = np.unique(cell, return_index=True, return_inverse=True)[1:]
+        return cls(compact, np.bincount(compact), capacity[first])
+
+    def batch(self, links: np.ndarray, eff: np.ndarray) -> _Batch:
+        """Flows (routes ``links``, efficiency ``eff``) of whole cells, one row per cell: flows with the same
+        efficiency and link cells (alike: the partition is the coarsest equitable one), each link cell once
+        with the flows of the row's cell on each of its links (the cell's crossings over the link cell's size)."""
+        valid = links >= 0
+        cells = np.sort(np.where(valid, self.cell[np.where(valid, links, 0)], -1), axis=1)
+        rows, first, row_of = np.unique(np.column_stack([eff, cells]), axis=0, return_index=True,
+                                        return_inverse=True)
+        row_of = row_of.ravel()
+        flow, hop = np.nonzero(cells >= 0)
+        pairs, crossings = np.unique(np.column_stack([row_of[flow], cells[flow, hop]]), axis=0, return_counts=True)
+        flows_per_link, rest = np.divmod(crossings, self.size[pairs[:, 1]])
+        assert not rest.any(), "a cell of flows spreads unevenly over a link cell: the partition is not equitable"
+        width = max(1, int(np.bincount(pairs[:, 0], minlength=len(rows)).max())) if len(pairs) else 1
+        out = np.full((len(rows), width), -1, dtype=np.int64)
+        weight = np.zeros((len(rows), width))
+        slot = np.arange(len(pairs)) - np.searchsorted(pairs[:, 0], pairs[:, 0])  # k-th link cell of its row
+        out[pairs[:, 0], slot] = pairs[:, 1]
+        weight[pairs[:, 0], slot] = flows_per_link
+        return _Batch(out, weight, eff[first])
 
 
 class _GroupComm:
     """One DP group's communicator: rendezvous of its members, collectives in issue order on the fabric.
 
-    Standing for a cell of alike groups (``FullStepSimulation``'s rank classes): ``routes`` are the flows
-    of all of them, ``channels`` those of the simulated ranks among its members (one per rank class), and
-    a simulated rank's issue counts for as many members as its class has in the group."""
+    Standing for a cell of alike groups (``FullStepSimulation``'s rank classes): ``routes`` are its own
+    (path, channels, NVLS cap), ``ring`` and ``nvls`` the flows of all of them, ``channels`` those of the
+    simulated ranks among its members (one per rank class), and a simulated rank's issue counts for as
+    many members as its class has in the group."""
 
-    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, channels: list[Channel], members: int) -> None:
+    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, ring: _Batch, nvls: _Batch | None,
+                 channels: list[Channel], members: int) -> None:
         self.sim, self.env, self.routes, self.channels, self.members = sim, sim.env, routes, channels, members
+        self.ring, self.nvls = ring, nvls
         self.stream = simpy.Resource(sim.env, capacity=1)
         self.arrived: dict[tuple[str, int], int] = defaultdict(int)
         self.done: dict[tuple[str, int], simpy.Event] = {}
@@ -119,12 +162,14 @@ class _GroupComm:
                 ch.busy.start(start)
             yield self.env.timeout(collective_latency(op, nbytes, r.path))
             bus = bus_factor(op, r.path.n) * nbytes / size_efficiency(nbytes)
-            if op is Collective.ALL_REDUCE and r.nvls_links is not None:
+            if op is Collective.ALL_REDUCE and self.nvls is not None:
                 per_flow = bus * r.path.n / (2 * (r.path.n - 1))  # NVLS: S up and S down per GPU
-                caps = np.full(len(r.nvls_links), r.nvls_cap)
-                yield self.sim.fabric_flows.transfer(r.nvls_links, np.full(len(r.nvls_links), per_flow), caps)
+                nvls, rows = self.nvls, len(self.nvls.links)
+                yield self.sim.fabric_flows.transfer(nvls.links, np.full(rows, per_flow), np.full(rows, r.nvls_cap),
+                                                     nvls.weight)
             else:
-                yield self.sim.fabric_flows.transfer(r.ring_links, bus / r.channels / r.ring_eff)
+                ring = self.ring
+                yield self.sim.fabric_flows.transfer(ring.links, bus / r.channels / ring.eff, weight=ring.weight)
             for ch in self.channels:
                 ch.busy.stop(self.env.now)
                 ch.timeline.add(ch.rank, ch.name, key[0], start, self.env.now, bytes=nbytes)
@@ -134,14 +179,14 @@ class _GroupComm:
 @dataclass(frozen=True)
 class _RankClass:
     """Ranks that run alike (one cell of ``sim.network.symmetry.equitable_cells``), simulated as one:
-    ``members`` their GPUs (the first stands for all), ``routes`` per send kind the flows of all of them, the
-    per-flow efficiency, the latency and the class that receives; ``group`` the cell of their DP groups and
+    ``members`` their GPUs (the first stands for all), ``routes`` per send kind the flows of all of them
+    (:class:`_Batch`), the latency and the class that receives; ``group`` the cell of their DP groups and
     ``weight`` how many of them the cell's simulated group holds."""
 
     cell: int
     stage: int
     members: np.ndarray
-    routes: dict[str, tuple[np.ndarray, np.ndarray, float, int]]
+    routes: dict[str, tuple[_Batch, float, int]]
     group: int
     weight: int
 
@@ -207,10 +252,11 @@ class FullIO(RankIO):
 
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
         """A pipeline send: one flow from each GPU of the class to its peer in the next (or previous) stage."""
-        links, eff, latency, to = self.rank_class.routes[kind]
+        batch, latency, to = self.rank_class.routes[kind]
         flows = self.fs.fabric_flows
-        self.pp[kind].submit(name, latency, lambda: flows.transfer(links, nbytes / eff), self._message(kind, to, key),
-                             bytes=nbytes)
+        self.pp[kind].submit(name, latency,
+                             lambda: flows.transfer(batch.links, nbytes / batch.eff, weight=batch.weight),
+                             self._message(kind, to, key), bytes=nbytes)
 
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
                 path: GroupPath | None = None) -> simpy.Event:
@@ -241,7 +287,6 @@ class FullStepSimulation(StepSimulation):
         self.grid = gpu_grid(mesh)  # [pp, dp, cp, tp] -> GPU
         self.fabric = build_fabric(s.cluster.topology, n)
         self.eff = Efficiency.of(self.fabric, self.gpu.arch)
-        self.fabric_flows = FabricFlows(self.env, self.fabric.capacity)
         self.rank_blocks = self._blocks_per_gpu()
 
     def _blocks_per_gpu(self) -> dict[int, Blocks]:
@@ -263,6 +308,7 @@ class FullStepSimulation(StepSimulation):
     def run(self) -> StepResult:
         self.messages: dict[tuple, simpy.Event] = {}
         classes, group_cells = self._classes()
+        self.fabric_flows = FabricFlows(self.env, self.link_cells.capacity)
         self._slots(len(classes))
         ios = [FullIO(self, slot, c) for slot, c in enumerate(classes)]
         self._dp_comms(ios, group_cells)
@@ -300,7 +346,10 @@ class FullStepSimulation(StepSimulation):
                 self.groups.append((members, _GroupRoutes.of(fabric, self.eff, members, path)))
         cells = self._cells(stage, routes, group_of) if self.symmetry else None
         rank_cell = gpus if cells is None else cells[:n]
-        group_cell = np.arange(len(self.groups)) if cells is None else cells[n:n + len(self.groups)]
+        g = len(self.groups)
+        group_cell = np.arange(g) if cells is None else cells[n:n + g]
+        link_cell = np.arange(fabric.num_links) if cells is None else cells[n + g:n + g + fabric.num_links]
+        self.link_cells = _LinkCells.of(link_cell, fabric.capacity)
         # cells renumbered in order of their first rank (first group)
         firsts = np.unique(rank_cell, return_index=True)[1]
         order = np.full(int(rank_cell.max()) + 1, -1)
@@ -319,8 +368,8 @@ class FullStepSimulation(StepSimulation):
             held = self.groups[group_cells[cell][0]][0]
             classes.append(_RankClass(
                 cell=k, stage=int(stage[first]), members=members,
-                routes={kind: (links[members], eff[members], float(latency[first]), int(class_of[peer[first]]))
-                        for kind, (peer, links, eff, latency) in routes.items()},
+                routes={kind: (self.link_cells.batch(links[members], eff[members]), float(latency[first]),
+                               int(class_of[peer[first]])) for kind, (peer, links, eff, latency) in routes.items()},
                 group=cell, weight=int(np.count_nonzero(class_of[held] == k))))
         return classes, group_cells
 
@@ -386,6 +435,13 @@ class FullStepSimulation(StepSimulation):
         for cell, groups in enumerate(group_cells):
             members, _routes = self.groups[groups[0]]
             held = list({id(class_of[int(g)]): class_of[int(g)] for g in members}.values())
-            routes = _GroupRoutes.stack([self.groups[g][1] for g in groups])
+            routes = [self.groups[g][1] for g in groups]
+            ring = self.link_cells.batch(np.concatenate([r.ring_links for r in routes]),
+                                         np.concatenate([r.ring_eff for r in routes]))
+            nvls = None
+            if routes[0].nvls_links is not None:
+                links = np.concatenate([r.nvls_links for r in routes])  # type: ignore[misc]
+                nvls = self.link_cells.batch(links, np.ones(len(links)))
             for channel in (REDUCE, GATHER):
-                self.comms[channel, cell] = _GroupComm(self, routes, [io.dp[channel] for io in held], len(members))
+                self.comms[channel, cell] = _GroupComm(self, routes[0], ring, nvls, [io.dp[channel] for io in held],
+                                                       len(members))

@@ -16,7 +16,8 @@ import numpy as np
 REL_TOL = 1e-9
 
 
-def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | None = None) -> np.ndarray:
+def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | None = None,
+                  weight: np.ndarray | None = None) -> np.ndarray:
     """Max-min fair rate (bytes/s) of every flow.
 
     Parameters
@@ -24,6 +25,8 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
     links : (flows, hops) int array of link ids, ``-1`` where a route is shorter.
     capacity : capacity of every link id, bytes/s.
     cap : optional per-flow rate limit, bytes/s (``inf`` for none).
+    weight : optional (flows, hops) counts: the flow stands for ``weight`` alike flows on that link (a cell of
+        an equitable partition, ``sim.network.symmetry``, whose links of a cell stand for one); 1 if omitted.
 
     Returns
     -------
@@ -32,13 +35,17 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
     links = np.asarray(links, dtype=np.int64).reshape(len(links), -1)
     n_flows = len(links)
     remaining = np.asarray(capacity, dtype=float).copy()
+    if weight is None:
+        weight = np.ones(links.shape)
     if cap is not None:  # a rate cap is a private link of that capacity
         extra = np.arange(len(remaining), len(remaining) + n_flows)
         links = np.concatenate([links, np.where(np.isfinite(cap), extra, -1)[:, None]], axis=1)
+        weight = np.concatenate([weight, np.ones((n_flows, 1))], axis=1)
         remaining = np.concatenate([remaining, np.where(np.isfinite(cap), cap, 0.0)])
     valid = links >= 0
     flow_of = np.repeat(np.arange(n_flows), links.shape[1])[valid.ravel()]
     link_of = links[valid]
+    weight_of = np.asarray(weight, dtype=float)[valid]
     # only the links some flow crosses, renumbered (a fabric has many more): the same figures per link
     crossed = np.zeros(len(remaining), dtype=bool)
     crossed[link_of] = True
@@ -49,7 +56,8 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
     rates[frozen] = np.inf
     while not frozen.all():
         # flow_of / link_of hold only the unfrozen flows' (flow, link) pairs: frozen ones are dropped below
-        count = np.bincount(link_of, minlength=len(remaining))
+        # flows on each link (weights are small whole numbers: the float sums are exact)
+        count = np.bincount(link_of, weights=weight_of, minlength=len(remaining))
         used = count > 0
         share = np.full(len(remaining), np.inf)
         share[used] = remaining[used] / count[used]
@@ -61,7 +69,7 @@ def max_min_rates(links: np.ndarray, capacity: np.ndarray, cap: np.ndarray | Non
         hit[flow_of[saturated[link_of]]] = True
         frozen |= hit
         keep = ~hit[flow_of]
-        flow_of, link_of = flow_of[keep], link_of[keep]
+        flow_of, link_of, weight_of = flow_of[keep], link_of[keep], weight_of[keep]
     return rates
 
 

@@ -59,3 +59,16 @@ def test_max_min_is_feasible_and_every_flow_has_a_bottleneck(n_links, n_flows, d
             if load[link] >= capacity[link] * (1 - 1e-9) and rates[f] >= max(rates[on_link]) * (1 - 1e-9):
                 ok = True
         assert ok
+
+
+def test_a_weighted_flow_shares_like_that_many_flows():
+    # flow 0 stands for 2 flows on link 0 (cap 9): 3 flows there, 3 B/s each; flow 1 also crosses link 1
+    # (cap 2) alone, which caps it at 2, so link 0 gives the other two (9 - 2) / 2 = 3.5 each
+    rates = max_min_rates(np.array([[0, -1], [0, 1]]), np.array([9.0, 2.0]), weight=np.array([[2.0, 0.0], [1.0, 1.0]]))
+    assert rates.tolist() == [3.5, 2.0]
+    # the same as the flows written out, to the bit
+    links = np.array([[0, 1], [0, -1], [0, -1], [1, 2], [1, 2]])
+    capacity = np.array([7.0, 5.0, 3.0])
+    weighted = max_min_rates(np.array([[0, 1], [0, -1], [1, 2]]), capacity,
+                             weight=np.array([[1.0, 1.0], [2.0, 0.0], [2.0, 2.0]]))
+    assert weighted.tolist() == max_min_rates(links, capacity)[[0, 1, 3]].tolist()
