@@ -10,9 +10,8 @@
   process's children, all workers), layouts simulated;
 * ``trainsim size`` for 405B over H100, B200 and GB200: wall and CPU seconds.
 
-Run: python benchmarks/acceptance.py [step] [scale] [full] [search] [size] [--no-bytecode]   (default: all;
-search and size take minutes). Child processes read cached bytecode as an installed copy does, unless
-``--no-bytecode`` (then each compiles the package from source where PYTHONDONTWRITEBYTECODE is set).
+Run: python benchmarks/acceptance.py [step] [scale] [full] [search] [size]   (default: all; search and size
+take minutes). Child processes read cached bytecode as an installed copy does (``CHILD_ENV``).
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ def children_cpu() -> float:
 
 
 #: Child processes run as an installed trainsim does, reading its modules' cached bytecode (__pycache__):
-#: with PYTHONDONTWRITEBYTECODE set (as on the development machine) every process would compile the whole
-#: package from source again (~0.25 s of CPU that no installed copy spends). ``--no-bytecode`` keeps the variable.
+#: with PYTHONDONTWRITEBYTECODE set (as on the development machine) and no cache written yet, every process
+#: compiles the package from source (~0.25 s of CPU that no installed copy spends).
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
@@ -148,9 +147,6 @@ def bench_size() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if "--no-bytecode" in argv:  # every child compiles the package from source, as PYTHONDONTWRITEBYTECODE says
-        argv = [a for a in argv if a != "--no-bytecode"]
-        CHILD_ENV.update(os.environ)
     parts = argv or ["step", "scale", "full", "search", "size"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
