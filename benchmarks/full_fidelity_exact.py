@@ -68,8 +68,8 @@ def main(argv: list[str]) -> int:
     for name, (model, topology, gpu, par) in layouts.items():
         s = scenario(model, topology, gpu, par)
         sim = FullStepSimulation(s)
-        classes = len(sim._classes()[0])
-        cpu, got, n = figures(FullStepSimulation(s))
+        cpu, got, n = figures(sim)
+        classes = len(sim.classes)
         ref_cpu, want, m = figures(FullStepSimulation(s, symmetry=False))
         diff = float("inf") if n != m else max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(got, want, strict=True))
         worst = max(worst, diff)

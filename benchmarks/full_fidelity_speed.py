@@ -1,5 +1,7 @@
-"""Benchmark: CPU time of one step in full fidelity (every rank, every DP/PP flow on the fabric) at 64, 128
-and 256 GPUs, beside the symmetric engine on the same scenario and the two step times.
+"""Benchmark: CPU time of one step in full fidelity (every rank, every DP/PP flow on the fabric) at 64, 128,
+256 and 1,024 GPUs, beside the symmetric engine on the same scenario and the two step times; "classes" is
+how many rank processes full fidelity ran (one per class of alike ranks, ``sim.network.symmetry``). No
+timeline is recorded (as in ``trainsim run`` without ``--trace``/``--plot``).
 
 The scenario is Llama 3 70B (preset) on DGX H100 SuperPOD nodes, TP 8, PP 4, DP 2/4/8, 32 micro-batches
 per pipeline, full recompute: the layout family of the Megatron runs, scaled down to full fidelity's range.
@@ -33,14 +35,14 @@ def cpu(fn) -> tuple[float, object]:
 
 
 def main() -> int:
-    print(f"{'GPUs':>5} {'ranks':>6} {'full CPU s':>10} {'sym CPU s':>10} {'fabric solves':>13} "
+    print(f"{'GPUs':>5} {'classes':>7} {'full CPU s':>10} {'sym CPU s':>10} {'fabric solves':>13} "
           f"{'full step s':>11} {'sym step s':>10} {'diff':>7}")
-    for data in (2, 4, 8):
+    for data in (2, 4, 8, 32):
         s = scenario(data)
-        sim = FullStepSimulation(s)
+        sim = FullStepSimulation(s, record=False)
         t_full, full = cpu(sim.run)
-        t_sym, sym = cpu(StepSimulation(s).run)
-        print(f"{s.cluster.num_gpus:>5} {s.cluster.num_gpus:>6} {t_full:>10.2f} {t_sym:>10.3f} "
+        t_sym, sym = cpu(StepSimulation(s, record=False).run)
+        print(f"{s.cluster.num_gpus:>5} {len(sim.classes):>7} {t_full:>10.2f} {t_sym:>10.3f} "
               f"{sim.fabric_flows.solves:>13,} {full.step_time_s:>11.4f} {sym.step_time_s:>10.4f} "
               f"{full.step_time_s / sym.step_time_s - 1:>+7.2%}")
     return 0

@@ -308,6 +308,7 @@ class FullStepSimulation(StepSimulation):
     def run(self) -> StepResult:
         self.messages: dict[tuple, simpy.Event] = {}
         classes, group_cells = self._classes()
+        self.classes = classes  # the rank classes simulated (one process each)
         self.fabric_flows = FabricFlows(self.env, self.link_cells.capacity)
         self._slots(len(classes))
         ios = [FullIO(self, slot, c) for slot, c in enumerate(classes)]
