@@ -51,14 +51,14 @@ def grad_bytes(dtype: GradDtype) -> int:
 def framework_dp(framework: Framework, version: str | None = None) -> dict[str, Any]:
     """The data-parallel entry of ``framework`` in catalog/frameworks.yaml; a ``version`` listed under its
     ``versions`` overrides the keys it names (the current release: none)."""
-    entry = dict(catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value])
+    entry = dict(catalog.frameworks_table()["data_parallel"][framework.value])
     releases = entry.pop("versions", {})
     return entry if version is None else {**entry, **releases[version]}
 
 
 def framework_versions(framework: Framework) -> dict[str, dict[str, Any]]:
     """The older releases of ``framework`` whose data-parallel code paths are modelled, by version."""
-    return dict(catalog.read_yaml("frameworks.yaml")["data_parallel"][framework.value].get("versions", {}))
+    return dict(catalog.frameworks_table()["data_parallel"][framework.value].get("versions", {}))
 
 
 def _entry(p: ParallelismSpec) -> dict[str, Any]:
