@@ -191,8 +191,8 @@ class StepSimulation:
         self.shard_path, self.replica_path = (hsdp_paths(s.cluster.topology, self.gpu, s.parallelism)
                                               if self.dp.replicas > 1 else (paths.dp, paths.dp))
         self.blocks = Blocks(s, self.paths)
-        #: (latency, bandwidth time) per (collective, bytes, id of its path): sizes repeat across ranks
-        self.collective_costs: dict[tuple[Collective, float, int], tuple[float, float]] = {}
+        #: (latency, bandwidth time) per (id of the collective, bytes, id of its path): sizes repeat across ranks
+        self.collective_costs: dict[tuple[int, float, int], tuple[float, float]] = {}
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
 
@@ -430,7 +430,7 @@ class SymmetricIO(RankIO):
 
     def _cost(self, op: Collective, nbytes: float, path: GroupPath) -> tuple[float, float]:
         """(latency, bandwidth time) of one collective, cached per (op, size, path)."""
-        key = (op, nbytes, id(path))  # the paths live as long as the simulation
+        key = (id(op), nbytes, id(path))  # the paths live as long as the simulation; an enum's hash is slow
         if key not in self._costs:
             self._costs[key] = (collective_latency(op, nbytes, path), collective_bandwidth_time(op, nbytes, path))
         return self._costs[key]
@@ -460,7 +460,7 @@ class SymmetricIO(RankIO):
                 path: GroupPath | None = None) -> DpTransfer:
         """Submit a DP collective on ``path`` (default: the whole DP x CP group; HSDP passes its groups)."""
         latency, work = self._cost(op, nbytes, path or self.sim.dp_path)
-        return self.dp.submit(self.t, channel, name, latency, work, bytes=nbytes)
+        return self.dp.submit(self.t, channel, name, latency, work, nbytes)
 
     def wait_dp(self, tr: DpTransfer, category: str) -> Steps:
         start = self.t
@@ -630,10 +630,15 @@ class PipelineRank:
         # The last backward of a chunk: buckets are reduced as their gradients become final.
         buckets = grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)
         piece = total.scaled(1 / len(buckets))
-        rec = self.recording
+        io, rec, pending, mb = self.io, self.recording, self.pending, op.microbatch
+        compute, send_dp = io.compute, io.send_dp
+        specs: dict[tuple[float, float], list[DpSpec]] = {}  # unnamed, the buckets' reductions repeat
         for k, (bucket, bucket_expert) in enumerate(buckets):
-            yield from self.io.compute(f"{label}.bucket{k}" if rec else "", piece, microbatch=op.microbatch, vs=vs)
-            self._reduce_grads(f"grads.vs{vs}.bucket{k}" if rec else "", bucket, bucket_expert)
+            yield from compute(f"{label}.bucket{k}" if rec else "", piece, microbatch=mb, vs=vs)
+            key = (bucket, bucket_expert)
+            if rec or key not in specs:
+                specs[key] = self._reduce_specs(f"grads.vs{vs}.bucket{k}" if rec else "", bucket, bucket_expert)
+            pending += [send_dp(*spec) for spec in specs[key]]
 
     def _run_sharded(self, label: str, op: PipeOp, vs: int, last: bool):
         """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again

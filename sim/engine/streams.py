@@ -96,10 +96,10 @@ class FifoChannel:
 class DpTransfer:
     """One transfer on a :class:`DpLink` channel: a latency, then ``work`` seconds of exclusive link time."""
 
-    __slots__ = ("args", "channel", "end", "latency", "left", "name", "start")
+    __slots__ = ("channel", "end", "latency", "left", "name", "nbytes", "start")
 
-    def __init__(self, channel: int, name: str, latency: float, work: float, args: dict[str, Any]) -> None:
-        self.channel, self.name, self.latency, self.left, self.args = channel, name, latency, work, args
+    def __init__(self, channel: int, name: str, latency: float, work: float, nbytes: float) -> None:
+        self.channel, self.name, self.latency, self.left, self.nbytes = channel, name, latency, work, nbytes
         self.start: float | None = None
         self.end: float | None = None
 
@@ -109,65 +109,61 @@ class DpLink:
     channel runs its transfers in order; a transfer holds its channel through its latency and its bytes;
     while both channels move bytes they share the link equally (max-min on one link).
 
-    Analytic and lazy: the state is advanced only as far as the owning rank asks (``advance``), which is
-    exact because only that rank submits, in its own time order: nothing can change the past of a time
-    it has reached. Written out for its two channels (the step's innermost loop)."""
+    Analytic and lazy: the state is moved only from phase change (a latency over, a transfer done) to phase
+    change, and only as far as the owning rank asks, which is exact because only that rank submits, in its
+    own time order: nothing can change the past of a time it has reached. Between phase changes nothing
+    needs moving (the moving heads' remaining work falls linearly), so a question about a time before the
+    next one (``next``) costs nothing. Written out for its two channels (the step's innermost loop)."""
 
     def __init__(self, rank: int, names: tuple[str, str], timeline: Timeline) -> None:
         self.rank, self.names, self.timeline = rank, names, timeline
         self.queues: tuple[deque[DpTransfer], deque[DpTransfer]] = (deque(), deque())
         self.drained = [0.0, 0.0]  # when each channel's queue last became empty
-        self.t = 0.0
+        self.t = 0.0  # the last phase change moved to: the heads' remaining work is as of then
+        self.next = math.inf  # no phase change before this (a lower bound)
 
-    def submit(self, now: float, channel: int, name: str, latency: float, work: float, **args: Any) -> DpTransfer:
-        if self.t < now:  # advance(now), without the call
+    def submit(self, now: float, channel: int, name: str, latency: float, work: float, nbytes: float) -> DpTransfer:
+        if now >= self.next:  # the phase changes up to now first
             self._run(now, None)
-            self.t = now
-        tr = DpTransfer(channel, name, latency, work, args)
+        tr = DpTransfer(channel, name, latency, work, nbytes)
         queue = self.queues[channel]
         queue.append(tr)
-        if len(queue) == 1:
+        if len(queue) == 1:  # a new head: its latency ends at a phase change
             tr.start = now
+            if now + latency < self.next:
+                self.next = now + latency
         return tr
 
     def busy_between(self, start: float, end: float) -> tuple[float, float]:
-        """Busy seconds of both channels from ``start`` (not before the link's time) to ``end`` (gather's, then
-        reduce's: the order the step adds them in); advances the link to ``end``. A channel is busy while its
-        queue holds a transfer (its head holds it through its latency and its bytes), and nothing is submitted
-        between the two (the owner is computing), so a channel busy at ``start`` stays busy until its queue
-        drains: one pass to ``end``, no busy history."""
-        if self.t < end:
+        """Busy seconds of both channels from ``start`` (not before the owner's last submission) to ``end``
+        (gather's, then reduce's: the order the step adds them in); moves the link to ``end``. A channel is busy
+        while its queue holds a transfer (its head holds it through its latency and its bytes), and nothing is
+        submitted between the two (the owner is computing), so a channel busy at ``start`` stays busy until its
+        queue drains: one pass to ``end``, no busy history."""
+        if end >= self.next:
             self._run(end, None)
-            self.t = end
         q0, q1 = self.queues
         gather = (end if q1 else self.drained[1]) - start
         reduce = (end if q0 else self.drained[0]) - start
         return (gather if gather > 0.0 else 0.0), (reduce if reduce > 0.0 else 0.0)
 
     def finish(self, tr: DpTransfer) -> float:
-        """End of ``tr``, advancing the link until it is done (the owner is waiting for it: no new
+        """End of ``tr``, moving the link until it is done (the owner is waiting for it: no new
         submission can come before)."""
         if tr.end is None:
             self._run(math.inf, tr)
         return tr.end  # type: ignore[return-value]
 
-    def advance(self, until: float) -> None:
-        """Move the link's state to ``until`` (a time before the state's is already there)."""
-        if self.t < until:
-            self._run(until, None)
-            self.t = until
-
     def _run(self, until: float, target: DpTransfer | None) -> None:
-        """Move from phase change to phase change (a latency over, a transfer done) up to ``until``, or until
-        ``target`` is done. A head moves bytes once its latency is over; the moving heads share the link
-        equally. One loop, no call per phase change: the step's innermost loop."""
+        """Move from phase change to phase change up to ``until``, or until ``target`` is done. A head moves bytes
+        once its latency is over; the moving heads share the link equally. One loop, no call per phase change:
+        the step's innermost loop."""
         q0, q1 = self.queues
         t = self.t
+        nxt = math.inf
         while q0 or q1:
-            if target is None:
-                if t >= until:
-                    break
-            elif target.end is not None:
+            if target is not None and target.end is not None:
+                nxt = t  # not looked at: the next question looks
                 break
             h0 = q0[0] if q0 else None
             h1 = q1[0] if q1 else None
@@ -181,36 +177,38 @@ class DpLink:
                 other = t + h1.left * n if m1 else h1.start + h1.latency  # type: ignore[operator]
                 if other < nxt:
                     nxt = other
-            step_to = nxt if nxt > t else t  # min(max(nxt, t), until), without the calls
-            if until < step_to:
-                step_to = until
-            if n and step_to == t < until:
-                # what is left is below the clock's resolution at t (a very slow link: t is large), so the clock
-                # cannot move: those transfers are done now, or the loop would spin forever
-                tick = math.ulp(t)
-                if m0 and h0.left * n <= tick:  # type: ignore[union-attr]
-                    h0.left = 0.0  # type: ignore[union-attr]
-                if m1 and h1.left * n <= tick:  # type: ignore[union-attr]
-                    h1.left = 0.0  # type: ignore[union-attr]
-            elif n:
-                share = (step_to - t) / n
-                if m0:
-                    h0.left -= share  # type: ignore[union-attr]
-                if m1:
-                    h1.left -= share  # type: ignore[union-attr]
-            t = step_to
+            if nxt > until:
+                break
+            if nxt <= t:
+                if n:
+                    # what is left is below the clock's resolution at t (a very slow link: t is large), so the
+                    # clock cannot move: those transfers are done now, or the loop would spin forever
+                    tick = math.ulp(t)
+                    if m0 and h0.left * n <= tick:  # type: ignore[union-attr]
+                        h0.left = 0.0  # type: ignore[union-attr]
+                    if m1 and h1.left * n <= tick:  # type: ignore[union-attr]
+                        h1.left = 0.0  # type: ignore[union-attr]
+            else:
+                if n:
+                    share = (nxt - t) / n
+                    if m0:
+                        h0.left -= share  # type: ignore[union-attr]
+                    if m1:
+                        h1.left -= share  # type: ignore[union-attr]
+                t = nxt
             if m0 and h0.left <= REL_TOL * max(1.0, abs(h0.left)):  # type: ignore[union-attr]
                 self._complete(h0, q0, t)  # type: ignore[arg-type]
             if m1 and h1.left <= REL_TOL * max(1.0, abs(h1.left)):  # type: ignore[union-attr]
                 self._complete(h1, q1, t)  # type: ignore[arg-type]
         self.t = t
+        self.next = nxt
 
     def _complete(self, tr: DpTransfer, queue: deque[DpTransfer], t: float) -> None:
         assert tr.start is not None
         tr.end = t
         queue.popleft()
         if self.timeline.enabled:
-            self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, t, **tr.args)
+            self.timeline.add(self.rank, self.names[tr.channel], tr.name, tr.start, t, bytes=tr.nbytes)
         if queue:
             queue[0].start = t
         else:
