@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -362,9 +362,11 @@ class SymmetricIO(RankIO):
         return NO_STEPS
 
     def _pp_block_later(self, recv: str, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
-                        send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
-        value = yield from self.mail[recv].get(key)
-        self._arrived(value, "pp_comm")
+                        send_key: tuple[int, int], nbytes: float,
+                        args: dict[str, Any] | None) -> Generator[simpy.Event, tuple[float, float], None]:
+        mailbox = self.mail[recv]
+        mailbox.waiting[key] = event = self.env.event()  # Mailbox.get, one generator fewer to resume through
+        self._arrived((yield event), "pp_comm")
         self._block(name, t, send, send_key, nbytes, args)
 
     def _block(self, name: str, t: PhaseTime, send: str | None, send_key: tuple[int, int], nbytes: float,
