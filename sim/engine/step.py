@@ -511,7 +511,7 @@ class PipelineRank:
         self.pp_bytes = pipeline_activation_bytes(s)  # once per rank
         self.recording = sim.timeline.enabled
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
-        self._plans: dict[tuple[int, Phase, int, bool], list[ShardedPiece]] = {}
+        self._plans: dict[tuple[int, bool, int, bool], list[ShardedPiece]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
     def _gather(self, name: str, params: float, expert: float = 0.0,
@@ -570,14 +570,17 @@ class PipelineRank:
         # receive-compute-send the transport can run in one call
         plain_forward = not (self.zero == 3 and self.dp_n > 1)
         plain_backward = plain_forward and not (self.dp_n > 1 and self.dp.reduces_after(False))
-        last_vs, block_time, rec, pp_bytes = sim.n_virtual - 1, self.blocks.block_time, self.recording, self.pp_bytes
+        last_vs, rec, pp_bytes = sim.n_virtual - 1, self.recording, self.pp_bytes
+        # each chunk's block times, looked up once (a key holding an enum hashes in Python)
+        forward_time = [self.blocks.block_time(chunk * p + self.r, Phase.FORWARD) for chunk in range(sim.v)]
+        backward_time = [self.blocks.block_time(chunk * p + self.r, Phase.BACKWARD) for chunk in range(sim.v)]
         for i, op in enumerate(self.ops):
             vs = op.chunk * p + self.r
             mb = op.microbatch
             if op.phase is Phase.FORWARD:
                 if plain_forward and op.chunk not in gathers:
                     yield from io.pp_block("act" if vs > 0 else None, (vs, mb), f"{op.phase}{mb}.vs{vs}" if rec else "",
-                                           block_time(vs, op.phase), "act" if vs < last_vs else None, (vs + 1, mb),
+                                           forward_time[op.chunk], "act" if vs < last_vs else None, (vs + 1, mb),
                                            pp_bytes, {"microbatch": mb, "vs": vs} if rec else None)
                     continue
                 if vs > 0:
@@ -591,7 +594,7 @@ class PipelineRank:
                 last = i == last_b[op.chunk]
                 if plain_backward and not (last and self.dp_n > 1):
                     yield from io.pp_block("grad" if vs < last_vs else None, (vs, mb),
-                                           f"{op.phase}{mb}.vs{vs}" if rec else "", block_time(vs, op.phase),
+                                           f"{op.phase}{mb}.vs{vs}" if rec else "", backward_time[op.chunk],
                                            "grad" if vs > 0 else None, (vs - 1, mb), pp_bytes,
                                            {"microbatch": mb, "vs": vs} if rec else None)
                     continue
@@ -654,7 +657,7 @@ class PipelineRank:
         io, rec, blocking, mb, pending = self.io, self.recording, self.dp.blocking, op.microbatch, self.pending
         send_dp, wait_dp, compute = io.send_dp, io.wait_dp, io.compute
         gathers: list[list[Any]] = []  # the gathers of each block, submitted as it comes into the prefetch window
-        for j, (name, t, submit, reduces, index) in enumerate(self._sharded_plan(vs, op.phase, count, reduce)):
+        for j, (name, t, submit, reduces, index) in enumerate(self._sharded_plan(vs, forward, count, reduce)):
             for specs in submit:
                 gathers.append([send_dp(*spec) for spec in specs])
             if count:
@@ -670,13 +673,15 @@ class PipelineRank:
                         yield from wait_dp(pending.pop(0), "dp_comm")
                     yield from self._blocking_overhead(1, index)
 
-    def _sharded_plan(self, vs: int, phase: Phase, count: int, reduce: bool) -> list[ShardedPiece]:
-        """Per block of a ZeRO-3 pass of ``vs`` (cached): its name and time (with the copies around its
-        collectives), the gathers to submit before it (of the blocks entering the prefetch window, each a
-        list: ``count`` rounds of dense and expert gathers), its gradient reductions (``reduce``), its layer."""
-        key = (vs, phase, count, reduce)
+    def _sharded_plan(self, vs: int, forward: bool, count: int, reduce: bool) -> list[ShardedPiece]:
+        """Per block of a ZeRO-3 pass of ``vs`` (cached; keyed by ``forward``, not the phase: an enum in a key
+        hashes in Python): its name and time (with the copies around its collectives), the gathers to submit
+        before it (of the blocks entering the prefetch window, each a list: ``count`` rounds of dense and expert
+        gathers), its gradient reductions (``reduce``), its layer."""
+        key = (vs, forward, count, reduce)
         plan = self._plans.get(key)
         if plan is None:
+            phase = Phase.FORWARD if forward else Phase.BACKWARD
             pieces = self.blocks.pieces(vs, phase)
             params = self.blocks.piece_params(vs, phase)
             experts = self.blocks.piece_expert_params(vs, phase)
