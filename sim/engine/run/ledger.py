@@ -17,7 +17,7 @@ from sim.engine.run.params import RunParams
 
 class CheckpointLedger:
     def __init__(self, params: RunParams) -> None:
-        self.p = params
+        self.interval, self.persist = params.interval_s, params.persist_s
         self.memory = params.memory_replicas > 0
         self.progress = 0.0  # work done
         self.durable = 0.0  # work covered by a durable checkpoint
@@ -48,24 +48,24 @@ class CheckpointLedger:
 
     def saved(self, now: float, work: float) -> None:
         """A save's stall ended at ``now`` holding ``work``."""
-        p = self.p
+        persist = self.persist
         if self.memory:
             self.durable_at(now)
             self.memory_work = work
-            if p.persist_s <= 0:
+            if persist <= 0:
                 self.durable = work
             elif not self.pending:
-                self.pending.append((now + p.persist_s, work))
-        elif p.persist_s > 0:
+                self.pending.append((now + persist, work))
+        elif persist > 0:
             self.durable_at(now)  # prune the finished persists (the list stays short)
-            self.pending.append((now + p.persist_s, work))
+            self.pending.append((now + persist, work))
         else:
             self.durable = work
 
     def quiet(self, start: float, end: float, k: int, first: float, cycle: float) -> None:
         """``k`` whole cycles ran from ``start`` to ``end`` (the first ``first`` s long, the others ``cycle``)
         with a save at the end of each; the ledger after them, without an event per save."""
-        interval, persist = self.p.interval_s, self.p.persist_s
+        interval, persist = self.interval, self.persist
         work0 = self.progress
         progress = self.progress = work0 + k * interval
         if not self.memory:
@@ -87,10 +87,10 @@ class CheckpointLedger:
         if pending:
             busy = pending[-1][0]
             if busy > t1:
-                j1 = 1 + max(0, math.ceil((busy - t1) / cycle))
+                j1 = 1 + math.ceil((busy - t1) / cycle)  # >= 2: busy > t1 and cycle > 0
                 if j1 > k:
                     return
-        step = max(1, math.ceil(persist / cycle))  # saves between persist starts
+        step = math.ceil(persist / cycle)  # saves between persist starts (>= 1: persist > 0)
         starts = 1 + (k - j1) // step
         last = j1 + (starts - 1) * step
         durable = self.durable
@@ -125,7 +125,7 @@ class CheckpointLedger:
         """The last checkpoint of the current line at or before ``work``: from the anchor below it, one
         every ``interval_s`` of work (arithmetic, so no event per checkpoint is kept)."""
         a = self.anchors[bisect.bisect_right(self.anchors, work) - 1]
-        interval = self.p.interval_s
+        interval = self.interval
         if not math.isfinite(interval):
             return a
         return min(work, a + math.floor((work - a) / interval + 1e-9) * interval)

@@ -34,9 +34,10 @@ class StorageReload:
     def restart_s(self, cause: FailureClass, from_memory: bool) -> float:
         """Detection to training resumed."""
         key = (cause.hang, cause.planned, from_memory)
-        if key not in self._restart:
-            self._restart[key] = self.p.restart_time(cause, from_memory)
-        return self._restart[key]
+        restart = self._restart.get(key)
+        if restart is None:
+            restart = self._restart[key] = self.p.restart_time(cause, from_memory)
+        return restart
 
 
 class Subsets:

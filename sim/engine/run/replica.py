@@ -32,7 +32,7 @@ from sim.engine.run.fleet import Lemons, SparePool, blast
 from sim.engine.run.ledger import CheckpointLedger
 from sim.engine.run.params import LOSSES, ReplicaResult, RunEvent, RunParams
 from sim.engine.run.recovery import StorageReload, recovery_policy
-from sim.engine.run.slow import Episodes, slow_nodes, straggler_speed
+from sim.engine.run.slow import Episodes, straggler_speed
 from sim.engine.run.standby import WarmStandby
 from sim.engine.run.traced import TracedArrivals
 
@@ -67,6 +67,8 @@ class Replica:
         # fleet draws (repairs without a spare pool, which shards a burst takes) come from a generator of their
         # own, so turning them on leaves the failure draws alone (common random numbers across recoveries)
         self.fleet_rng = rng.spawn(1)[0]
+        # an evicted node's repair time (lognormal): from the job's generator with a pool (the job may wait for it)
+        self.repair_draw = (rng if self.pool is not None else self.fleet_rng).lognormal
         self.repairs: list[tuple[float, float]] = []
         self.recovery: StorageReload | WarmStandby = recovery_policy(params)
         self.standby = WarmStandby(params, self.recovery) if params.standby_nodes > 0 else None
@@ -82,6 +84,10 @@ class Replica:
         self.waiting_for_nodes = False
         self.segment: tuple[float, float, float, float] | None = None  # (start, work at start, compute s, pace)
         self.slow_nodes = params.straggler_count or 0  # an exact count stays until evicted
+        # a per-node share: the slow nodes are drawn anew at each (re)start (an order statistic: only whether any
+        # node is slow matters, so one binomial draw, not a loop over nodes)
+        self.redraw_slow = (params.straggler_count is None and params.straggler_fraction > 0
+                            and params.straggler_slowdown > 0)
         self.evict_at = math.inf  # when the straggler detector swaps the slow nodes out
         self.bursts = params.burst_fraction > 0
         # missing nodes the job runs without when it may shrink: it keeps at least one replica
@@ -108,15 +114,16 @@ class Replica:
         p = self.p
         if evicted:
             self.slow_nodes = 0
-        elif p.straggler_count is None:
-            self.slow_nodes = slow_nodes(p, self.rng)
-        speed = self.slow_speed if self.slow_nodes > 0 else 1.0
+        elif self.redraw_slow:
+            self.slow_nodes = self.rng.binomial(p.nodes, p.straggler_fraction)
+        slow = self.slow_nodes > 0
+        speed = self.slow_speed if slow else 1.0
         if p.shrink and self.missing:
             lost = min(p.dp_replicas, math.ceil(self.missing * self._replicas_per_node()))
             speed *= (p.dp_replicas - lost) / p.dp_replicas
         self.speed = speed
-        slow = self.slow_nodes > 0 and p.straggler_slowdown > 0
-        self.evict_at = self.now + p.straggler_evict_s if slow and p.straggler_evict_s is not None else math.inf
+        evict_s = p.straggler_evict_s
+        self.evict_at = self.now + evict_s if slow and evict_s is not None and p.straggler_slowdown > 0 else math.inf
 
     # --- interruptions -----------------------------------------------------------------------
     def _count(self, cls: FailureClass) -> None:
@@ -206,12 +213,12 @@ class Replica:
         with a pool the job needs as many replacements, unless warm standbys ``covered`` them. Without a pool
         replacements are always there, and the fleet still has the node in repair (drawn from the fleet's
         generator)."""
-        p, pool, repairs = self.p, self.pool, self.repairs
+        pool, repairs = self.pool, self.repairs
         if pool is not None and nodes and not covered:
             self.missing += nodes
-        lognormal = (self.rng if pool is not None else self.fleet_rng).lognormal
+        draw, p = self.repair_draw, self.p
         for i in range(min(nodes, len(durations)) if durations else nodes):
-            end = t + (durations[i] if durations else lognormal(p.repair_mu_ln_s, p.repair_sigma_ln))
+            end = t + (durations[i] if durations else draw(p.repair_mu_ln_s, p.repair_sigma_ln))
             repairs.append((t, end))
             if pool is not None:
                 pool.repaired_at(end)
@@ -290,11 +297,7 @@ class Replica:
                         # the persist waits are 0 with snapshots in memory (a term of 0 is not added)
                         losses["checkpoint"] += k * stall_s if memory else k * stall_s + (first_wait + (k - 1) * wait)
                         if slow_loss or fail_loss:
-                            ran = k * interval / pace
-                            if slow_loss:
-                                losses["slowdown"] += ran * factor * slow_loss
-                            if fail_loss:
-                                losses["fail_slow"] += ran * fail_loss
+                            self._slowed(k * interval / pace, factor, slow_loss, fail_loss)
                         ledger.quiet(now - duration, now, k, first, cycle)
                         next_ckpt = ledger.progress + interval
             seg_start = now
@@ -322,10 +325,8 @@ class Replica:
                 if compute < ran:
                     ran = compute
                 ledger.progress = start_work + ran * pace
-                if slow_loss:
-                    losses["slowdown"] += ran * factor * slow_loss
-                if fail_loss:
-                    losses["fail_slow"] += ran * fail_loss
+                if slow_loss or fail_loss:
+                    self._slowed(ran, factor, slow_loss, fail_loss)
                 stalled = self.now - seg_start - compute  # interrupted during the save's stall
                 if stalled > 0.0:
                     losses["checkpoint"] += stalled
@@ -338,10 +339,8 @@ class Replica:
                 aligned = True
                 continue
             ledger.progress = target
-            if slow_loss:
-                losses["slowdown"] += compute * factor * slow_loss
-            if fail_loss:
-                losses["fail_slow"] += compute * fail_loss
+            if slow_loss or fail_loss:
+                self._slowed(compute, factor, slow_loss, fail_loss)
             if record:
                 self._log("train", seg_start, seg_start + compute, work_s=target - start_work)
             aligned = not cut
@@ -356,6 +355,16 @@ class Replica:
             self.checkpoints += 1
             ledger.saved(end, target)
             next_ckpt = target + interval
+
+    def _slowed(self, ran: float, factor: float, slow_loss: float, fail_loss: float) -> None:
+        """Training time lost in ``ran`` s of training at fail-slow ``factor``: to stragglers or shrinking
+        (``slow_loss``, the share of the job's speed they take) and to fail-slow episodes (``fail_loss``).
+        A loss that is exactly 0 is not added (the sums stay as they were without the feature)."""
+        losses = self.losses
+        if slow_loss:
+            losses["slowdown"] += ran * factor * slow_loss
+        if fail_loss:
+            losses["fail_slow"] += ran * fail_loss
 
     def _recover(self, cause: FailureClass) -> None:
         """Roll back to the recovery point, restart (again if interrupted), wait for nodes."""

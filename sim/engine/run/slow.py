@@ -2,8 +2,8 @@
 
 A synchronous step runs at the pace of its slowest node, so for stragglers only whether *any* node is slow
 matters (an order statistic, not a loop over nodes). With a per-node probability the slow nodes are drawn
-anew at each (re)start; with an exact count they stay until evicted. Episodes slow the whole job while one lasts; their
-starts and ends are the moments the pace changes.
+anew at each (re)start (one binomial draw, in sim/engine/run/replica.py); with an exact count they stay until
+evicted. Episodes slow the whole job while one lasts; their starts and ends are the moments the pace changes.
 """
 
 from __future__ import annotations
@@ -13,14 +13,6 @@ import heapq
 import numpy as np
 
 from sim.engine.run.params import RunParams
-
-
-def slow_nodes(params: RunParams, rng: np.random.Generator) -> int:
-    """Slow nodes of the job at a (re)start when each node is slow with ``straggler_fraction``."""
-    p = params
-    if p.straggler_fraction > 0 and p.straggler_slowdown > 0:
-        return int(rng.binomial(p.nodes, p.straggler_fraction))
-    return 0
 
 
 def straggler_speed(params: RunParams, slow: int) -> float:
