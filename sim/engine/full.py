@@ -33,6 +33,7 @@ PP4 DP32 on the DGX H100 SuperPOD: 4 classes of 256 ranks.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,7 +359,7 @@ class FullStepSimulation(StepSimulation):
         class_of = order[rank_cell]
         gfirsts = np.sort(np.unique(group_cell, return_index=True)[1])
         gorder = {int(group_cell[g]): k for k, g in enumerate(gfirsts)}
-        group_cells = [[] for _ in gfirsts]
+        group_cells: list[list[int]] = [[] for _ in gfirsts]
         for g, c in enumerate(group_cell):
             group_cells[gorder[int(c)]].append(g)
         members_of = np.split(np.argsort(class_of, kind="stable"), np.cumsum(np.bincount(class_of))[:-1])
@@ -374,7 +375,7 @@ class FullStepSimulation(StepSimulation):
                 group=cell, weight=int(np.count_nonzero(class_of[held] == k))))
         return classes, group_cells
 
-    def _cells(self, stage: np.ndarray, routes: dict[str, tuple[np.ndarray, ...]],
+    def _cells(self, stage: np.ndarray, routes: Mapping[str, tuple[np.ndarray, ...]],
                group_of: np.ndarray) -> np.ndarray:
         """Cells of the equitable partition of the step's graph (``sim.network.symmetry``): nodes are the ranks,
         then the DP groups, the links, the pipeline routes (two per rank) and the groups' flows."""
@@ -414,7 +415,8 @@ class FullStepSimulation(StepSimulation):
             crossing(first, links, 4)
         connect(gpus, n + group_of, 6)  # member of
         for g, (_members, r) in enumerate(groups):
-            flows = [(r.ring_links, [("ring", e) for e in r.ring_eff.tolist()])]
+            flows: list[tuple[np.ndarray, list[tuple[Any, ...]]]] = [
+                (r.ring_links, [("ring", e) for e in r.ring_eff.tolist()])]
             if r.nvls_links is not None:
                 flows.append((r.nvls_links, [("nvls",)] * len(r.nvls_links)))
             for links, flow_colours in flows:
@@ -441,7 +443,7 @@ class FullStepSimulation(StepSimulation):
                                          np.concatenate([r.ring_eff for r in routes]))
             nvls = None
             if routes[0].nvls_links is not None:
-                links = np.concatenate([r.nvls_links for r in routes])  # type: ignore[misc]
+                links = np.concatenate([r.nvls_links for r in routes])
                 nvls = self.link_cells.batch(links, np.ones(len(links)))
             for channel in (REDUCE, GATHER):
                 self.comms[channel, cell] = _GroupComm(self, routes[0], ring, nvls, [io.dp[channel] for io in held],
