@@ -200,10 +200,12 @@ class StepSimulation:
     def run(self) -> StepResult:
         self._slots(self.p)
         mail = {"act": Mailbox(self.env), "grad": Mailbox(self.env)}
-        for r in range(self.p):
-            rank = PipelineRank(self, r, SymmetricIO(self, r, mail))
-            self.env.process(rank.run())
+        ios = [SymmetricIO(self, r, mail) for r in range(self.p)]
+        for r, io in enumerate(ios):
+            self.env.process(PipelineRank(self, r, io).run())
         self.env.run()
+        for io in ios:
+            io.book_blocks()
         return self._result(list(range(self.p)))
 
     def _slots(self, n: int) -> None:
@@ -310,6 +312,15 @@ class RankIO:
         self.spent["bubble"] += waited - comm
 
 
+class _BlockRuns:
+    """A block time a rank ran, its total, and how many times."""
+
+    __slots__ = ("runs", "time", "total")
+
+    def __init__(self, t: PhaseTime) -> None:
+        self.time, self.total, self.runs = t, t.total, 0
+
+
 class SymmetricIO(RankIO):
     """A pipeline rank standing for its TP, CP and DP peers: its channels are analytic (no process per
     transfer), its clock runs ahead on its own work and only a message not yet sent by a neighbour
@@ -328,11 +339,11 @@ class SymmetricIO(RankIO):
         self.dp_contention = sim.dp_path.sm_contention
         self.pp_contention = sim.pp_path.sm_contention
         self._costs = sim.collective_costs
-        self.busy = sim.compute_busy
         self.recording = timeline.enabled
         self._pp_seconds: dict[float, float] = {}  # a point-to-point transfer's seconds by bytes
-        self._figures: dict[int, tuple[float, float, float, float, float, float]] = {}
-        self._keep: list[PhaseTime] = []
+        self._blocks: dict[int, _BlockRuns] = {}  # by the id of the block time (each kept alive by its entry)
+        self.extra = 0.0  # contention of communication beside blocks, seconds
+        self.compute_busy = 0.0
 
     @property
     def now(self) -> float:
@@ -389,10 +400,12 @@ class SymmetricIO(RankIO):
     def _compute(self, name: str, t: PhaseTime, args: dict[str, Any] | None) -> float:
         """Run a block on the compute stream from the clock: communication beside it slows it (contention order:
         DP gather, DP reduce, PP forward, PP backward; a channel idle from its start on adds nothing, its busy
-        time does not change). Books it and returns its end."""
+        time does not change). Counts it (booked by :meth:`book_blocks`) and returns its end."""
         start = self.t
-        total, compute, tp_comm, cp_comm, ep_comm, hidden = self._phase_figures(t)
-        end = start + total
+        block = self._blocks.get(id(t))
+        if block is None:
+            block = self._blocks[id(t)] = _BlockRuns(t)
+        end = start + block.total
         extra = 0.0
         dp = self.dp
         q0, q1 = dp.queues
@@ -407,28 +420,28 @@ class SymmetricIO(RankIO):
             extra += ((end if end < grad.free_at else grad.free_at) - start) * self.pp_contention
         if extra > 0:
             end = end + extra
+            self.extra += extra
         self.t = end
-        spent = self.spent
-        spent["compute"] += compute
-        spent["tp_comm"] += tp_comm
-        spent["cp_comm"] += cp_comm
-        spent["ep_comm"] += ep_comm
-        spent["contention"] += hidden + extra
-        self.busy[self.slot] += end - start
+        block.runs += 1
+        self.compute_busy += end - start
         if self.recording:
-            self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=compute, tp_comm_s=tp_comm,
-                                  cp_comm_s=cp_comm, ep_comm_s=ep_comm, **(args or _NO_ARGS))
+            self.sim.timeline.add(self.slot, "compute", name, start, end, compute_s=t.compute, tp_comm_s=t.tp_comm,
+                                  cp_comm_s=t.cp_comm, ep_comm_s=t.ep_comm, **(args or _NO_ARGS))
         return end
 
-    def _phase_figures(self, t: PhaseTime) -> tuple[float, float, float, float, float, float]:
-        """(total, compute, tp_comm, cp_comm, ep_comm, hidden communication's contention) of a block's time,
-        computed once per distinct block time."""
-        figures = self._figures.get(id(t))
-        if figures is None:
-            figures = self._figures[id(t)] = (t.total, t.compute, t.tp_comm, t.cp_comm, t.ep_comm,
-                                              t.overlapped_comm * t.contention)
-            self._keep.append(t)  # the id stays this block time's while the simulation lives
-        return figures
+    def book_blocks(self) -> None:
+        """Book the blocks run (each distinct block time's parts times its runs: one multiplication instead of
+        five dictionary updates per block) and the contention and compute-stream time they took."""
+        spent = self.spent
+        for block in self._blocks.values():
+            t, runs = block.time, block.runs
+            spent["compute"] += t.compute * runs
+            spent["tp_comm"] += t.tp_comm * runs
+            spent["cp_comm"] += t.cp_comm * runs
+            spent["ep_comm"] += t.ep_comm * runs
+            spent["contention"] += t.overlapped_comm * t.contention * runs
+        spent["contention"] += self.extra
+        self.sim.compute_busy[self.slot] += self.compute_busy
 
     def _cost(self, op: Collective, nbytes: float, path: GroupPath) -> tuple[float, float]:
         """(latency, bandwidth time) of one collective, cached per (op, size, path)."""
