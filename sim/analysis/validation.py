@@ -73,6 +73,8 @@ class Outcome:
 def _source_of(row_id: str) -> str:
     if row_id.startswith("narayanan2021-t2-zero3"):
         return "narayanan2021-zero3"
+    if row_id.startswith("narayanan2021-f12"):
+        return "narayanan2021-fig12"  # interleaved vs non-interleaved, no constant set from it
     for prefix, source in (("narayanan2021", "narayanan2021"), ("korthikanti2022", "korthikanti2022"),
                            ("mcore-r0.8-h100", "mcore-h100"), ("megatron-readme", "megatron-readme-2021"),
                            ("bloom", "bloom"), ("mtnlg", "mtnlg"), ("llama1", "llama1"), ("opt", "opt")):
