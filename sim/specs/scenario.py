@@ -7,6 +7,7 @@ everything, reporting *all* problems at once with their field paths.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,8 +332,10 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
     if s.parallelism.tp_comm_overlap and not tp_overlap_allowed(s):
         issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
                             "training.compile: true"))
-    if s.parallelism.tp_comm_overlap and not tp_group_in_nvlink_domain(s.parallelism.tensor, s.cluster):
-        issues.append(Issue("parallelism.tp_comm_overlap", tp_overlap_domain_message(s.parallelism.tensor, s.cluster)))
+    inner = tp_inner_degree(s.parallelism)
+    if s.parallelism.tp_comm_overlap and not tp_group_in_nvlink_domain(s.parallelism.tensor, s.cluster, inner):
+        issues.append(Issue("parallelism.tp_comm_overlap",
+                            tp_overlap_domain_message(s.parallelism.tensor, s.cluster, inner)))
     return issues + _framework_version_issues(s)
 
 
@@ -364,17 +367,26 @@ def tp_overlap_allowed(s: Scenario) -> bool:
     return s.training.compile or not overlap.get("needs_compile", False)
 
 
-def tp_group_in_nvlink_domain(tensor: int, cluster: ClusterSpec) -> bool:
-    """Whether every TP group of degree ``tensor`` lies inside one scale-up (NVLink) domain: TP is the innermost
-    mesh dimension on consecutive ranks, so no group straddles a domain when TP divides the domain's GPUs (or the
-    whole job fits in one domain)."""
+def tp_inner_degree(p: ParallelismSpec) -> int:
+    """GPUs laid inside each TP step: the product of the mesh degrees that ``placement_order`` lists before tp
+    (1 when TP is innermost, the default)."""
+    axes = p.placement_axes
+    degree = {"cp": p.context, "dp": p.data, "pp": p.pipeline}
+    return math.prod(degree[a] for a in axes[:axes.index("tp")]) if "tp" in axes else 1
+
+
+def tp_group_in_nvlink_domain(tensor: int, cluster: ClusterSpec, inner: int = 1) -> bool:
+    """Whether every TP group of degree ``tensor`` lies inside one scale-up (NVLink) domain. A TP group takes every
+    ``inner``-th GPU (:func:`tp_inner_degree`) of an aligned block of ``inner x tensor`` consecutive GPUs, so no
+    group straddles a domain when that block divides the domain's GPUs (or the whole job fits in one domain)."""
     domain = cluster.topology.domain_gpus
-    return cluster.num_gpus <= domain or domain % tensor == 0
+    return tensor == 1 or cluster.num_gpus <= domain or domain % (inner * tensor) == 0
 
 
-def tp_overlap_domain_message(tensor: int, cluster: ClusterSpec) -> str:
+def tp_overlap_domain_message(tensor: int, cluster: ClusterSpec, inner: int = 1) -> str:
     """Why ``tp_comm_overlap`` cannot run with TP ``tensor`` on ``cluster`` (see :func:`tp_group_in_nvlink_domain`)."""
-    return (f"needs each TP group inside one NVLink domain: tensor {tensor} does not fit the topology's "
+    spread = f" laid every {inner} GPUs (placement_order)" if inner > 1 else ""
+    return (f"needs each TP group inside one NVLink domain: tensor {tensor}{spread} does not fit the topology's "
             f"{cluster.topology.domain_gpus}-GPU scale-up domain (TE userbuffers and PyTorch symmetric memory map peer "
             "memory over NVLink only: TransformerEngine issue #1071, catalog/frameworks.yaml tp_overlap); set "
             "tp_comm_overlap: false")

@@ -188,3 +188,21 @@ def test_overlap_never_enumerated_beyond_the_nvlink_domain(gpu, topology, num_gp
         dataclasses.replace(enum.valid.layout(int(((tensor == beyond[0]) & ~overlap).argmax())),
                             tp_comm_overlap=True).apply(base)
     assert reason_key(str(err.value.issues[0])) == key
+
+
+def test_overlap_follows_the_placement_order():
+    """DP laid inside TP (placement_order dp,tp,cp,pp) spreads each TP group over DP x TP consecutive GPUs: on 16
+    H100 the overlap is enumerated only where DP x TP fits a DGX node, and every enumerated layout applies."""
+    base = scenario_from_mapping(tiny_mapping(
+        16, global_batch=16, model={**tiny_mapping()["model"], **WIDE_HEADS},
+        parallelism={"data": 16, "placement_order": "dp,tp,cp,pp"}))
+    space = dataclasses.replace(TINY_SPACE, tensor=(2, 4, 8), pipeline=(1,), schedules=(Schedule.ONE_F_ONE_B,),
+                                tp_comm_overlaps=(False, True))
+    enum = enumerate_space(base, space)
+    overlap = enum.valid["tp_comm_overlap"] == 1
+    spans = enum.valid["tensor"] * enum.valid["data"]
+    assert overlap.any() and (~overlap).any()
+    assert (8 % spans[overlap] == 0).all()  # e.g. TP2 CP4 DP2: each TP group within 4 consecutive GPUs
+    assert (spans[~overlap] == 16).any()  # TP x DP over two nodes: enumerated without the overlap only
+    for i in range(len(enum.valid)):
+        enum.valid.layout(i).apply(base)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -380,8 +381,7 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
     tensors = np.array([r[0] for r in shape_rows], dtype=np.int64)
     per_shape = _expansions(tensors, free)
     # TP overlap needs each TP group inside one NVLink domain: the expansions it leaves, per shape
-    in_domain = {int(t): tp_group_in_nvlink_domain(int(t), cluster) for t in np.unique(tensors)}
-    runnable = _expansions(tensors, free, np.array([in_domain[int(t)] for t in tensors], dtype=bool))
+    runnable = _expansions(tensors, free, _in_domain(shape_rows, base.parallelism.placement_axes, cluster))
     total = 0
     expert_verdicts: dict[tuple[int, int, int], str] = {}  # (PP, EP, ETP) -> first issue ("" when valid)
     for shape, expand, keep in zip(shape_rows, per_shape.tolist(), runnable.tolist(), strict=True):
@@ -411,8 +411,9 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
                 continue
             ok.append((*shape, e, x))
             if keep < expand:
-                reject(f"parallelism.tp_comm_overlap: {tp_overlap_domain_message(t, cluster)}", expand - keep)
-    valid = _expand(ok, free, cluster)
+                inner = _inner(shape, base.parallelism.placement_axes)
+                reject(f"parallelism.tp_comm_overlap: {tp_overlap_domain_message(t, cluster, inner)}", expand - keep)
+    valid = _expand(ok, free, cluster, base.parallelism.placement_axes)
     if len(valid):
         try:
             valid.layout(0).apply(base, cluster)
@@ -465,13 +466,24 @@ def _expansions(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | No
     return _applies(tensor, free, in_domain).sum(axis=1)
 
 
-def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray, cluster: ClusterSpec) -> Candidates:
-    """Valid shapes (:data:`SHAPE_COLUMNS`) x the runnable combinations of the free axes on ``cluster``, as integer
-    columns."""
+def _inner(shape: tuple[int, ...], axes: tuple[str, ...]) -> int:
+    """GPUs laid inside each TP step of a shape (:data:`SHAPE_COLUMNS` order; ``tp_inner_degree`` of its layout)."""
+    degree = {"pp": shape[1], "cp": shape[3], "dp": shape[4]}
+    return math.prod(degree[a] for a in axes[:axes.index("tp")])
+
+
+def _in_domain(shape_rows: list[tuple[int, ...]], axes: tuple[str, ...], cluster: ClusterSpec) -> np.ndarray:
+    """Per shape: whether its TP groups lie inside one NVLink domain (``tp_group_in_nvlink_domain``)."""
+    return np.array([tp_group_in_nvlink_domain(int(r[0]), cluster, _inner(r, axes)) for r in shape_rows], dtype=bool)
+
+
+def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray, cluster: ClusterSpec,
+            axes: tuple[str, ...]) -> Candidates:
+    """Valid shapes (:data:`SHAPE_COLUMNS`) x the runnable combinations of the free axes on ``cluster`` (mesh laid
+    in ``axes`` order), as integer columns."""
     arr = np.array(shape_rows, dtype=np.int64).reshape(-1, len(SHAPE_COLUMNS))
     tensors = arr[:, 0]
-    in_domain = np.isin(tensors, [t for t in np.unique(tensors).tolist() if tp_group_in_nvlink_domain(t, cluster)])
-    keep = _applies(tensors, free, in_domain).ravel()
+    keep = _applies(tensors, free, _in_domain(shape_rows, axes, cluster)).ravel()
     rows = np.repeat(arr, len(free), axis=0)[keep]
     values = np.tile(free, (len(arr), 1))[keep]
     cols = dict(zip(SHAPE_COLUMNS, rows.T, strict=True))
