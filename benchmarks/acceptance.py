@@ -117,7 +117,7 @@ def bench_scale(folder: Path) -> None:
 
 
 def bench_full() -> None:
-    from sim.engine.full import FullStepSimulation
+    from sim.engine.simulate import simulate_step
     from sim.specs.scenario import scenario_from_mapping
 
     s = scenario_from_mapping({
@@ -127,7 +127,7 @@ def bench_full() -> None:
         "training": {"global_batch_size": 32 * 32},
         "simulation": {"fidelity": "full"}})
     start = time.process_time()
-    result = FullStepSimulation(s, record=False).run()
+    result = simulate_step(s)
     print(f"full fidelity, 70B TP8 PP4 DP32 on 1,024 GPUs: {time.process_time() - start:.1f} s CPU per step "
           f"(target <= 1 s); step {result.step_time_s:.3f} s")
 

@@ -1,4 +1,4 @@
-"""Check: full fidelity with alike ranks simulated once (``FullStepSimulation``, the default) against every
+"""Check: full fidelity with alike ranks simulated once (``FullTransport``, the default) against every
 rank simulated (``symmetry=False``) on layouts of different TP/PP/DP, ZeRO stages, interleaving, MoE and an
 asymmetric placement: the largest relative difference over step time, breakdown, per-stage compute and
 the timeline (every rank's intervals), the rank classes and the CPU seconds of each.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
-from sim.engine.full import FullStepSimulation
+from sim.engine.full import FullTransport
+from sim.engine.step import StepSimulation
 from sim.specs.scenario import Scenario, scenario_from_mapping
 
 SMALL = {"num_layers": 8, "hidden_size": 2048, "ffn_hidden_size": 8192, "num_attention_heads": 16,
@@ -48,9 +49,9 @@ LAYOUTS = {
 }
 
 
-def figures(sim: FullStepSimulation) -> tuple[float, list[float], float]:
+def figures(s: Scenario, transport: FullTransport) -> tuple[float, list[float], float]:
     start = time.process_time()
-    r = sim.run()
+    r = StepSimulation(s, transport=transport).run()
     cpu = time.process_time() - start
     timeline = sorted((i.rank, i.stream, i.name, i.start, i.end) for i in r.timeline.intervals)
     values = [r.step_time_s, *r.breakdown_s.values(), *r.stage_compute_s, float(r.bottleneck_stage)]
@@ -67,10 +68,10 @@ def main(argv: list[str]) -> int:
     worst = 0.0
     for name, (model, topology, gpu, par) in layouts.items():
         s = scenario(model, topology, gpu, par)
-        sim = FullStepSimulation(s)
-        cpu, got, n = figures(sim)
-        classes = len(sim.classes)
-        ref_cpu, want, m = figures(FullStepSimulation(s, symmetry=False))
+        transport = FullTransport()
+        cpu, got, n = figures(s, transport)
+        classes = len(transport.classes)
+        ref_cpu, want, m = figures(s, FullTransport(symmetry=False))
         diff = float("inf") if n != m else max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(got, want, strict=True))
         worst = max(worst, diff)
         print(f"{name:34} {s.cluster.num_gpus:>5} {classes:>7} {diff:>12.1e} {cpu:>7.2f} {ref_cpu:>9.2f}")

@@ -27,7 +27,11 @@ over one link per cell of alike links, counted as many times as the cell has flo
 (``_LinkCells.batch``), so link sharing is what every rank would see, and each member's figures and
 timeline are those of the one simulated (to the bit: the same arithmetic on the same numbers). 70B TP8
 PP4 DP32 on the DGX H100 SuperPOD: 4 classes of 256 ranks.
-``FullStepSimulation(..., symmetry=False)`` runs every rank, the reference this must equal.
+``FullTransport(symmetry=False)`` runs every rank, the reference this must equal.
+
+The step's shared state (block durations, per-rank slots, timeline, result) is ``step.StepSimulation``'s;
+:class:`FullTransport` is injected into it (``StepSimulation(scenario, transport=FullTransport())``) and keeps
+only what this fidelity adds: the placement, the fabric, the rank classes and the DP communicators.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import simpy
 from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_latency, size_efficiency
 from sim.costs.layer import Paths, PhaseTime
 from sim.engine.fabric import FabricFlows
-from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepResult, StepSimulation
+from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepSimulation, Transport
 from sim.engine.streams import Channel, Interval
 from sim.errors import InfeasibleLayout
 from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
@@ -52,7 +56,6 @@ from sim.network.paths import group_paths
 from sim.network.symmetry import equitable_cells
 from sim.parallelism.mesh import Axis, ParallelMesh
 from sim.parallelism.placement import expert_tensor_members, gpu_grid, group_members
-from sim.specs.scenario import Scenario
 
 #: Largest job full fidelity accepts (a few hundred GPUs is its purpose; symmetric covers the rest).
 MAX_GPUS = 1024
@@ -132,16 +135,16 @@ class _LinkCells:
 class _GroupComm:
     """One DP group's communicator: rendezvous of its members, collectives in issue order on the fabric.
 
-    Standing for a cell of alike groups (``FullStepSimulation``'s rank classes): ``routes`` are its own
+    Standing for a cell of alike groups (``FullTransport``'s rank classes): ``routes`` are its own
     (path, channels, NVLS cap), ``ring`` and ``nvls`` the flows of all of them, ``channels`` those of the
     simulated ranks among its members (one per rank class), and a simulated rank's issue counts for as
     many members as its class has in the group."""
 
-    def __init__(self, sim: FullStepSimulation, routes: _GroupRoutes, ring: _Batch, nvls: _Batch | None,
-                 channels: list[Channel], members: int) -> None:
-        self.sim, self.env, self.routes, self.channels, self.members = sim, sim.env, routes, channels, members
+    def __init__(self, env: simpy.Environment, flows: FabricFlows, routes: _GroupRoutes, ring: _Batch,
+                 nvls: _Batch | None, channels: list[Channel], members: int) -> None:
+        self.env, self.flows, self.routes, self.channels, self.members = env, flows, routes, channels, members
         self.ring, self.nvls = ring, nvls
-        self.stream = simpy.Resource(sim.env, capacity=1)
+        self.stream = simpy.Resource(env, capacity=1)
         self.arrived: dict[tuple[str, int], int] = defaultdict(int)
         self.done: dict[tuple[str, int], simpy.Event] = {}
 
@@ -166,11 +169,11 @@ class _GroupComm:
             if op is Collective.ALL_REDUCE and self.nvls is not None:
                 per_flow = bus * r.path.n / (2 * (r.path.n - 1))  # NVLS: S up and S down per GPU
                 nvls, rows = self.nvls, len(self.nvls.links)
-                yield self.sim.fabric_flows.transfer(nvls.links, np.full(rows, per_flow), np.full(rows, r.nvls_cap),
+                yield self.flows.transfer(nvls.links, np.full(rows, per_flow), np.full(rows, r.nvls_cap),
                                                      nvls.weight)
             else:
                 ring = self.ring
-                yield self.sim.fabric_flows.transfer(ring.links, bus / r.channels / ring.eff, weight=ring.weight)
+                yield self.flows.transfer(ring.links, bus / r.channels / ring.eff, weight=ring.weight)
             for ch in self.channels:
                 ch.busy.stop(self.env.now)
                 ch.timeline.add(ch.rank, ch.name, key[0], start, self.env.now, bytes=nbytes)
@@ -201,9 +204,9 @@ class FullIO(RankIO):
     whatever its channels carry meanwhile; pipeline sends as flows to the peer GPUs; DP collectives through
     its group's communicator (``_GroupComm``)."""
 
-    def __init__(self, sim: FullStepSimulation, slot: int, rank_class: _RankClass) -> None:
+    def __init__(self, sim: StepSimulation, transport: FullTransport, slot: int, rank_class: _RankClass) -> None:
         super().__init__(sim, slot)
-        self.fs, self.rank_class, self.stage = sim, rank_class, rank_class.stage
+        self.transport, self.rank_class, self.stage = transport, rank_class, rank_class.stage
         make = lambda name: Channel(sim.env, slot, name, sim.timeline)  # noqa: E731
         self.pp = {"act": make("pp_send_fwd"), "grad": make("pp_send_bwd")}
         self.dp = (make("dp_reduce"), make("dp_gather"))
@@ -244,9 +247,10 @@ class FullIO(RankIO):
     def _message(self, kind: str, cell: int, key: tuple[int, int]) -> simpy.Event:
         """The message ``key`` of ``kind`` to the ranks of class ``cell``."""
         full_key = (kind, cell, key)
-        if full_key not in self.fs.messages:
-            self.fs.messages[full_key] = self.env.event()
-        return self.fs.messages[full_key]
+        messages = self.transport.messages
+        if full_key not in messages:
+            messages[full_key] = self.env.event()
+        return messages[full_key]
 
     def recv_pp(self, kind: str, key: tuple[int, int], category: str):
         yield from self._wait(self._message(kind, self.rank_class.cell, key), category)
@@ -254,7 +258,7 @@ class FullIO(RankIO):
     def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
         """A pipeline send: one flow from each GPU of the class to its peer in the next (or previous) stage."""
         batch, latency, to = self.rank_class.routes[kind]
-        flows = self.fs.fabric_flows
+        flows = self.transport.fabric_flows
         self.pp[kind].submit(name, latency,
                              lambda: flows.transfer(batch.links, nbytes / batch.eff, weight=batch.weight),
                              self._message(kind, to, key), bytes=nbytes)
@@ -262,7 +266,7 @@ class FullIO(RankIO):
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective,
                 path: GroupPath | None = None) -> simpy.Event:
         """``path`` is ignored: full fidelity reduces over its DP communicator (HSDP is symmetric only)."""
-        group = self.fs.comms[channel, self.rank_class.group]
+        group = self.transport.comms[channel, self.rank_class.group]
         label = f"{channel}.{name}"
         count = self.issued[label]
         self.issued[label] += 1
@@ -272,27 +276,48 @@ class FullIO(RankIO):
         yield from self._wait(event, category)
 
 
-class FullStepSimulation(StepSimulation):
+class FullTransport(Transport):
     """Every rank of the placement simulated (see the module docstring); ``symmetry`` runs one rank per class
-    of alike ranks (:class:`_RankClass`), off: every rank its own process (the reference it must equal)."""
+    of alike ranks (:class:`_RankClass`), off: every rank its own process (the reference it must equal).
+    Its placement, fabric and classes are built when the step starts (:meth:`stages`)."""
 
-    def __init__(self, scenario: Scenario, record: bool = True, symmetry: bool = True) -> None:
-        super().__init__(scenario, record)
-        n = scenario.cluster.num_gpus
+    def __init__(self, symmetry: bool = True) -> None:
+        self.symmetry = symmetry
+
+    def stages(self, sim: StepSimulation) -> list[int]:
+        """Place the ranks on the fabric and split them into classes; the stage of each class."""
+        s = sim.s
+        n = s.cluster.num_gpus
         if n > MAX_GPUS:
             raise InfeasibleLayout(f"simulation.fidelity: full simulates every rank and flow; {n} GPUs is more "
                                    f"than its limit of {MAX_GPUS}; use fidelity: symmetric")
-        s = scenario
-        self.symmetry = symmetry
         self.mesh = mesh = ParallelMesh.from_layout(s.parallelism)
         self.grid = gpu_grid(mesh)  # [pp, dp, cp, tp] -> GPU
         self.fabric = build_fabric(s.cluster.topology, n)
-        self.eff = Efficiency.of(self.fabric, self.gpu.arch)
-        self.rank_blocks = self._blocks_per_gpu()
+        self.eff = Efficiency.of(self.fabric, sim.gpu.arch)
+        self.rank_blocks = self._blocks_per_gpu(sim)
+        #: the rank classes simulated (one process each) and the cells of DP groups
+        self.classes, self.group_cells = self._classes(sim)
+        return [c.stage for c in self.classes]
 
-    def _blocks_per_gpu(self) -> dict[int, Blocks]:
+    def start(self, sim: StepSimulation) -> None:
+        self.messages: dict[tuple, simpy.Event] = {}
+        self.fabric_flows = FabricFlows(sim.env, self.link_cells.capacity)
+        ios = [FullIO(sim, self, slot, c) for slot, c in enumerate(self.classes)]
+        self._dp_comms(sim.env, ios)
+        for io in ios:
+            sim.env.process(PipelineRank(sim, io.stage, io, self.rank_blocks[io.rank_class.gpu]).run())
+
+    def finish(self, sim: StepSimulation) -> None:
+        """Every member of a class had the intervals of the one simulated."""
+        timeline = sim.timeline
+        if timeline.enabled:
+            timeline.intervals = [Interval(int(g), i.stream, i.name, i.start, i.end, i.args)
+                                  for i in timeline.intervals for g in self.classes[i.rank].members]
+
+    def _blocks_per_gpu(self, sim: StepSimulation) -> dict[int, Blocks]:
         """Each GPU's block durations, from the paths of its own TP, CP and expert-TP groups."""
-        mesh, arch, par = self.mesh, self.gpu.arch, self.s.parallelism
+        mesh, arch, par = self.mesh, sim.gpu.arch, sim.s.parallelism
         per_gpu: dict[str, dict[int, GroupPath]] = {}
         for kind, groups in (("tp", group_members(mesh, Axis.TP)), ("cp", group_members(mesh, Axis.CP)),
                              ("etp", expert_tensor_members(mesh, par.expert, par.expert_tensor_degree))):
@@ -302,27 +327,11 @@ class FullStepSimulation(StepSimulation):
         out = {}
         for gpu in range(mesh.num_ranks):
             # EP all-to-all: the symmetric path's figures (all groups' flows at once) for every group
-            own = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=self.paths.ep, etp=per_gpu["etp"][gpu])
-            out[gpu] = cache.setdefault(own, Blocks(self.s, own))
+            own = Paths(tp=per_gpu["tp"][gpu], cp=per_gpu["cp"][gpu], ep=sim.paths.ep, etp=per_gpu["etp"][gpu])
+            out[gpu] = cache.setdefault(own, Blocks(sim.s, own))
         return out
 
-    def run(self) -> StepResult:
-        self.messages: dict[tuple, simpy.Event] = {}
-        classes, group_cells = self._classes()
-        self.classes = classes  # the rank classes simulated (one process each)
-        self.fabric_flows = FabricFlows(self.env, self.link_cells.capacity)
-        self._slots(len(classes))
-        ios = [FullIO(self, slot, c) for slot, c in enumerate(classes)]
-        self._dp_comms(ios, group_cells)
-        for io in ios:
-            self.env.process(PipelineRank(self, io.stage, io, self.rank_blocks[io.rank_class.gpu]).run())
-        self.env.run()
-        if self.timeline.enabled:  # every member of a class had the intervals of the one simulated
-            self.timeline.intervals = [Interval(int(g), i.stream, i.name, i.start, i.end, i.args)
-                                       for i in self.timeline.intervals for g in classes[i.rank].members]
-        return self._result([c.stage for c in classes])
-
-    def _classes(self) -> tuple[list[_RankClass], list[list[int]]]:
+    def _classes(self, sim: StepSimulation) -> tuple[list[_RankClass], list[list[int]]]:
         """The rank classes in order of their first GPU, and the cells of DP groups (indices into
         ``self.groups``, the group simulated first)."""
         fabric, grid, p = self.fabric, self.grid, self.grid.shape[0]
@@ -343,7 +352,7 @@ class FullStepSimulation(StepSimulation):
         for pp in range(p):
             for tp in range(grid.shape[3]):
                 members = np.sort(grid[pp, :, :, tp].ravel())
-                [path] = group_paths(fabric, self.gpu.arch, members[None, :])
+                [path] = group_paths(fabric, sim.gpu.arch, members[None, :])
                 group_of[members] = len(self.groups)
                 self.groups.append((members, _GroupRoutes.of(fabric, self.eff, members, path)))
         cells = self._cells(stage, routes, group_of) if self.symmetry else None
@@ -430,12 +439,12 @@ class FullStepSimulation(StepSimulation):
         label = np.concatenate([np.full(len(a), k) for a, _, k in edges])
         return equitable_cells(np.asarray(colour), src, dst, label)
 
-    def _dp_comms(self, ios: list[FullIO], group_cells: list[list[int]]) -> None:
+    def _dp_comms(self, env: simpy.Environment, ios: list[FullIO]) -> None:
         """One communicator per cell of DP groups and channel: the flows of all the cell's groups, the channels of
         the classes its first group holds."""
         self.comms: dict[tuple[int, int], _GroupComm] = {}
         class_of = {int(g): io for io in ios for g in io.rank_class.members}
-        for cell, groups in enumerate(group_cells):
+        for cell, groups in enumerate(self.group_cells):
             members, _routes = self.groups[groups[0]]
             held = list({id(class_of[int(g)]): class_of[int(g)] for g in members}.values())
             routes = [self.groups[g][1] for g in groups]
@@ -446,5 +455,5 @@ class FullStepSimulation(StepSimulation):
                 links = np.concatenate([r.nvls_links for r in routes])
                 nvls = self.link_cells.batch(links, np.ones(len(links)))
             for channel in (REDUCE, GATHER):
-                self.comms[channel, cell] = _GroupComm(self, routes[0], ring, nvls, [io.dp[channel] for io in held],
-                                                       len(members))
+                self.comms[channel, cell] = _GroupComm(env, self.fabric_flows, routes[0], ring, nvls,
+                                                       [io.dp[channel] for io in held], len(members))

@@ -1,5 +1,6 @@
-"""One optimizer step at the scenario's fidelity: the symmetric engine (``sim.engine.step``) or every rank
-(``sim.engine.full``, which runs the same op lists through its own transport)."""
+"""One optimizer step at the scenario's fidelity: the step simulation (``sim.engine.step``) with the transport
+of that fidelity injected, symmetric (one process per pipeline rank, the default) or full (``sim.engine.full``:
+every rank, its transfers as flows on the fabric), both running the same op lists."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def simulate_step(scenario: Scenario, record: bool = False) -> StepResult:
     """Simulate one optimizer step of ``scenario`` at its ``simulation.fidelity``; ``record`` keeps the
     timeline of every interval (traces, plots)."""
     if scenario.simulation.fidelity is Fidelity.FULL:
-        from sim.engine.full import FullStepSimulation  # the fabric process and flow routes: only when asked
+        from sim.engine.full import FullTransport  # the fabric process and flow routes: only when asked
 
-        return FullStepSimulation(scenario, record).run()
+        return StepSimulation(scenario, record, FullTransport()).run()
     return StepSimulation(scenario, record).run()

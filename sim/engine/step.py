@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -169,12 +170,16 @@ class Blocks:
 
 
 class StepSimulation:
-    """Builds the processes of one optimizer step for a validated scenario and runs them (symmetric:
-    one process per pipeline rank, whatever ``simulation.fidelity`` says; ``simulate_step`` picks).
+    """One optimizer step of a validated scenario: the state every fidelity shares (paths, block durations,
+    per simulated rank its time by category, compute-busy time and end, the collective-cost cache, the
+    timeline) and the injected ``transport`` that decides which ranks run as processes and how their transfers
+    become time: :class:`SymmetricTransport` (the default, whatever ``simulation.fidelity`` says: one process
+    per pipeline rank) or ``sim.engine.full.FullTransport`` (every rank, flows on the fabric);
+    ``simulate_step`` picks by fidelity.
 
     ``record`` keeps the timeline of every interval (``--trace``, ``--plot``); off, only the figures."""
 
-    def __init__(self, scenario: Scenario, record: bool = True) -> None:
+    def __init__(self, scenario: Scenario, record: bool = True, transport: Transport | None = None) -> None:
         self.s = s = scenario
         self.gpu = s.gpu
         self.p = s.parallelism.pipeline
@@ -195,18 +200,16 @@ class StepSimulation:
         self.collective_costs: dict[tuple[int, float, int], tuple[float, float]] = {}
         self.env = simpy.Environment()
         self.timeline = Timeline(record)
+        self.transport = SymmetricTransport() if transport is None else transport
 
     # ---- running -------------------------------------------------------------------------
     def run(self) -> StepResult:
-        self._slots(self.p)
-        mail = {"act": Mailbox(self.env), "grad": Mailbox(self.env)}
-        ios = [SymmetricIO(self, r, mail) for r in range(self.p)]
-        for r, io in enumerate(ios):
-            self.env.process(PipelineRank(self, r, io).run())
+        stage_of = self.transport.stages(self)
+        self._slots(len(stage_of))
+        self.transport.start(self)
         self.env.run()
-        for io in ios:
-            io.book_blocks()
-        return self._result(list(range(self.p)))
+        self.transport.finish(self)
+        return self._result(stage_of)
 
     def _slots(self, n: int) -> None:
         """Per simulated rank: time spent by category, compute-stream busy time, end time."""
@@ -238,6 +241,43 @@ class StepSimulation:
             hardware_flops_per_step=model_flops + extra * s.tokens_per_step, breakdown_s=breakdown,
             stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline,
             bottleneck_stage=bottleneck)
+
+
+class Transport(ABC):
+    """How the ranks of a step become SimPy processes and their transfers time, given to :class:`StepSimulation`
+    (which owns the state they book into): it names the ranks it simulates, starts their op lists
+    (``PipelineRank``) through its rank transports (:class:`RankIO`), and books what is left once they ran."""
+
+    @abstractmethod
+    def stages(self, sim: StepSimulation) -> list[int]:
+        """The pipeline stage of each rank it simulates, in slot order (``sim`` then makes one slot per rank)."""
+
+    @abstractmethod
+    def start(self, sim: StepSimulation) -> None:
+        """Start the processes of the simulated ranks on ``sim.env``."""
+
+    @abstractmethod
+    def finish(self, sim: StepSimulation) -> None:
+        """After the step ran: book what is still to be booked."""
+
+
+class SymmetricTransport(Transport):
+    """Symmetric fidelity: one process per pipeline rank, standing for its TP, CP and DP peers, through
+    :class:`SymmetricIO` (analytic channels; the stages' messages in one mailbox per direction)."""
+
+    def stages(self, sim: StepSimulation) -> list[int]:
+        return list(range(sim.p))
+
+    def start(self, sim: StepSimulation) -> None:
+        mail = {"act": Mailbox(sim.env), "grad": Mailbox(sim.env)}
+        self.ios = [SymmetricIO(sim, r, mail) for r in range(sim.p)]
+        for r, io in enumerate(self.ios):
+            sim.env.process(PipelineRank(sim, r, io).run())
+
+    def finish(self, sim: StepSimulation) -> None:
+        """Each rank books the blocks it ran (:meth:`SymmetricIO.book_blocks`)."""
+        for io in self.ios:
+            io.book_blocks()
 
 
 def _phase(t: LayerTime, phase: Phase) -> PhaseTime:

@@ -10,7 +10,7 @@ import pytest
 import simpy
 
 from sim.engine.fabric import FabricFlows
-from sim.engine.full import FullStepSimulation
+from sim.engine.full import FullTransport
 from sim.engine.simulate import simulate_step
 from sim.engine.step import StepSimulation
 from sim.engine.streams import Channel, Timeline
@@ -72,8 +72,8 @@ def test_full_fidelity_sees_an_asymmetric_placement():
     # straddles both, so its DP rings leave the domain over the NICs. The symmetric reduction gives every
     # stage the slowest group's path; full fidelity gives stage 0 its own NVLink rings and is faster.
     par = {"tensor": 4, "pipeline": 2, "data": 16}
-    full = FullStepSimulation(make("gb200-nvl72", "GB200", par, Fidelity.FULL))
-    result = full.run()
+    full = FullTransport()
+    result = StepSimulation(make("gb200-nvl72", "GB200", par, Fidelity.FULL), transport=full).run()
     symmetric = StepSimulation(make("gb200-nvl72", "GB200", par)).run()
     assert full.fabric_flows.solves > 0
     stage0 = [i for i in result.timeline.intervals if i.stream == "dp_reduce" and i.rank < 64]
@@ -82,8 +82,8 @@ def test_full_fidelity_sees_an_asymmetric_placement():
     assert result.step_time_s < symmetric.step_time_s
 
 
-def _figures(sim: FullStepSimulation) -> tuple:
-    r = sim.run()
+def _figures(s: Scenario, transport: FullTransport) -> tuple:
+    r = StepSimulation(s, transport=transport).run()
     timeline = sorted((i.rank, i.stream, i.name, i.start, i.end) for i in r.timeline.intervals)
     return r.step_time_s, r.breakdown_s, r.stage_compute_s, r.bottleneck_stage, timeline
 
@@ -95,8 +95,8 @@ def test_alike_ranks_simulated_once_give_every_rank_its_exact_figures(name, clas
     # one process per class of alike ranks against every rank its own: the same figures and timeline to the
     # bit; on the symmetric placements one class per pipeline stage
     s = make(*LAYOUTS[name], Fidelity.FULL)
-    reduced = FullStepSimulation(s)
-    assert _figures(reduced) == _figures(FullStepSimulation(s, symmetry=False))
+    reduced = FullTransport()
+    assert _figures(s, reduced) == _figures(s, FullTransport(symmetry=False))
     if classes is not None:
         assert len(reduced.classes) == classes
 
@@ -105,8 +105,8 @@ def test_an_asymmetric_placement_keeps_its_ranks_apart():
     # 128 GPUs in 72-GPU NVLink domains (see above): stage 1's DP groups straddle two domains, so its ranks
     # split into classes, and the reduced run still equals the reference
     s = make("gb200-nvl72", "GB200", {"tensor": 4, "pipeline": 2, "data": 16}, Fidelity.FULL)
-    reduced = FullStepSimulation(s)
-    assert _figures(reduced) == _figures(FullStepSimulation(s, symmetry=False))
+    reduced = FullTransport()
+    assert _figures(s, reduced) == _figures(s, FullTransport(symmetry=False))
     assert 2 < len(reduced.classes) < 128
 
 
