@@ -12,11 +12,12 @@ import dataclasses
 import difflib
 import enum
 import functools
+import operator
 import re
 import reprlib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sim.errors import Issue, ScenarioError
@@ -93,7 +94,7 @@ def _range_issues(spec: Any) -> list[Issue]:
 #: Per-class caches of field facts (a plain dict: functools.cache types its key as Hashable, which mypy
 #: does not grant a class object).
 _BOUNDED: dict[type, tuple[tuple[str, str, Any, Any, Any], ...]] = {}
-_NAMES: dict[type, tuple[str, ...]] = {}
+_NAMES: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
 
 
 def _bounded_fields(cls: type) -> tuple[tuple[str, str, Any, Any, Any], ...]:
@@ -110,15 +111,19 @@ def _bounded_fields(cls: type) -> tuple[tuple[str, str, Any, Any, Any], ...]:
 def replace(spec: T, **changes: Any) -> T:
     """``dataclasses.replace`` for a spec (every field an init field), without its per-call walk of the fields'
     metadata: a layout search builds ~10^5 of them. Construction validates as usual."""
-    values = {name: getattr(spec, name) for name in _field_names(type(spec))}
+    names, get = _field_getter(type(spec))
+    values = dict(zip(names, get(spec), strict=True))
     values.update(changes)
     return type(spec)(**values)
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_getter(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The field names of ``cls`` and one C-level getter of all their values (``operator.attrgetter``)."""
     found = _NAMES.get(cls)
     if found is None:
-        found = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        many = operator.attrgetter(*names) if len(names) > 1 else None  # one name: attrgetter returns no tuple
+        found = _NAMES[cls] = (names, many or (lambda spec: tuple(getattr(spec, n) for n in names)))
     return found
 
 

@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -158,8 +159,7 @@ class Layout:
     def apply(self, base: Scenario, cluster: ClusterSpec | None = None) -> Scenario:
         """``base`` with this layout (and ``cluster``); raises ScenarioError if the result is invalid. The base's
         stage-specific options apply where they mean something (the module docstring)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                  if f.name not in ("split", "expert_tensor", "first_stage_layers", "last_stage_layers")}
+        fields = dict(zip(_PARALLELISM_FIELDS, _parallelism_values(self), strict=True))
         b = base.parallelism
         uneven = bool(self.first_stage_layers or self.last_stage_layers)
         same_pipeline = not uneven and ((self.pipeline, self.virtual_pipeline, self.split)
@@ -200,6 +200,13 @@ class Layout:
                 "micro_batch_size": self.micro_batch_size, "recompute": self.activation_recompute.value,
                 "schedule": self.schedule.value, "split": self.split, "first_stage_layers": self.first_stage_layers,
                 "last_stage_layers": self.last_stage_layers, "tp_comm_overlap": self.tp_comm_overlap}
+
+
+#: The :class:`Layout` fields that are ParallelismSpec fields of the same name (the others are mapped in
+#: ``Layout.apply``), read with one C-level getter: a search applies tens of thousands of layouts.
+_PARALLELISM_FIELDS = tuple(f.name for f in dataclasses.fields(Layout)
+                            if f.name not in ("split", "expert_tensor", "first_stage_layers", "last_stage_layers"))
+_parallelism_values = operator.attrgetter(*_PARALLELISM_FIELDS)
 
 
 @dataclass
