@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sim.errors import Issue
@@ -10,6 +11,12 @@ from sim.specs.enums import Framework, GradDtype, GradSync, MoEDispatcher, Recom
 
 #: The mesh axes a placement order names.
 PLACEMENT_AXES = ("tp", "cp", "dp", "pp")
+
+
+@functools.lru_cache(maxsize=64)
+def _axes(placement_order: str) -> tuple[str, ...]:
+    """The axes of a placement order string (parsed once per string: every layout a search builds is validated)."""
+    return tuple(a.strip() for a in placement_order.split(","))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,7 +128,7 @@ class ParallelismSpec(Spec):
 
     @property
     def placement_axes(self) -> tuple[str, ...]:
-        return tuple(a.strip() for a in self.placement_order.split(","))
+        return _axes(self.placement_order)
 
     def _issues(self) -> list[Issue]:
         issues = []

@@ -93,6 +93,7 @@ class Scenario(Spec):
         return _layout_issues(self) + _hardware_issues(self) + _fp8_framework_issues(self) + _failure_issues(self)
 
 
+@functools.lru_cache(maxsize=256)
 def _divisors(n: int) -> str:
     return ", ".join(str(d) for d in range(1, min(n, 1024) + 1) if n % d == 0)
 
