@@ -3,7 +3,8 @@ that exercise the same feature at a comparable scale.
 
 A layout's *features* (:func:`features`) are the choices a search varies whose cost the model could get
 wrong: the TP overlap mode, the ZeRO stage, CP at the sequence length, the
-recompute mode, the pipeline schedule, TP beyond one node. The catalog
+recompute mode, the pipeline schedule and its interleaved chunk count, TP beyond one node, EP across NVLink
+domains. The catalog
 (``sim/catalog/validation/coverage.yaml``) is computed offline from the validation rows' own layouts and
 errors by ``python scripts/build_coverage.py``; for each feature it holds how many rows exercise it, how
 many of those are within the tolerance, and the largest GPU count among those. A feature is covered for a
@@ -45,6 +46,10 @@ def features(s: Scenario) -> list[str]:
         out.append(f"cp@seq={s.model.seq_len}")
     if p.pipeline > 1:
         out.append(f"schedule={p.schedule.value}")
+    if p.virtual_pipeline > 1:
+        # the chunk count, not only the schedule: the bubble shrinks with it while point-to-point messages grow with
+        # it, and validation measures the gain at 2-4 chunks only (Narayanan 2021 Table 1 and Figure 12)
+        out.append(f"virtual_pipeline={p.virtual_pipeline}")
     if p.expert > 1:
         # the EP groups of Megatron's folded expert mesh (ETP ranks apart), within one NVLink domain or not
         domain = s.cluster.topology.domain_gpus

@@ -21,7 +21,7 @@ def test_features_of_a_layout_by_hand():
     s = scenario(zero_stage=1, tp_comm_overlap=True, activation_recompute="selective", virtual_pipeline=2,
                  schedule="interleaved-1f1b")
     assert features(s) == ["recompute=selective", "tp_overlap=on", "zero=1", "cp@seq=256",
-                           "schedule=interleaved-1f1b"]
+                           "schedule=interleaved-1f1b", "virtual_pipeline=2"]
     # pure DP: no TP, CP or PP features
     plain = scenario(num_gpus=4, tensor=1, pipeline=1, context=1, data=4)
     assert features(plain) == ["recompute=none", f"zero={plain.parallelism.zero_stage}"]
