@@ -41,5 +41,5 @@ def evaluate(scenario: Scenario, ignore_memory: bool = False, record: bool = Fal
     memory = peak_memory(scenario)
     ev = Evaluation(scenario, memory, None)
     if ev.fits or ignore_memory:
-        ev = Evaluation(scenario, memory, simulate_step(scenario, record))
+        ev = Evaluation(scenario, memory, simulate_step(scenario, record, memory))
     return ev

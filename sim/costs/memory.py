@@ -325,18 +325,6 @@ def stage_memory(s: Scenario, rank: int, dp: zero.DataParallelPlan | None = None
 
 
 def peak_memory(s: Scenario) -> MemoryBreakdown:
-    """The breakdown of the pipeline rank with the largest total.
-
-    The last scenario's breakdown is kept (by identity: scenarios are frozen): evaluating a layout asks for it
-    before the step simulation (does it fit?) and the step's result again, ~3 ms each on a 405B layout."""
-    last_scenario, last = _LAST_PEAK
-    if last_scenario is s and last is not None:
-        return last
+    """The breakdown of the pipeline rank with the largest total."""
     dp = dp_plan(s)  # one plan for every rank (its largest layer is a walk over all layers)
-    peak = max((stage_memory(s, r, dp) for r in range(s.parallelism.pipeline)), key=lambda mb: mb.total)
-    _LAST_PEAK[:] = [s, peak]
-    return peak
-
-
-#: The scenario :func:`peak_memory` last computed, and its breakdown.
-_LAST_PEAK: list = [None, None]
+    return max((stage_memory(s, r, dp) for r in range(s.parallelism.pipeline)), key=lambda mb: mb.total)

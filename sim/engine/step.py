@@ -179,8 +179,11 @@ class StepSimulation:
 
     ``record`` keeps the timeline of every interval (``--trace``, ``--plot``); off, only the figures."""
 
-    def __init__(self, scenario: Scenario, record: bool = True, transport: Transport | None = None) -> None:
+    def __init__(self, scenario: Scenario, record: bool = True, transport: Transport | None = None,
+                 memory: MemoryBreakdown | None = None) -> None:
         self.s = s = scenario
+        #: the scenario's peak memory when the caller already has it (evaluate checks the fit first, ~3 ms on 405B)
+        self.memory = memory
         self.gpu = s.gpu
         self.p = s.parallelism.pipeline
         self.v = s.parallelism.virtual_pipeline
@@ -239,7 +242,8 @@ class StepSimulation:
         return StepResult(
             scenario=s, step_time_s=step, model_flops_per_step=model_flops,
             hardware_flops_per_step=model_flops + extra * s.tokens_per_step, breakdown_s=breakdown,
-            stage_compute_s=stage_compute, memory=peak_memory(s), timeline=self.timeline,
+            stage_compute_s=stage_compute, memory=self.memory if self.memory is not None else peak_memory(s),
+            timeline=self.timeline,
             bottleneck_stage=bottleneck)
 
 
