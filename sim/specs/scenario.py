@@ -333,10 +333,10 @@ def _fp8_framework_issues(s: Scenario) -> list[Issue]:
     if s.parallelism.tp_comm_overlap and not tp_overlap_allowed(s):
         issues.append(Issue("parallelism.tp_comm_overlap", f"{framework.value}'s async TP requires "
                             "training.compile: true"))
-    inner = tp_inner_degree(s.parallelism)
-    if s.parallelism.tp_comm_overlap and not tp_group_in_nvlink_domain(s.parallelism.tensor, s.cluster, inner):
-        issues.append(Issue("parallelism.tp_comm_overlap",
-                            tp_overlap_domain_message(s.parallelism.tensor, s.cluster, inner)))
+    par = s.parallelism
+    inner = tp_inner_degree(par.placement_axes, par.context, par.data, par.pipeline)
+    if par.tp_comm_overlap and not tp_group_in_nvlink_domain(par.tensor, s.cluster, inner):
+        issues.append(Issue("parallelism.tp_comm_overlap", tp_overlap_domain_message(par.tensor, s.cluster, inner)))
     return issues + _framework_version_issues(s)
 
 
@@ -368,11 +368,10 @@ def tp_overlap_allowed(s: Scenario) -> bool:
     return s.training.compile or not overlap.get("needs_compile", False)
 
 
-def tp_inner_degree(p: ParallelismSpec) -> int:
-    """GPUs laid inside each TP step: the product of the mesh degrees that ``placement_order`` lists before tp
+def tp_inner_degree(axes: tuple[str, ...], context: int, data: int, pipeline: int) -> int:
+    """GPUs laid inside each TP step: the product of the mesh degrees that the placement ``axes`` list before tp
     (1 when TP is innermost, the default)."""
-    axes = p.placement_axes
-    degree = {"cp": p.context, "dp": p.data, "pp": p.pipeline}
+    degree = {"cp": context, "dp": data, "pp": pipeline}
     return math.prod(degree[a] for a in axes[:axes.index("tp")]) if "tp" in axes else 1
 
 

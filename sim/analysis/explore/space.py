@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
 import operator
 import re
 from collections.abc import Callable, Iterator
@@ -51,6 +50,7 @@ from sim.specs.scenario import (
     ClusterSpec,
     Scenario,
     tp_group_in_nvlink_domain,
+    tp_inner_degree,
     tp_overlap_allowed,
     tp_overlap_domain_message,
     virtual_stage_layer_counts,
@@ -474,9 +474,8 @@ def _expansions(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | No
 
 
 def _inner(shape: tuple[int, ...], axes: tuple[str, ...]) -> int:
-    """GPUs laid inside each TP step of a shape (:data:`SHAPE_COLUMNS` order; ``tp_inner_degree`` of its layout)."""
-    degree = {"pp": shape[1], "cp": shape[3], "dp": shape[4]}
-    return math.prod(degree[a] for a in axes[:axes.index("tp")])
+    """GPUs laid inside each TP step of a shape (:data:`SHAPE_COLUMNS` order)."""
+    return tp_inner_degree(axes, context=shape[3], data=shape[4], pipeline=shape[1])
 
 
 def _in_domain(shape_rows: list[tuple[int, ...]], axes: tuple[str, ...], cluster: ClusterSpec) -> np.ndarray:
