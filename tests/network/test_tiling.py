@@ -28,6 +28,15 @@ LAYOUTS = [  # (tp, cp, pp, dp, ep)
 ORDERS = ("tp,cp,dp,pp", "tp,cp,pp,dp", "dp,tp,cp,pp")
 
 
+def jobs(topology: str):
+    """Every layout x placement order on ``topology``: its mesh, EP degree, order and fabric."""
+    topo = load_topology(topology)
+    for (tp, cp, pp, dp, ep), order in itertools.product(LAYOUTS, ORDERS):
+        mesh = ParallelMesh.from_layout(ParallelismSpec(tensor=tp, context=cp, pipeline=pp, data=dp,
+                                                        placement_order=order))
+        yield mesh, ep, order, build_fabric(topo, mesh.num_ranks)
+
+
 def kinds(mesh: ParallelMesh, ep: int) -> dict[str, tuple[np.ndarray, bool]]:
     out = {"pp": (stage_pairs(mesh), True), "dp": (group_members(mesh, Axis.CP, Axis.DP), False),
            "tp": (group_members(mesh, Axis.TP), False), "cp": (group_members(mesh, Axis.CP), False)}
@@ -44,12 +53,8 @@ def kinds(mesh: ParallelMesh, ep: int) -> dict[str, tuple[np.ndarray, bool]]:
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_tiled_paths_equal_the_whole_jobs(topology):
-    topo = load_topology(topology)
     tiled_kinds = 0
-    for (tp, cp, pp, dp, ep), order in itertools.product(LAYOUTS, ORDERS):
-        mesh = ParallelMesh.from_layout(ParallelismSpec(tensor=tp, context=cp, pipeline=pp, data=dp,
-                                                        placement_order=order))
-        fabric = build_fabric(topo, mesh.num_ranks)
+    for mesh, ep, order, fabric in jobs(topology):
         for name, (groups, directed) in kinds(mesh, ep).items():
             if not len(groups):  # one stage: no pipeline hop
                 continue
@@ -88,12 +93,8 @@ def test_shifted_paths_equal_the_whole_jobs(topology):
     """Groups that span the job and cannot be tiled, but repeat under the fabric's shift with wrap-around
     (DP outermost, its rings crossing the end of the job back to its start): one flow per orbit gives the
     whole job's figures, bit for bit."""
-    topo = load_topology(topology)
     shifted_kinds = 0
-    for (tp, cp, pp, dp, ep), order in itertools.product(LAYOUTS, ORDERS):
-        mesh = ParallelMesh.from_layout(ParallelismSpec(tensor=tp, context=cp, pipeline=pp, data=dp,
-                                                        placement_order=order))
-        fabric = build_fabric(topo, mesh.num_ranks)
+    for mesh, ep, order, fabric in jobs(topology):
         for name, (groups, directed) in kinds(mesh, ep).items():
             if directed or not len(groups) or tile(fabric, groups) is not None:
                 continue
