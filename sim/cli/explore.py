@@ -146,7 +146,9 @@ def _register_search(sub) -> None:
     cmd.add_argument("--etp", type=_int_list, metavar="LIST",
                      help="MoE: expert tensor-parallel degrees tried (default: every divisor of the layout's TP)")
     cmd.add_argument("--tp-overlap", type=_bool_list, default=(False, True), metavar="LIST",
-                     help="TP communication overlapped with GEMMs: off,on (default both; on only with TP > 1)")
+                     help="TP communication overlapped with GEMMs: off,on (default both; on only with TP > 1 and each "
+                          "TP group inside one NVLink domain: beyond it the overlapped layouts are counted as "
+                          "rejected)")
     cmd.add_argument("--fix", type=_fix, action="append", metavar="KEY=VALUE,...",
                      help="pin dimensions to one value, e.g. tp=8,pp=16,zero=1,recompute=selective,tp_overlap=on, "
                           "ep=8,etp=1 "
@@ -329,7 +331,11 @@ def _write_search_table(result, path: str) -> None:
 # ---- size ------------------------------------------------------------------------------------------
 
 def _register_size(sub) -> None:
-    cmd = sub.add_parser("size", help="GPU count (and layout) meeting a deadline or budget at the lowest cost")
+    cmd = sub.add_parser("size", help="GPU count (and layout) meeting a deadline or budget at the lowest cost",
+                         description="GPU count (and layout) meeting a deadline or budget at the lowest cost. Each "
+                                     "count searches micro-batch 1, ZeRO-1, 1F1B or interleaved, every degree, chunk "
+                                     "count, recompute mode and pipeline split, with the scenario's tp_comm_overlap "
+                                     "where it can run (off at TP 1 and where a TP group leaves the NVLink domain).")
     cmd.add_argument("model", help="scenario YAML file, or a model preset (trainsim presets)")
     cmd.add_argument("--tokens", type=_positive(float), required=True, help="training tokens, e.g. 15.6e12")
     cmd.add_argument("--deadline-days", type=_positive(float), help="train within this many days")

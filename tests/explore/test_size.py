@@ -170,3 +170,21 @@ def test_size_cli_default_simulate_is_the_modules():
 
     args = build_parser().parse_args(["size", "x.yaml", "--tokens", "1e9", "--deadline-days", "1"])
     assert args.simulate == SIZE_SIMULATE
+
+
+@pytest.mark.parametrize(("gpu", "topology", "num_gpus"), [("H100-SXM-80GB", "dgx-h100-superpod", 16),
+                                                          ("GB200", "gb200-nvl72", 144)])
+def test_a_count_whose_layouts_need_tp_beyond_the_nvlink_domain_is_sized_without_the_overlap(gpu, topology, num_gpus):
+    """The base overlaps TP (TP8, inside an 8-GPU DGX node or a 72-GPU NVL72 rack); sized with TP 16 only, every
+    layout's TP group leaves the NVLink domain (16 > 8; 72 / 16 straddles a rack), so the count is evaluated with
+    the overlap off rather than left without a layout. (The base runs twice the GPUs: on its own count the search
+    would also simulate its own TP8 layout.)"""
+    from sim.analysis.explore.size import SIZE_SPACE
+    from tests.explore.test_space import _overlap_base
+
+    base = _overlap_base(2 * num_gpus, gpu, topology)
+    space = dataclasses.replace(SIZE_SPACE, tensor=(16,))
+    result = size(base, 1e12, [base.cluster], deadline_days=1e9, counts=[num_gpus], space=space, simulate=1, workers=1)
+    (point,) = result.curves[gpu]
+    assert point.figures is not None and point.days > 0, point.note
+    assert point.layout is not None and point.layout.tensor == 16 and not point.layout.tp_comm_overlap

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
 import pytest
 
-from sim.analysis.explore.space import SCHEDULES, Layout, enumerate_space, factorizations, reason_key, shapes
+from sim.analysis.explore.space import COLUMNS, SCHEDULES, Layout, enumerate_space, factorizations, reason_key, shapes
 from sim.errors import ScenarioError
 from sim.specs.enums import Recompute, Schedule
 from sim.specs.scenario import scenario_from_mapping
@@ -188,6 +189,65 @@ def test_overlap_never_enumerated_beyond_the_nvlink_domain(gpu, topology, num_gp
         dataclasses.replace(enum.valid.layout(int(((tensor == beyond[0]) & ~overlap).argmax())),
                             tp_comm_overlap=True).apply(base)
     assert reason_key(str(err.value.issues[0])) == key
+
+
+def _overlap_base(num_gpus: int, gpu: str = "H100-SXM-80GB", topology: str = "dgx-h100-superpod", tensor: int = 8):
+    """The tiny model with 144 heads on ``num_gpus``, TP ``tensor`` with ``tp_comm_overlap`` on."""
+    return scenario_from_mapping(tiny_mapping(
+        num_gpus, global_batch=num_gpus, model={**tiny_mapping()["model"], **WIDE_HEADS},
+        cluster={"gpu": gpu, "num_gpus": num_gpus, "topology": topology},
+        parallelism={"tensor": tensor, "data": num_gpus // tensor, "tp_comm_overlap": True}))
+
+
+def _by_tp_and_overlap(enum) -> dict[tuple[int, int], int]:
+    pairs = zip(enum.valid["tensor"].tolist(), enum.valid["tp_comm_overlap"].tolist(), strict=True)
+    return {k: v for k, v in sorted(collections.Counter(pairs).items())}
+
+
+def _overlap_rejected(enum) -> int:
+    return sum(r.count for k, r in enum.rejected.items()
+               if k.startswith("parallelism.tp_comm_overlap: needs each TP group"))
+
+
+def test_overlap_inherited_from_the_base_runs_off_where_it_cannot_searched_or_pinned_as_asked():
+    """16 H100 (8-GPU NVLink domains), base TP8 with tp_comm_overlap on; TP 1, 8 or 16, PP1, 1F1B.
+
+    Shapes: TP1 x (CP x DP = 16: 5 ways) = 5, TP8 x 2, TP16 x 1, each x micro-batch {1, 2} = 10 + 4 + 2, each
+    expanded over ZeRO {0, 1} x recompute {none, full} = 4 per overlap value. DP16 x mb2 needs 32 sequences of
+    the 16: 1 shape = 4 layouts rejected (TP1 only).
+    * inherited (``None``, what ``trainsim size`` does): one overlap value per shape, the one that runs: TP1 off
+      (9 valid shapes = 36), TP8 on (16), TP16 off (8); 64 enumerated, 4 rejected, none for the overlap;
+    * searched off,on: TP8 both ways (16 + 16), TP1 and TP16 off; the 8 overlapped TP16 layouts rejected;
+    * pinned on: TP8 on (16); the 8 TP16 layouts rejected with the spec's message; TP1 has no overlap to run.
+    """
+    base = _overlap_base(16)
+    space = dataclasses.replace(TINY_SPACE, tensor=(1, 8, 16), pipeline=(1,), schedules=(Schedule.ONE_F_ONE_B,))
+    cases = {None: ({(1, 0): 36, (8, 1): 16, (16, 0): 8}, 64, 0),
+             (False, True): ({(1, 0): 36, (8, 0): 16, (8, 1): 16, (16, 0): 8}, 88, 8),
+             (True,): ({(8, 1): 16}, 24, 8)}
+    for overlaps, (valid, total, rejected) in cases.items():
+        enum = enumerate_space(base, dataclasses.replace(space, tp_comm_overlaps=overlaps))
+        assert (_by_tp_and_overlap(enum), enum.total, _overlap_rejected(enum)) == (valid, total, rejected), overlaps
+        assert enum.num_rejected + len(enum.valid) == enum.total
+        for i in range(len(enum.valid)):
+            enum.valid.layout(i).apply(base)
+
+
+@pytest.mark.parametrize(("gpu", "topology", "num_gpus", "inside", "beyond"), [
+    ("H100-SXM-80GB", "dgx-h100-superpod", 16, (8,), (16,)),
+    ("GB200", "gb200-nvl72", 144, (8, 72), (16, 144)),
+])
+def test_inherited_overlap_gives_each_shape_one_layout(gpu, topology, num_gpus, inside, beyond):
+    """The base's overlap (``None``), as ``trainsim size`` searches: on where the TP group fits one NVLink domain
+    (8 on H100; 8 and 72 on GB200 NVL72), off beyond it, and never two layouts differing by the overlap alone."""
+    base = _overlap_base(num_gpus, gpu, topology)
+    space = dataclasses.replace(TINY_SPACE, tensor=inside + beyond, pipeline=(1,), schedules=(Schedule.ONE_F_ONE_B,),
+                                tp_comm_overlaps=None)
+    enum = enumerate_space(base, space)
+    tensor, overlap = enum.valid["tensor"], enum.valid["tp_comm_overlap"] == 1
+    assert set(tensor[overlap].tolist()) == set(inside) and set(tensor[~overlap].tolist()) == set(beyond)
+    rows = {tuple(enum.valid[k][i] for k in COLUMNS if k != "tp_comm_overlap") for i in range(len(enum.valid))}
+    assert len(rows) == len(enum.valid) and _overlap_rejected(enum) == 0
 
 
 def test_overlap_follows_the_placement_order():

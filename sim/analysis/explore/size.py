@@ -38,8 +38,8 @@ DEFAULT_TOPOLOGY = {"A100-SXM-40GB": "dgx-a100-superpod", "A100-SXM-80GB": "dgx-
                     "GB200": "gb200-nvl72"}
 
 #: Layouts tried per GPU count: the usual production choices (micro-batch 1, ZeRO-1, 1F1B or
-#: interleaved, the scenario's TP overlap) with every degree, chunk count, recompute mode and pipeline
-#: split. ``search`` covers the full space for one count.
+#: interleaved, the scenario's TP overlap where it can run, off at TP 1 and beyond one NVLink domain) with every
+#: degree, chunk count, recompute mode and pipeline split. ``search`` covers the full space for one count.
 SIZE_SPACE = SearchSpace(micro_batch_sizes=(1,), zero_stages=(1,),
                          schedules=(Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED), tp_comm_overlaps=None)
 

@@ -12,9 +12,13 @@ scenario's own cross-field rules (``Scenario._issues``: heads, layer split, sequ
 interleaving, nodes) accept or reject it, with their messages. The *free* axes (:data:`FREE_AXES`:
 ZeRO stage, recompute, TP overlap) never change validity, so each *shape* (the other axes) is
 validated once and expanded over them; the one exception, TP overlap with a TP group beyond one NVLink domain
-(``tp_group_in_nvlink_domain``, a rule on the TP degree and the cluster alone), is applied to the expansion and
-counted among the rejections with the spec's message. A new axis is a :class:`Layout` field, a column, and either a
-shape axis (``shapes``) or a free axis (one entry of :data:`FREE_AXES`).
+(``tp_group_in_nvlink_domain``, a rule on the TP degree and the cluster alone), is applied to the expansion. A TP
+overlap the space searches (``tp_comm_overlaps`` given) is taken as asked: where it cannot run, the overlapped
+layouts are counted among the rejections with the spec's message. One inherited from the base (``None``, or a
+framework that cannot overlap) is the base's option, not a choice: each shape takes it where it can run and runs
+without it elsewhere (TP 1, a TP group beyond the domain), one layout per shape, nothing rejected. A new axis is a
+:class:`Layout` field, a column, and either a shape axis (``shapes``) or a free axis (one entry of
+:data:`FREE_AXES`).
 
 MoE models add the expert mesh (Megatron's MoE parallel folding: ETP x EP x EDP over the GPUs of a pipeline
 stage, as TP x CP x DP): EP and ETP multiply the shapes. The spec's expert rules (``Scenario`` validation,
@@ -83,7 +87,9 @@ class SearchSpace:
     max_virtual: int = 8
     """interleaved-1f1b is tried with 2..max_virtual model chunks per pipeline rank."""
     tp_comm_overlaps: tuple[bool, ...] | None = (False, True)
-    """TP collectives overlapped with the GEMMs or not (only with TP > 1); None: the base scenario's."""
+    """TP collectives overlapped with the GEMMs or not (on only with TP > 1; with a TP group beyond one NVLink
+    domain the overlapped layouts are rejected); None: the base scenario's, off where it cannot run (TP 1, a TP group
+    beyond the domain)."""
     tensor: tuple[int, ...] | None = None
     pipeline: tuple[int, ...] | None = None
     context: tuple[int, ...] | None = None
@@ -368,15 +374,20 @@ def runnable_zero_stages(base: Scenario, space: SearchSpace) -> tuple[tuple[int,
 def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | None = None) -> Enumeration:
     """Enumerate and validate every layout of ``base`` on ``cluster`` (default: the base's own)."""
     cluster = cluster or base.cluster
-    if space.tp_comm_overlaps is None or not tp_overlap_allowed(base):
-        # TP overlap is a free axis only where the framework can run it (torchtitan's async TP needs compile)
-        space = dataclasses.replace(space, tp_comm_overlaps=(base.parallelism.tp_comm_overlap,))
+    # TP overlap is a free axis only where asked and the framework can run it (torchtitan's async TP needs compile);
+    # else the base's, dropped where it cannot run (the module docstring)
+    searched = space.tp_comm_overlaps is not None and tp_overlap_allowed(base)
+    inherited = not searched and base.parallelism.tp_comm_overlap
+    if not searched:
+        space = dataclasses.replace(space, tp_comm_overlaps=(False, True) if inherited else (False,))
     stages, dropped = runnable_zero_stages(base, space)
     space = dataclasses.replace(space, zero_stages=stages)
     ok: list[tuple[int, ...]] = []
     rejected: dict[str, Rejected] = {}
 
     def reject(message: str, count: int) -> None:
+        if not count:
+            return
         group = rejected.setdefault(reason_key(message), Rejected(example=message))
         group.count += count
 
@@ -386,9 +397,10 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
     shape_rows = list(_with_splits(base, shapes(cluster.num_gpus, space), space)) if stages else []
     free = _free_values(space)
     tensors = np.array([r[0] for r in shape_rows], dtype=np.int64)
-    per_shape = _expansions(tensors, free)
-    # TP overlap needs each TP group inside one NVLink domain: the expansions it leaves, per shape
-    runnable = _expansions(tensors, free, _in_domain(shape_rows, base.parallelism.placement_axes, cluster))
+    # TP overlap needs each TP group inside one NVLink domain: the expansions it leaves, per shape (an inherited
+    # overlap has no overlapped twin to reject: each shape holds one overlap value, the one that runs)
+    runnable = _expansions(tensors, free, _in_domain(shape_rows, base.parallelism.placement_axes, cluster), inherited)
+    per_shape = runnable if inherited else _expansions(tensors, free)
     total = 0
     expert_verdicts: dict[tuple[int, int, int], str] = {}  # (PP, EP, ETP) -> first issue ("" when valid)
     for shape, expand, keep in zip(shape_rows, per_shape.tolist(), runnable.tolist(), strict=True):
@@ -420,7 +432,7 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
             if keep < expand:
                 inner = _inner(shape, base.parallelism.placement_axes)
                 reject(f"parallelism.tp_comm_overlap: {tp_overlap_domain_message(t, cluster, inner)}", expand - keep)
-    valid = _expand(ok, free, cluster, base.parallelism.placement_axes)
+    valid = _expand(ok, free, cluster, base.parallelism.placement_axes, inherited)
     if len(valid):
         try:
             valid.layout(0).apply(base, cluster)
@@ -455,22 +467,25 @@ def _free_values(space: SearchSpace) -> np.ndarray:
                     dtype=np.int64).reshape(-1, len(FREE_AXES))
 
 
-def _applies(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None) -> np.ndarray:
+def _applies(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None,
+             inherited: bool = False) -> np.ndarray:
     """(shapes, combinations): whether each combination of free values is meaningful for each shape, and, given
-    ``in_domain`` (per shape: its TP groups fit one NVLink domain), runnable (no TP overlap outside the domain)."""
+    ``in_domain`` (per shape: its TP groups fit one NVLink domain), runnable (no TP overlap outside the domain);
+    ``inherited`` (the base's TP overlap, given ``in_domain``): overlap on exactly where it can run, off elsewhere."""
     ok = np.ones((len(tensor), len(free)), dtype=bool)
     for k, axis in enumerate(FREE_AXES):
         if axis.applies is not None:
             ok &= axis.applies(tensor[:, None], free[None, :, k])
     if in_domain is not None:
         overlap = free[None, :, FREE_COLUMNS.index("tp_comm_overlap")] == 1
-        ok &= in_domain[:, None] | ~overlap
+        ok &= (overlap == ((tensor > 1) & in_domain)[:, None]) if inherited else (in_domain[:, None] | ~overlap)
     return ok
 
 
-def _expansions(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None) -> np.ndarray:
+def _expansions(tensor: np.ndarray, free: np.ndarray, in_domain: np.ndarray | None = None,
+                inherited: bool = False) -> np.ndarray:
     """How many layouts each shape expands to (runnable ones only, given ``in_domain``: see :func:`_applies`)."""
-    return _applies(tensor, free, in_domain).sum(axis=1)
+    return _applies(tensor, free, in_domain, inherited).sum(axis=1)
 
 
 def _inner(shape: tuple[int, ...], axes: tuple[str, ...]) -> int:
@@ -484,12 +499,12 @@ def _in_domain(shape_rows: list[tuple[int, ...]], axes: tuple[str, ...], cluster
 
 
 def _expand(shape_rows: list[tuple[int, ...]], free: np.ndarray, cluster: ClusterSpec,
-            axes: tuple[str, ...]) -> Candidates:
+            axes: tuple[str, ...], inherited: bool = False) -> Candidates:
     """Valid shapes (:data:`SHAPE_COLUMNS`) x the runnable combinations of the free axes on ``cluster`` (mesh laid
-    in ``axes`` order), as integer columns."""
+    in ``axes`` order; ``inherited``: see :func:`_applies`), as integer columns."""
     arr = np.array(shape_rows, dtype=np.int64).reshape(-1, len(SHAPE_COLUMNS))
     tensors = arr[:, 0]
-    keep = _applies(tensors, free, _in_domain(shape_rows, axes, cluster)).ravel()
+    keep = _applies(tensors, free, _in_domain(shape_rows, axes, cluster), inherited).ravel()
     rows = np.repeat(arr, len(free), axis=0)[keep]
     values = np.tile(free, (len(arr), 1))[keep]
     cols = dict(zip(SHAPE_COLUMNS, rows.T, strict=True))
