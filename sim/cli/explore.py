@@ -235,13 +235,17 @@ def _search_report(result, space, top: int) -> str:
         eps = ",".join(map(str, space.expert)) if space.expert else f"divisors of the {s.model.moe.num_experts} experts"
         etps = ",".join(map(str, space.expert_tensor)) if space.expert_tensor else "divisors of TP"
         experts = f"; expert mesh ETP x EP x EDP over each stage's GPUs: EP {eps}, ETP {etps}"
+    overlap = "the scenario's where it can run" if enum.tp_overlaps is None else \
+        ",".join("on" if b else "off" for b in enum.tp_overlaps) \
+        + (" (on: TP > 1, each TP group in one NVLink domain)" if True in enum.tp_overlaps else "")
     lines = [
         f"{s.name}: {s.model.preset or 'model'} on {c.num_gpus:,} x {c.gpu} ({c.topology.name}), global batch "
         f"{s.training.global_batch_size:,} x {s.model.seq_len:,} tokens",
         f"layouts enumerated   {enum.total:>9,}  every TP x PP x CP x DP = {c.num_gpus:,}{experts}; "
         f"{', '.join(x.value for x in space.schedules)} (interleaved x 2..{space.max_virtual} chunks); micro-batch "
         f"{','.join(map(str, space.micro_batch_sizes))}; ZeRO {','.join(map(str, space.zero_stages))}; "
-        f"recompute {','.join(r.value for r in space.recomputes)}; embedding/loss pipeline split or not"
+        f"recompute {','.join(r.value for r in space.recomputes)}; TP overlap {overlap}; embedding/loss pipeline "
+        "split or not"
         f"{', or uneven first/last stages where PP x VP does not divide the layers' if space.uneven_pipelines else ''}",
         f"rejected by the rules {enum.num_rejected:>8,}  (scenario validation; by first problem, e.g.)",
     ]

@@ -27,7 +27,7 @@ def test_search_prints_counts_and_the_ranked_table(tiny_file, tmp_path, capsys):
                  "--tp-overlap", "off", "--workers", "1", "-q", "-o", str(out)])
     text = capsys.readouterr().out
     assert code == 0
-    assert "layouts enumerated         224" in text
+    assert "layouts enumerated         224" in text and "; TP overlap off;" in text
     assert "rejected by the rules      104" in text
     # the 4 best estimates and the scenario's own layout (pure DP 4), which the space holds
     assert "simulated                    5  the best pre-screen estimates and the scenario's own layout" in text

@@ -228,9 +228,18 @@ def test_overlap_inherited_from_the_base_runs_off_where_it_cannot_searched_or_pi
     for overlaps, (valid, total, rejected) in cases.items():
         enum = enumerate_space(base, dataclasses.replace(space, tp_comm_overlaps=overlaps))
         assert (_by_tp_and_overlap(enum), enum.total, _overlap_rejected(enum)) == (valid, total, rejected), overlaps
+        assert enum.tp_overlaps == overlaps  # what the search report prints (None: the base's)
         assert enum.num_rejected + len(enum.valid) == enum.total
         for i in range(len(enum.valid)):
             enum.valid.layout(i).apply(base)
+
+
+def test_a_framework_that_cannot_overlap_keeps_the_base_s_overlap_off():
+    """torchtitan's async TP needs torch.compile: without it off,on is not searched (the report says the scenario's)."""
+    base = tiny(parallelism={"data": 4, "zero_stage": 3, "framework": "torchtitan"})
+    enum = enumerate_space(base, dataclasses.replace(TINY_SPACE, zero_stages=(3,), tp_comm_overlaps=(False, True)))
+    assert enum.tp_overlaps is None and len(enum.valid) and not enum.valid["tp_comm_overlap"].any()
+    assert (enum.valid["tensor"] > 1).any()
 
 
 @pytest.mark.parametrize(("gpu", "topology", "num_gpus", "inside", "beyond"), [

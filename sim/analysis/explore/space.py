@@ -272,6 +272,8 @@ class Enumeration:
     rejected: dict[str, Rejected] = field(default_factory=dict)
     zero_left_out: dict[int, str] = field(default_factory=dict)
     """ZeRO stages of the space the base cannot run, with the reason (see :func:`runnable_zero_stages`)."""
+    tp_overlaps: tuple[bool, ...] | None = None
+    """TP overlap values searched; None: the base's, where it can run (the module docstring)."""
 
     @property
     def num_rejected(self) -> int:
@@ -439,7 +441,7 @@ def enumerate_space(base: Scenario, space: SearchSpace, cluster: ClusterSpec | N
         except ScenarioError as err:  # the job's size breaks a failure-rate rule: every layout does
             reject(str(err.issues[0]), len(valid))
             valid = valid.take(np.zeros(0, dtype=np.int64))
-    return Enumeration(base, cluster, total, valid, rejected, dropped)
+    return Enumeration(base, cluster, total, valid, rejected, dropped, space.tp_comm_overlaps if searched else None)
 
 
 def _with_splits(base: Scenario, rows: Iterator[tuple[int, ...]], space: SearchSpace) -> Iterator[tuple[int, ...]]:
