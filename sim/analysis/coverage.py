@@ -2,7 +2,7 @@
 that exercise the same feature at a comparable scale.
 
 A layout's *features* (:func:`features`) are the choices a search varies whose cost the model could get
-wrong: the TP overlap mode, the ZeRO stage, CP at the sequence length, the
+wrong: the TP overlap mode, the ZeRO stage on its data-parallel code path, CP at the sequence length, the
 recompute mode, the pipeline schedule and its interleaved chunk count, TP beyond one node, EP across NVLink
 domains. The catalog
 (``sim/catalog/validation/coverage.yaml``) is computed offline from the validation rows' own layouts and
@@ -11,6 +11,16 @@ many of those are within the tolerance, and the largest GPU count among those. A
 layout on ``n`` GPUs when a row within the tolerance, fit or check, exercises it on at least
 ``n / SCALE_RATIO`` GPUs; the catalog also holds the within-tolerance count and largest GPU count of the check
 rows alone (``within_check``, ``max_gpus_within_check``), which coverage does not use.
+
+The ZeRO feature names the data-parallel code path the cost model runs, ``zero=<stage>@<path>``
+(:func:`dp_code_path`): the framework, and the release where ``parallelism.framework_version`` names one, because
+every stage's plan reads that framework's entry of ``catalog/frameworks.yaml`` (``sim.costs.zero.plan``) and
+a release's entry overrides it. The same rule holds at every stage, since the stages differ by framework too:
+ZeRO-0/1 under megatron-core are Megatron's DDP and distributed optimizer (reduction overlapped with backward),
+under deepspeed they reduce after backward on the compute stream; ZeRO-2/3 under megatron-core are
+Megatron-FSDP (zero-copy buffers), under torchtitan FSDP2 (copy-in/out passes, no resharding with PP), under
+deepspeed 0.3 blocking per-tensor collectives. So DeepSpeed 0.3's or FSDP2's ZeRO-3 rows do not vouch for
+Megatron-FSDP's (``zero=3@deepspeed-0.3``, ``zero=3@torchtitan``, ``zero=3@megatron-core``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from typing import Any
 from sim import catalog
 from sim.parallelism.mesh import ParallelMesh
 from sim.parallelism.placement import expert_members
+from sim.specs.layout import ParallelismSpec
 from sim.specs.scenario import Scenario
 
 #: Largest |simulated - published| / published for a row to count as validating its features.
@@ -32,6 +43,12 @@ SCALE_RATIO = 4
 CATALOG = "validation/coverage.yaml"
 
 
+def dp_code_path(p: ParallelismSpec) -> str:
+    """The data-parallel code path ``p``'s ZeRO stage runs on: the framework, with ``-<release>`` where
+    ``framework_version`` picks an older release's entry (``megatron-core``, ``torchtitan``, ``deepspeed-0.3``)."""
+    return p.framework.value + (f"-{p.framework_version}" if p.framework_version is not None else "")
+
+
 def features(s: Scenario) -> list[str]:
     """The features of ``s``'s layout that validation must cover (names as in the catalog)."""
     p, node = s.parallelism, s.cluster.topology.node.gpus
@@ -41,7 +58,7 @@ def features(s: Scenario) -> list[str]:
     if p.tensor > node:
         out.append("tp=across nodes")
     if p.data * p.context > 1:
-        out.append(f"zero={p.zero_stage}")
+        out.append(f"zero={p.zero_stage}@{dp_code_path(p)}")
     if p.context > 1:
         out.append(f"cp@seq={s.model.seq_len}")
     if p.pipeline > 1:

@@ -20,11 +20,30 @@ def scenario(num_gpus: int = 16, **parallelism):
 def test_features_of_a_layout_by_hand():
     s = scenario(zero_stage=1, tp_comm_overlap=True, activation_recompute="selective", virtual_pipeline=2,
                  schedule="interleaved-1f1b")
-    assert features(s) == ["recompute=selective", "tp_overlap=on", "zero=1", "cp@seq=256",
+    assert features(s) == ["recompute=selective", "tp_overlap=on", "zero=1@megatron-core", "cp@seq=256",
                            "schedule=interleaved-1f1b", "virtual_pipeline=2"]
     # pure DP: no TP, CP or PP features
     plain = scenario(num_gpus=4, tensor=1, pipeline=1, context=1, data=4)
-    assert features(plain) == ["recompute=none", f"zero={plain.parallelism.zero_stage}"]
+    assert features(plain) == ["recompute=none", f"zero={plain.parallelism.zero_stage}@megatron-core"]
+
+
+def test_zero_feature_names_the_data_parallel_code_path():
+    """ZeRO-3 of DeepSpeed 0.3 (blocking per-tensor gathers), of FSDP2 and of Megatron-FSDP are three cost models:
+    one's validation rows must not cover another's layouts."""
+    def zero(**kw):
+        plain = scenario(num_gpus=4, tensor=1, pipeline=1, context=1, data=4, **kw)
+        return [f for f in features(plain) if f.startswith("zero=")]
+
+    assert zero(zero_stage=3) == ["zero=3@megatron-core"]
+    assert zero(zero_stage=3, framework="torchtitan") == ["zero=3@torchtitan"]
+    assert zero(zero_stage=3, framework="deepspeed") == ["zero=3@deepspeed"]
+    assert zero(zero_stage=3, framework="deepspeed", framework_version="0.3") == ["zero=3@deepspeed-0.3"]
+    assert zero(zero_stage=1, framework="deepspeed") == ["zero=1@deepspeed"]
+    # the generated catalog: Narayanan et al.'s DeepSpeed 0.3 rows count for their own code path only
+    table = coverage.coverage_table()["features"]
+    assert all(x.startswith("narayanan2021-t2-zero3") for x in table["zero=3@deepspeed-0.3"]["examples"])
+    assert not any(x.startswith("narayanan2021") for f, e in table.items() if f != "zero=3@deepspeed-0.3"
+                   and f.startswith("zero=3") for x in e["examples"])
 
 
 def test_a_feature_is_covered_up_to_scale_ratio_times_the_rows_gpus():
@@ -32,10 +51,10 @@ def test_a_feature_is_covered_up_to_scale_ratio_times_the_rows_gpus():
     names = features(s)
     table = {"features": {f: {"max_gpus_within": 4} for f in names}}
     assert uncovered(s, table) == []  # 16 GPUs <= 4 x 4
-    table["features"]["zero=1"]["max_gpus_within"] = 2  # 2 x 4 < 16
-    assert uncovered(s, table) == ["zero=1"]
+    table["features"]["zero=1@megatron-core"]["max_gpus_within"] = 2  # 2 x 4 < 16
+    assert uncovered(s, table) == ["zero=1@megatron-core"]
     del table["features"]["tp_overlap=off"]
-    assert uncovered(s, table) == ["tp_overlap=off", "zero=1"]
+    assert uncovered(s, table) == ["tp_overlap=off", "zero=1@megatron-core"]
 
 
 def test_catalog_was_built_under_the_current_rules():
