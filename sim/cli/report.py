@@ -60,9 +60,9 @@ def write_run_outputs(args: argparse.Namespace, ev: Evaluation, run: RunSummary 
     elif run is None:
         print("trainsim: note: no training.tokens in the scenario; no run level to trace or plot", file=sys.stderr)
     if args.trace and ev.step is not None:
-        from sim.report.trace import step_trace, summary_trace, write_trace
+        from sim.report.trace import summary_trace, write_step_trace, write_trace
 
-        _wrote(write_trace(step_trace(ev.step), args.trace), f"{len(ev.step.timeline.intervals)} intervals")
+        _wrote(write_step_trace(ev.step, args.trace), f"{ev.step.timeline.count()} intervals")
         if run is not None:
             path = write_trace(summary_trace(run, ev.scenario.name), run_trace_path(args.trace))
             _wrote(path, f"{len(run.replicas[0].events)} run events of replica 0")

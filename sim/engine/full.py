@@ -48,7 +48,7 @@ from sim.costs.collectives import Collective, GroupPath, bus_factor, collective_
 from sim.costs.layer import Paths, PhaseTime
 from sim.engine.fabric import FabricFlows
 from sim.engine.step import GATHER, REDUCE, Blocks, PipelineRank, RankIO, StepSimulation, Transport
-from sim.engine.streams import Channel, Interval
+from sim.engine.streams import Channel
 from sim.errors import InfeasibleLayout
 from sim.network.flows import Efficiency, flow_efficiency, ring_orders, route_latency
 from sim.network.graph import Fabric, build_fabric
@@ -309,11 +309,9 @@ class FullTransport(Transport):
             sim.env.process(PipelineRank(sim, io.stage, io, self.rank_blocks[io.rank_class.gpu]).run())
 
     def finish(self, sim: StepSimulation) -> None:
-        """Every member of a class had the intervals of the one simulated."""
-        timeline = sim.timeline
-        if timeline.enabled:
-            timeline.intervals = [Interval(int(g), i.stream, i.name, i.start, i.end, i.args)
-                                  for i in timeline.intervals for g in self.classes[i.rank].members]
+        """Every member of a class had the intervals of the one simulated (copied when first read)."""
+        if sim.timeline.enabled:
+            sim.timeline.stand_for([c.members.tolist() for c in self.classes])
 
     def _blocks_per_gpu(self, sim: StepSimulation) -> dict[int, Blocks]:
         """Each GPU's block durations, from the paths of its own TP, CP and expert-TP groups."""

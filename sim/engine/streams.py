@@ -37,15 +37,53 @@ class Interval:
 
 class Timeline:
     """Every interval the step simulation produced (the debugging and trace-export record). Off unless
-    ``enabled`` (``--trace``, ``--plot``, tests): recording costs as much as simulating."""
+    ``enabled`` (``--trace``, ``--plot``, tests): recording costs as much as simulating.
+
+    The simulated ranks record (``recorded``, ``rank`` their slot); when one slot stands for several ranks (full
+    fidelity's classes of alike ranks, :meth:`stand_for`), every rank's copy is made only when ``intervals`` is
+    first read: a trace is written from the slots (``groups``) without making them."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.intervals: list[Interval] = []
+        self.recorded: list[Interval] = []
+        self.members: list[list[int]] | None = None  # per slot, the ranks it stands for; None: itself
+        self._every: list[Interval] | None = None
 
     def add(self, rank: int, stream: str, name: str, start: float, end: float, **args: Any) -> None:
         if self.enabled:
-            self.intervals.append(Interval(rank, stream, name, start, end, args))
+            self.recorded.append(Interval(rank, stream, name, start, end, args))
+
+    def stand_for(self, members: list[list[int]]) -> None:
+        """Once the step is over: slot ``k`` recorded the intervals of each rank of ``members[k]`` (ranks
+        disjoint across slots)."""
+        self.members, self._every = members, None
+
+    @property
+    def intervals(self) -> list[Interval]:
+        """Every rank's intervals: each recorded one, copied to every rank its slot stands for (in that order)."""
+        if self.members is None:
+            return self.recorded
+        if self._every is None:
+            members = self.members
+            self._every = [Interval(g, i.stream, i.name, i.start, i.end, i.args)
+                           for i in self.recorded for g in members[i.rank]]
+        return self._every
+
+    def count(self) -> int:
+        """How many intervals ``intervals`` holds (without making the copies)."""
+        if self.members is None:
+            return len(self.recorded)
+        members = self.members
+        return sum(len(members[i.rank]) for i in self.recorded)
+
+    def groups(self) -> list[tuple[list[Interval], list[int]]]:
+        """Per slot that recorded anything, in slot order: its intervals (in recording order) and the ranks
+        they stand for. Rank ``g``'s intervals in ``intervals`` are its slot's, in the same order, with rank ``g``."""
+        by_slot: dict[int, list[Interval]] = {}
+        for i in self.recorded:
+            by_slot.setdefault(i.rank, []).append(i)
+        members = self.members
+        return [(by_slot[k], [k] if members is None else members[k]) for k in sorted(by_slot)]
 
     def busy(self, rank: int, stream: str) -> float:
         """Summed duration of a stream's intervals (streams run one interval at a time)."""

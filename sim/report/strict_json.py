@@ -23,5 +23,12 @@ def finite(obj: Any) -> Any:
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
-    """``json.dumps`` of :func:`finite` ``(obj)`` with ``allow_nan=False``."""
-    return json.dumps(finite(obj), allow_nan=False, **kwargs)
+    """``json.dumps`` of :func:`finite` ``(obj)`` with ``allow_nan=False``.
+
+    The walk is made only when the encoder meets a non-finite number (it raises ``ValueError``): the text of
+    an object without any is the same either way, and a large one (a trace of a million events) is not
+    copied first."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:  # a non-finite number somewhere (any other error is raised again below)
+        return json.dumps(finite(obj), allow_nan=False, **kwargs)

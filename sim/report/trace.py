@@ -10,6 +10,7 @@ timestamps are float microseconds, about 2 ns resolution at 200 days).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -68,7 +69,8 @@ class _FlopCounter:
 
     A compute interval is a whole virtual-stage block (``vs`` in its args; split evenly into gradient
     buckets on the last backward) or, under ZeRO-3, one piece named ``...layerN`` / ``...lm_head`` /
-    ``...embedding``. Intervals of neither kind (the optimizer) carry no model FLOPs.
+    ``...embedding``. Intervals of neither kind (the optimizer) carry no model FLOPs. Counted on the recorded
+    intervals (a rank standing for others has their blocks).
     """
 
     def __init__(self, step: StepResult) -> None:
@@ -77,13 +79,21 @@ class _FlopCounter:
         self.chunks = chunk_layers(s)
         self.tokens_per_gpu = p.micro_batch_size * s.model.seq_len / (p.tensor * p.context)
         self.parts: dict[tuple[int, str, Any, Any], int] = defaultdict(int)
-        for i in step.timeline.intervals:
+        for i in step.timeline.recorded:
             if i.stream == "compute" and "vs" in i.args:
                 self.parts[self._block_key(i.rank, i.name, i.args)] += 1
+        #: forward FLOPs per token by (layers, head): every block of a virtual stage asks the same
+        self.per_token: dict[tuple[tuple[int, ...], bool], float] = {}
 
     @staticmethod
     def _block_key(rank: int, name: str, args: Mapping[str, Any]) -> tuple[int, str, Any, Any]:
         return rank, name[:1], args["vs"], args.get("microbatch")
+
+    def _per_token(self, layers: Iterable[int], head: bool) -> float:
+        key = (tuple(layers), head)
+        if key not in self.per_token:
+            self.per_token[key] = _forward_flops_per_token(self.s, key[0], head)
+        return self.per_token[key]
 
     def __call__(self, rank: int, name: str, args: Mapping[str, Any]) -> float | None:
         phase = name[:1]  # compute labels start with the pass (``F3.vs1``); others are not blocks
@@ -91,20 +101,21 @@ class _FlopCounter:
             return None
         if "vs" in args:
             vs = args["vs"]
-            per_token = _forward_flops_per_token(self.s, self.chunks[vs], vs == len(self.chunks) - 1)
+            per_token = self._per_token(self.chunks[vs], vs == len(self.chunks) - 1)
             share = 1 / self.parts[self._block_key(rank, name, args)]
         else:
             piece = _PIECE.search(name)
             if piece is None:
                 return None
             layers = [int(piece["layer"])] if piece["layer"] else []
-            per_token, share = _forward_flops_per_token(self.s, layers, piece["head"] is not None), 1.0
+            per_token, share = self._per_token(layers, piece["head"] is not None), 1.0
         return per_token * self.tokens_per_gpu * (1 if phase == Phase.FORWARD else 2) * share
 
 
 def _streams(step: StepResult) -> list[str]:
-    seen = {i.stream for i in step.timeline.intervals}
-    seen |= {thread for i in step.timeline.intervals for thread, key, _ in IN_BLOCK if i.args.get(key, 0) > 0}
+    recorded = step.timeline.recorded
+    seen = {i.stream for i in recorded}
+    seen |= {thread for i in recorded for thread, key, _ in IN_BLOCK if i.args.get(key, 0) > 0}
     return [s for s in STREAM_ORDER if s in seen] + sorted(seen - set(STREAM_ORDER))
 
 
@@ -133,6 +144,45 @@ def _in_block_events(i, layers: int, tids: Mapping[str, int]) -> list[dict[str, 
     return out
 
 
+class _StepEvents:
+    """The parts of a step trace: the metadata events, the events of each recorded slot (process: the slot)
+    with the ranks it stands for (``Timeline.groups``), and the trace's ``otherData``. Each slot's events
+    are made once, however many ranks share them (full fidelity's classes of alike ranks)."""
+
+    def __init__(self, step: StepResult) -> None:
+        s = step.scenario
+        p = s.parallelism
+        tids = {name: t for t, name in enumerate(_streams(step))}
+        peers = p.tensor * p.context * p.data
+        self.meta: list[dict[str, Any]] = []
+        for rank in range(p.pipeline):
+            self.meta.append(_meta(rank, 0, "process_name", f"pipeline stage {rank} (x{peers} GPUs: TP x CP x DP)"))
+            self.meta.append(_meta(rank, 0, "process_sort_index", rank))
+            for name, tid in tids.items():
+                self.meta.append(_meta(rank, tid, "thread_name", name))
+                self.meta.append(_meta(rank, tid, "thread_sort_index", tid))
+        count = _FlopCounter(step)
+        self.slots: list[list[dict[str, Any]]] = []
+        #: (rank, index into ``slots``) of every rank with intervals, in rank order: the processes of the trace
+        self.ranks: list[tuple[int, int]] = []
+        for k, (intervals, ranks) in enumerate(step.timeline.groups()):
+            events: list[dict[str, Any]] = []
+            # the order of one rank's events in a trace sorted by (rank, thread, start, end), stable
+            for i in sorted(intervals, key=lambda i: (tids[i.stream], i.start, i.end)):
+                args = dict(i.args)
+                if i.stream == "compute":
+                    model_flops = count(i.rank, i.name, i.args)
+                    if model_flops is not None:
+                        args["model_flops"] = model_flops
+                    events += _in_block_events(i, len(count.chunks[i.args["vs"]]) if "vs" in i.args else 1, tids)
+                events.append(_complete(i.name, i.stream, i.rank, tids[i.stream], i.start, i.end, args))
+            self.slots.append(events)
+            self.ranks += [(g, k) for g in ranks]
+        self.ranks.sort()
+        self.other = {"scenario": s.name, "step_time_s": step.step_time_s, "mfu": step.mfu,
+                      "gpus": s.cluster.num_gpus, "simulated_ranks": p.pipeline}
+
+
 def step_trace(step: StepResult) -> dict[str, Any]:
     """The trace-event JSON object of one simulated step.
 
@@ -152,30 +202,42 @@ def step_trace(step: StepResult) -> dict[str, Any]:
         ``tp_comm`` / ``cp_comm`` / ``ep_comm`` with each layer's exposed share drawn inside the block (see
         ``_in_block_events``).
     """
-    s = step.scenario
-    p = s.parallelism
-    streams = _streams(step)
-    tids = {name: t for t, name in enumerate(streams)}
-    peers = p.tensor * p.context * p.data
-    events: list[dict[str, Any]] = []
-    for rank in range(p.pipeline):
-        events.append(_meta(rank, 0, "process_name", f"pipeline stage {rank} (x{peers} GPUs: TP x CP x DP)"))
-        events.append(_meta(rank, 0, "process_sort_index", rank))
-        for name, tid in tids.items():
-            events.append(_meta(rank, tid, "thread_name", name))
-            events.append(_meta(rank, tid, "thread_sort_index", tid))
-    count = _FlopCounter(step)
-    for i in sorted(step.timeline.intervals, key=lambda i: (i.rank, tids[i.stream], i.start, i.end)):
-        args = dict(i.args)
-        if i.stream == "compute":
-            model_flops = count(i.rank, i.name, i.args)
-            if model_flops is not None:
-                args["model_flops"] = model_flops
-            events += _in_block_events(i, len(count.chunks[i.args["vs"]]) if "vs" in i.args else 1, tids)
-        events.append(_complete(i.name, i.stream, i.rank, tids[i.stream], i.start, i.end, args))
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"scenario": s.name, "step_time_s": step.step_time_s, "mfu": step.mfu,
-                          "gpus": s.cluster.num_gpus, "simulated_ranks": p.pipeline}}
+    parts = _StepEvents(step)
+    events = list(parts.meta)
+    for rank, k in parts.ranks:
+        events += [{**e, "pid": rank, "args": dict(e["args"])} for e in parts.slots[k]]
+    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": parts.other}
+
+
+#: A string no event holds, standing for what is filled in after encoding (``write_step_trace``).
+_MARK = "\x00trainsim-mark\x00"
+
+
+def write_step_trace(step: StepResult, path: str | Path) -> Path:
+    """Write ``step_trace(step)`` as ``write_trace`` does (the same bytes), encoding each recorded slot's events
+    once: the ranks it stands for differ only in ``pid``, filled into the slot's text. Returns the path."""
+    parts = _StepEvents(step)
+    if not parts.ranks:
+        return write_trace(step_trace(step), path)
+    mark = json.dumps(_MARK)
+    head, _, tail = strict_json.dumps({"traceEvents": [*parts.meta, _MARK], "displayTimeUnit": "ms",
+                                       "otherData": parts.other}).partition(mark)
+    pieces = []
+    for events in parts.slots:
+        text = strict_json.dumps([{**e, "pid": _MARK} for e in events])[1:-1]
+        piece = text.split(f'"pid": {mark}')
+        assert len(piece) == len(events) + 1, "an event holds the mark"
+        pieces.append(piece)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        out.write(head)
+        for n, (rank, k) in enumerate(parts.ranks):
+            if n:
+                out.write(", ")
+            out.write(f'"pid": {rank}'.join(pieces[k]))
+        out.write(tail)
+    return path
 
 
 def _lanes(spans: list[tuple[float, float]]) -> list[int]:

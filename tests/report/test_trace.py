@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 
 import pytest
 
 from sim.engine.simulate import simulate_step
-from sim.report.trace import run_trace, step_trace, write_trace
+from sim.engine.streams import Timeline
+from sim.report.trace import run_trace, step_trace, write_step_trace, write_trace
+from sim.specs.enums import Fidelity
 
 from .conftest import small_scenario
 
@@ -187,6 +190,34 @@ def test_step_trace_threads_and_processes(step):
     threads = {e["args"]["name"] for e in meta if e["name"] == "thread_name"}
     assert threads - {"tp_comm", "cp_comm"} == {i.stream for i in step.timeline.intervals}
     assert {"compute", "tp_comm", "pp_send_fwd", "dp_reduce"} <= threads  # TP 2 in these layouts
+
+
+def test_written_step_trace_is_the_step_trace_byte_for_byte(step, tmp_path):
+    fast = write_step_trace(step, tmp_path / "fast.json").read_bytes()
+    assert fast == write_trace(step_trace(step), tmp_path / "plain.json").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def full_step():
+    """Full fidelity on 16 GPUs: each simulated rank stands for the 8 alike ranks of its stage."""
+    s = small_scenario(data=4)
+    full = dataclasses.replace(s, simulation=dataclasses.replace(s.simulation, fidelity=Fidelity.FULL))
+    step = simulate_step(full, record=True)
+    members = step.timeline.members
+    assert members is not None and len(members) == 2 and all(len(m) == 8 for m in members)
+    return step
+
+
+def test_full_fidelity_trace_is_every_ranks_own(full_step, tmp_path):
+    """A trace made from the simulated ranks, each standing for its class, is the trace of every rank's own
+    copied intervals (the timeline each rank would have recorded), and is written to the same bytes."""
+    flat = Timeline()
+    flat.recorded = full_step.timeline.intervals  # every rank's intervals, each rank its own slot
+    every = step_trace(dataclasses.replace(full_step, timeline=flat))
+    assert every["traceEvents"][-1]["pid"] == 15
+    assert step_trace(full_step) == every
+    assert write_step_trace(full_step, tmp_path / "fast.json").read_bytes() == \
+        write_trace(every, tmp_path / "plain.json").read_bytes()
 
 
 DAY = 86400.0
