@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,7 +16,7 @@ import yaml
 from sim.analysis.explore.sweep import run_sweep
 from sim.errors import ScenarioError, TrainsimError
 from sim.report.tables import ResultsFile, sweep_results
-from sim.specs.sweep import load_sweep, point_key
+from sim.specs.sweep import Sweep, load_sweep, point_key
 from sim.specs.variants import apply_assignments
 from tests.explore.conftest import TINY_MODEL, tiny
 
@@ -115,27 +118,137 @@ def test_results_of_another_sweep_are_not_mixed(tmp_path):
         ResultsFile(out, ["key", "b", "status"])
 
 
-def test_dask_sweep_completes_without_duplicates_after_a_worker_is_killed(tmp_path):
-    """A point running on the killed worker fails at once (allowed-failures 0) and is resubmitted."""
+#: Longest wait for a state of the Dask cluster the kill tests set up (a guard against hanging, not a
+#: timing assumption: each wait polls a condition that holds within a second on an idle machine).
+CLUSTER_WAIT_S = 120.0
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + CLUSTER_WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"the Dask cluster never reached: {what}"
+        time.sleep(0.02)
+
+
+def _dask_sweep_with_a_victim(tmp_path: Path, patch: Callable[[str], None],
+                              ready: Callable[[Any, str], bool]) -> tuple[Any, Sweep, Path, dict]:
+    """A sweep of ``GRID`` on a local Dask cluster of two one-thread workers (allowed-failures 0, no work stealing:
+    a task stays on the worker it was sent to): ``patch(marker_dir)`` runs on the victim worker first; after the
+    first row the sweep waits for ``ready(client, victim_address)`` and SIGKILLs the victim (its nanny restarts
+    a fresh process, without the patch)."""
     distributed = pytest.importorskip("distributed")
     import dask
 
     sweep = load_sweep(_write(tmp_path, GRID))
     out = tmp_path / "dask.csv"
-    killed = {}
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+    killed: dict[str, tuple[int, int]] = {}
+    config = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.work-stealing": False}
+    with dask.config.set(config), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        victim = sorted(client.run(os.getpid).values())[0]
+        address, victim = sorted(client.run(os.getpid).items())[0]
+        client.run(patch, str(tmp_path), workers=[address])
 
         def kill_one(done: int, total: int) -> None:
             if done == 1:
+                _wait_for(lambda: ready(client, address), "the victim's state to kill it in")
                 os.kill(victim, signal.SIGKILL)
                 killed["at"] = (done, total)
 
         outcome = run_sweep(sweep, sweep_results(sweep, out), dask=cluster.scheduler_address, progress=kill_one)
+    return outcome, sweep, out, killed
+
+
+def _complete_without_duplicates(outcome, sweep: Sweep, out: Path, killed: dict) -> None:
     assert killed["at"] == (1, 16)
     rows = _rows(out)
     keys = [r["key"] for r in rows]
     assert len(keys) == len(set(keys)) == 16 and set(keys) == {p.key for p in sweep.points}
     assert outcome.computed == 16 and all(r["status"] == "ok" for r in rows)
+
+
+def test_dask_sweep_completes_without_duplicates_after_a_worker_is_killed(tmp_path):
+    """A point running on the killed worker fails at once (allowed-failures 0) and is resubmitted: the victim is
+    killed while it runs a point (one that would never end), so the sweep completes only through the resubmit."""
+    running = tmp_path / "victim-running"
+
+    def block_forever(marker_dir: str) -> None:  # on the victim (nested: sent by value, not imported there)
+        import threading
+
+        import sim.analysis.explore.sweep as module
+
+        def evaluate_point(base, assignments):
+            (Path(marker_dir) / "victim-running").touch()
+            threading.Event().wait()  # until the worker is killed
+
+        module.evaluate_point = evaluate_point  # tasks name the function by module and name: this one runs
+
+    outcome, sweep, out, killed = _dask_sweep_with_a_victim(tmp_path, block_forever,
+                                                            lambda client, address: running.exists())
+    _complete_without_duplicates(outcome, sweep, out, killed)
+
+
+def test_a_result_lost_with_its_worker_before_it_was_collected_is_recomputed(tmp_path):
+    """A point done on the victim but not collected yet when it is killed: the scheduler recomputes it and the
+    sweep takes that result (its future is ``lost`` meanwhile, not failed)."""
+    def hold_until_told(marker_dir: str) -> None:  # on the victim: each point waits for the go-ahead, then runs
+        import sim.analysis.explore.sweep as module
+
+        evaluate, go = module.evaluate_point, Path(marker_dir) / "go"
+
+        def evaluate_point(base, assignments):
+            while not go.exists():
+                time.sleep(0.02)
+            return evaluate(base, assignments)
+
+        module.evaluate_point = evaluate_point
+
+    def held_only_by(address: str, dask_scheduler=None) -> int:  # on the scheduler
+        worker = dask_scheduler.workers[address]
+        return sum(1 for ts in worker.has_what if ts.who_has == {worker})
+
+    def victim_holds_a_result(client, address: str) -> bool:
+        (tmp_path / "go").touch()  # the first row came from the other worker: the victim had not started
+        return bool(client.run_on_scheduler(held_only_by, address))
+
+    outcome, sweep, out, killed = _dask_sweep_with_a_victim(tmp_path, hold_until_told, victim_holds_a_result)
+    _complete_without_duplicates(outcome, sweep, out, killed)
+
+
+def test_a_lost_dask_future_is_waited_for_not_reported_as_failed(tmp_path, monkeypatch):
+    """The race above without a cluster, so that it is met every time: a future is "lost" (neither finished nor
+    failed) while the scheduler recomputes a result that died with its worker; the sweep waits for it instead of
+    stopping with "failed on Dask: None"."""
+    distributed = pytest.importorskip("distributed")
+
+    class LostFuture:  # lost until waited on (``exception`` waits for the future to be done)
+        def __init__(self, fn, *args):
+            self.status, self.value = "lost", fn(*args)
+
+        def exception(self):
+            self.status = "finished"
+
+        def cancelled(self) -> bool:
+            return self.status == "cancelled"
+
+        def result(self):
+            assert self.status == "finished"
+            return self.value
+
+    class Client:
+        def __init__(self, address: str, timeout: float) -> None: ...
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None: ...
+
+        def submit(self, fn, *args, pure: bool) -> LostFuture:
+            return LostFuture(fn, *args)
+
+    monkeypatch.setattr(distributed, "Client", Client)
+    monkeypatch.setattr(distributed, "as_completed", iter)
+    sweep = load_sweep(_write(tmp_path, {"parallelism.zero_stage": [0, 1]}))
+    out = tmp_path / "r.csv"
+    outcome = run_sweep(sweep, sweep_results(sweep, out), dask="tcp://127.0.0.1:8786")
+    assert outcome.computed == 2 and [r["status"] for r in _rows(out)] == ["ok", "ok"]

@@ -127,13 +127,17 @@ def _dask_results(address: str, base: Scenario, points: list[Point],
         stream = as_completed(list(futures))
         for fut in stream:
             point, tries = futures.pop(fut)
-            if fut.status == "finished":
+            # Waits while the future is "lost": its result died with its worker before it was collected (the
+            # future had finished) and the scheduler recomputes it. Its status is not "finished" meanwhile, and
+            # it is no failure either: None once it finished.
+            failure = fut.exception()
+            if failure is None and not fut.cancelled():
                 yield point, fut.result()
                 continue
-            failure = fut.exception()
             if isinstance(failure, KilledWorker) and tries < MAX_RESUBMITS:
                 again = submit(point)
                 futures[again] = (point, tries + 1)
                 stream.add(again)
                 continue
-            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: {failure!r}")
+            raise TrainsimError(f"point {point.key} {point.assignments} failed on Dask: "
+                                f"{'cancelled' if failure is None else repr(failure)}")
