@@ -1,7 +1,10 @@
-"""Mixture-of-experts rows of ``trainsim validate`` (source ``moe``).
+"""Mixture-of-experts rows of ``trainsim validate`` (source ``moe``), and dense Megatron-Bridge rows (source
+``mbridge-dense``) mapped by the same rules.
 
 catalog/validation/moe_runs.yaml: published MoE training runs (NVIDIA Megatron-Bridge performance tables,
 the Megatron-MoE-ModelZoo benchmarks, the Megatron-Core DeepSeek-V3 GB200 report; each row keeps its source).
+catalog/validation/mbridge_dense_runs.yaml: dense models in the same schema (``moe: null``), for Megatron-Core's
+own ZeRO-3 (Megatron-FSDP), which no other row measures on a dense model.
 Every row with a layout (tp, pp, dp and a global batch) and a measured throughput is simulated. The published
 figure becomes a step time: the iteration time where the row gives one (or derives it from the measured
 tokens/s), else Megatron-Core's model FLOPs per step / (published TFLOP/s x GPUs). Megatron-Core's
@@ -23,7 +26,8 @@ Rules for what a row leaves open or writes as text, the same for every row:
   where the row says A2A_OVERLAP=1 or 1F1B overlap;
 - precision: fp8 with the row's recipe (blockwise, mxfp8); "fp8 (inferred ...)" rows (no precision column) run
   per-tensor current scaling (``tensorwise``), as the row's inferred note assumes;
-- distributed optimizer = ZeRO-1, "Megatron FSDP" = ZeRO-3; recompute: full as stated; a selective list runs as
+- distributed optimizer = ZeRO-1, "Megatron FSDP" = ZeRO-3; gradients reduced in the row's ``grad_reduce_dtype``
+  where it states one (else fp32, Megatron's default); recompute: full as stated; a selective list runs as
   ``selective`` with those Megatron ``recompute_modules`` (the rows' "norm, act" = layernorm, moe_act:
   :data:`MODULE_NAMES`); an unstated one is chosen like the other sources' (none if it fits, else selective,
   else full), its selective rung with the ModelZoo Qwen3 recipes' modules (:data:`UNSTATED_SELECTIVE`);
@@ -50,10 +54,12 @@ from sim.specs.model import ModelSpec
 
 SOURCE = "moe"
 FILE = "validation/moe_runs.yaml"
+DENSE_SOURCE = "mbridge-dense"
+DENSE_FILE = "validation/mbridge_dense_runs.yaml"
 
 #: Row model names -> packaged presets.
 PRESETS = {"Qwen3-30B-A3B": "qwen3-30b-a3b", "Qwen3-235B-A22B": "qwen3-235b-a22b", "Mixtral 8x22B": "mixtral-8x22b",
-           "DeepSeek-V3": "deepseek-v3"}
+           "DeepSeek-V3": "deepseek-v3", "Llama 3 8B": "llama3-8b"}
 
 #: Row GPU types -> (catalog GPU, bundled topology).
 CLUSTERS = {"H100-SXM5-80GB": ("H100-SXM-80GB", "dgx-h100-superpod"), "GB200": ("GB200", "gb200-nvl72")}
@@ -148,6 +154,8 @@ def _dispatcher(text: str | None) -> str | None:
 def _model(r: dict[str, Any]) -> dict[str, Any]:
     m, moe = r["model"], r["moe"]
     model: dict[str, Any] = {"preset": PRESETS[m["name"]], "seq_len": m["seq_len"]}
+    if moe is None:
+        return model  # a dense row
     if m["name"] == "DeepSeek-V3":
         model["mtp_layers"] = 0
     routing = "natural" if "natural routing" in (moe.get("router_notes") or "") else "balanced"
@@ -173,7 +181,10 @@ def _layout(r: dict[str, Any], layers: int) -> dict[str, Any]:
     }
     # Expert TP not stated: 1, as the Megatron-Bridge MoE recipes set it (and the only degree the stated
     # EP x TP 2 fits on the Qwen3-235B token-drop row's 32-GPU stages).
-    layout["expert_tensor"] = par["etp"] or 1
+    if r["moe"] is not None:
+        layout["expert_tensor"] = par["etp"] or 1
+    if par.get("grad_reduce_dtype"):
+        layout["grad_reduce_dtype"] = par["grad_reduce_dtype"]
     dispatcher = _dispatcher(par["moe_dispatcher"])
     if dispatcher is not None:
         layout["moe_dispatcher"] = dispatcher
@@ -199,13 +210,13 @@ def _published_step(r: dict[str, Any], model: dict[str, Any]) -> tuple[float, st
     if not res.get("tflops_per_gpu"):
         return None
     preset = {k: v for k, v in catalog.preset_table()[model["preset"]].items() if k not in ("name", "source", "note")}
-    spec = build(ModelSpec, {**preset, **model, "moe": model["moe"]}, "model")
+    spec = build(ModelSpec, {**preset, **model}, "model")
     tokens = r["parallel"]["global_batch_size"] * r["model"]["seq_len"]
     rate = res["tflops_per_gpu"] * 1e12 * r["hardware"]["num_gpus"]
     return megatron_core_flops_per_token(spec) * tokens / rate, "Megatron-Core model FLOPs / published TFLOP/s"
 
 
-def _row(r: dict[str, Any]) -> Row | None:
+def _row(r: dict[str, Any], source: str = SOURCE) -> Row | None:
     par, hw = r["parallel"], r["hardware"]
     if r["model"].get("name") not in PRESETS or any(par[k] is None for k in ("tp", "pp", "dp", "global_batch_size")):
         return None  # no model shape or no layout to simulate (run-level rows)
@@ -223,13 +234,20 @@ def _row(r: dict[str, Any]) -> Row | None:
                      **({"mxfp8_zeroed_scales": True} if par.get("mxfp8_zeroed_scales") else {})},
     }
     tag: Tag = "fit" if r["id"] in FIT_ROWS else "check"
-    return Row(r["id"], SOURCE, mapping, step[0], step[1], tag=tag)
+    return Row(r["id"], source, mapping, step[0], step[1], tag=tag)
 
 
 def raw_rows() -> list[dict[str, Any]]:
     return list(catalog.read_yaml(FILE))
 
 
+def dense_raw_rows() -> list[dict[str, Any]]:
+    return list(catalog.read_yaml(DENSE_FILE))
+
+
 def rows() -> list[Row]:
-    """Every MoE row with a layout and a measured throughput, mapped to a scenario."""
-    return [row for row in map(_row, raw_rows()) if row is not None]
+    """Every MoE row (source ``moe``) and dense Megatron-Bridge row (``mbridge-dense``) with a layout and a measured
+    throughput, mapped to a scenario."""
+    moe = [_row(r) for r in raw_rows()]
+    dense = [_row(r, DENSE_SOURCE) for r in dense_raw_rows()]
+    return [row for row in moe + dense if row is not None]
