@@ -244,7 +244,7 @@ class FullIO(RankIO):
         value = yield event
         self._book_wait(start, self.env.now, value, category)
 
-    def _message(self, kind: str, cell: int, key: tuple[int, int]) -> simpy.Event:
+    def _message(self, kind: str, cell: int, key: int) -> simpy.Event:
         """The message ``key`` of ``kind`` to the ranks of class ``cell``."""
         full_key = (kind, cell, key)
         messages = self.transport.messages
@@ -252,10 +252,10 @@ class FullIO(RankIO):
             messages[full_key] = self.env.event()
         return messages[full_key]
 
-    def recv_pp(self, kind: str, key: tuple[int, int], category: str):
+    def recv_pp(self, kind: str, key: int, category: str):
         yield from self._wait(self._message(kind, self.rank_class.cell, key), category)
 
-    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
+    def send_pp(self, kind: str, key: int, name: str, nbytes: float) -> None:
         """A pipeline send: one flow from each GPU of the class to its peer in the next (or previous) stage."""
         batch, latency, to = self.rank_class.routes[kind]
         flows = self.transport.fabric_flows

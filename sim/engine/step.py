@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -290,6 +290,21 @@ def _phase(t: LayerTime, phase: Phase) -> PhaseTime:
 
 #: What a rank's transport yields to SimPy (nothing when its clock just moves on).
 Steps = Iterable[simpy.Event]
+#: A pass with no DP collective of its own: (index of its lane, micro-batch).
+PlainPass = tuple[int, int]
+
+
+class Lane(NamedTuple):
+    """:meth:`RankIO.lane` as it was asked (the transports that run its passes one call at a time)."""
+
+    recv: str | None
+    recv_base: int
+    time: PhaseTime
+    send: str | None
+    send_base: int
+    phase: Phase
+    vs: int
+    nbytes: float
 
 
 class RankIO:
@@ -324,21 +339,31 @@ class RankIO:
     def compute(self, name: str, t: PhaseTime, **args: Any) -> Steps:
         raise NotImplementedError
 
-    def recv_pp(self, kind: str, key: tuple[int, int], category: str) -> Steps:
+    def recv_pp(self, kind: str, key: int, category: str) -> Steps:
         raise NotImplementedError
 
-    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
+    def send_pp(self, kind: str, key: int, name: str, nbytes: float) -> None:
         raise NotImplementedError
 
-    def pp_block(self, recv: str | None, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
-                 send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
-        """One pass with no DP collective of its own: receive ``key`` from channel ``recv`` (if any), compute
-        ``t``, send ``send_key`` on channel ``send`` (if any) under the same name; a transport may fuse them."""
-        if recv is not None:
-            yield from self.recv_pp(recv, key, "pp_comm")
-        yield from self.compute(name, t, **(args or {}))
-        if send is not None:
-            self.send_pp(send, send_key, name, nbytes)
+    def lane(self, recv: str | None, recv_base: int, t: PhaseTime, send: str | None, send_base: int,
+             phase: Phase, vs: int, nbytes: float) -> Any:
+        """The passes of one (phase, chunk) of the rank's op list that have no DP collective of their own: receive
+        message ``recv_base + mb`` of channel ``recv`` (if any), compute ``t``, send ``send_base + mb`` on channel
+        ``send`` (if any); what :meth:`passes` takes, in the transport's own form."""
+        return Lane(recv, recv_base, t, send, send_base, phase, vs, nbytes)
+
+    def passes(self, lanes: list[Any], passes: tuple[PlainPass, ...]) -> Steps:
+        """Run ``passes`` (lane index, micro-batch) of :meth:`lane`'s ``lanes`` in order; a transport may fuse
+        their receive, compute and send."""
+        rec = self.sim.timeline.enabled
+        for index, mb in passes:
+            recv, recv_base, t, send, send_base, phase, vs, nbytes = lanes[index]
+            name = f"{phase}{mb}.vs{vs}" if rec else ""
+            if recv is not None:
+                yield from self.recv_pp(recv, recv_base + mb, "pp_comm")
+            yield from self.compute(name, t, **({"microbatch": mb, "vs": vs} if rec else {}))
+            if send is not None:
+                self.send_pp(send, send_base + mb, name, nbytes)
 
     def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
         """Time waited from ``start`` to ``now`` for a transfer of (start, end) ``value``: its part after
@@ -354,6 +379,15 @@ class RankIO:
                 comm = 0.0
         self.spent[category] += comm
         self.spent["bubble"] += waited - comm
+
+
+#: :meth:`SymmetricIO.lane`: the inbox (its mailbox's messages and waiting events), the receive key base, the
+#: block's run record, the outbox (send channel, its mailbox's messages and waiting events, a transfer's seconds),
+#: the send key base, phase, virtual stage, bytes sent.
+_Messages = dict[int, tuple[float, float]]
+_Waiting = dict[int, simpy.Event]
+_FastLane = tuple[tuple[_Messages, _Waiting] | None, int, "_BlockRuns",
+                  tuple[FifoChannel, _Messages, _Waiting, float] | None, int, Phase, int, float]
 
 
 class _BlockRuns:
@@ -384,8 +418,8 @@ class SymmetricIO(RankIO):
         self.pp_contention = sim.pp_path.sm_contention
         self._costs = sim.collective_costs
         self.recording = timeline.enabled
-        self._pp_seconds: dict[float, float] = {}  # a point-to-point transfer's seconds by bytes
-        self._blocks: dict[int, _BlockRuns] = {}  # by the id of the block time (each kept alive by its entry)
+        self._records: dict[int, _BlockRuns] = {}  # by the id of the block time (each kept alive by its record)
+        self._blocks: list[_BlockRuns] = []  # the records run, in the order they first ran (the order booked)
         self.extra = 0.0  # contention of communication beside blocks, seconds
         self.compute_busy = 0.0
 
@@ -401,54 +435,96 @@ class SymmetricIO(RankIO):
         self.t = self.t + seconds
         return NO_STEPS
 
-    def pp_block(self, recv: str | None, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
-                 send_key: tuple[int, int], nbytes: float, args: dict[str, Any] | None) -> Steps:
-        """``recv_pp``, ``compute`` and ``send_pp`` in one call, the same arithmetic written out (most passes of
-        a step are these: the innermost loop)."""
+    def lane(self, recv: str | None, recv_base: int, t: PhaseTime, send: str | None, send_base: int,
+             phase: Phase, vs: int, nbytes: float) -> _FastLane:
+        """Everything :meth:`passes` looks up, resolved once per rank: the mailboxes' dictionaries, the block's run
+        record, the send channel and a transfer's seconds."""
+        inbox = outbox = None
         if recv is not None:
-            value = self.mail[recv].values.get(key)
-            if value is None:  # not sent yet: wait for it as a SimPy event
-                return self._pp_block_later(recv, key, name, t, send, send_key, nbytes, args)
-            start = self.t
-            if value[1] > start:  # _arrived, without the calls
-                self.t = value[1]
-                self._book_wait(start, value[1], value, "pp_comm")
-        self._block(name, t, send, send_key, nbytes, args)
-        return NO_STEPS
+            inbox = (self.mail[recv].values, self.mail[recv].waiting)
+        if send is not None:
+            latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
+            outbox = (self.pp[send], self.mail[send].values, self.mail[send].waiting, latency + work)
+        return inbox, recv_base, self._block_runs(t), outbox, send_base, phase, vs, nbytes
 
-    def _pp_block_later(self, recv: str, key: tuple[int, int], name: str, t: PhaseTime, send: str | None,
-                        send_key: tuple[int, int], nbytes: float,
-                        args: dict[str, Any] | None) -> Generator[simpy.Event, tuple[float, float], None]:
-        mailbox = self.mail[recv]
-        mailbox.waiting[key] = event = self.env.event()  # Mailbox.get, one generator fewer to resume through
-        self._arrived((yield event), "pp_comm")
-        self._block(name, t, send, send_key, nbytes, args)
+    def passes(self, lanes: list[_FastLane],
+               passes: tuple[PlainPass, ...]) -> Generator[simpy.Event, tuple[float, float], None]:
+        """``recv_pp``, ``compute`` (:meth:`_compute`) and ``send_pp`` of each pass written out in one loop, the
+        rank's state in locals (most passes of a step are these: the innermost loop). Only a message not sent
+        yet suspends it (a SimPy event, as ``Mailbox.get``); nothing else reads this rank's clock or counters
+        meanwhile, so they are written back when it returns."""
+        t, busy, extra_total = self.t, self.compute_busy, self.extra
+        spent, rec, timeline, slot, env = self.spent, self.recording, self.sim.timeline, self.slot, self.env
+        dp, act, grad = self.dp, *self.pp_channels
+        q0, q1 = dp.queues
+        dp_c, pp_c, seen = self.dp_contention, self.pp_contention, self._blocks
+        for index, mb in passes:
+            inbox, recv_base, block, outbox, send_base, phase, vs, nbytes = lanes[index]
+            if inbox is not None:
+                received, waiting = inbox
+                key = recv_base + mb
+                value = received.get(key)
+                if value is None:  # not sent yet: wait for it
+                    waiting[key] = event = env.event()
+                    value = yield event
+                if value[1] > t:  # the clock moves to its arrival: the wait after the transfer started is
+                    # pp_comm, before it bubble (_book_wait)
+                    comm = value[1] - (t if t > value[0] else value[0])
+                    if comm < 0.0:
+                        comm = 0.0
+                    spent["pp_comm"] += comm
+                    spent["bubble"] += value[1] - t - comm
+                    t = value[1]
+            start = t
+            end = start + block.total
+            extra = 0.0
+            if q0 or q1:
+                gather, reduce = dp.busy_between(start, end)
+                extra += gather * dp_c
+                extra += reduce * dp_c
+            if act.free_at > start:
+                extra += ((end if end < act.free_at else act.free_at) - start) * pp_c
+            if grad.free_at > start:
+                extra += ((end if end < grad.free_at else grad.free_at) - start) * pp_c
+            if extra > 0:
+                end = end + extra
+                extra_total += extra
+            t = end
+            if not block.runs:
+                seen.append(block)
+            block.runs += 1
+            busy += end - start
+            if rec:
+                name = f"{phase}{mb}.vs{vs}"
+                tm = block.time
+                timeline.add(slot, "compute", name, start, end, compute_s=tm.compute, tp_comm_s=tm.tp_comm,
+                             cp_comm_s=tm.cp_comm, ep_comm_s=tm.ep_comm, microbatch=mb, vs=vs)
+            if outbox is not None:
+                channel, sent, woken, seconds = outbox
+                begin = end if end > channel.free_at else channel.free_at
+                done = begin + seconds
+                channel.free_at = done
+                if rec:
+                    timeline.add(slot, channel.name, name, begin, done, bytes=nbytes)
+                key = send_base + mb
+                sent[key] = value = (begin, done)
+                if key in woken:  # Mailbox.put: wake the waiting rank
+                    woken.pop(key).succeed(value)
+        self.t, self.compute_busy, self.extra = t, busy, extra_total
 
-    def _block(self, name: str, t: PhaseTime, send: str | None, send_key: tuple[int, int], nbytes: float,
-               args: dict[str, Any] | None) -> None:
-        """``compute`` then ``send_pp``, written out."""
-        end = self._compute(name, t, args)
-        if send is not None:  # send_pp, written out
-            channel = self.pp[send]
-            seconds = self._pp_seconds.get(nbytes)
-            if seconds is None:
-                latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
-                seconds = self._pp_seconds[nbytes] = latency + work
-            begin = end if end > channel.free_at else channel.free_at
-            done = begin + seconds
-            channel.free_at = done
-            if self.recording:
-                self.sim.timeline.add(self.slot, channel.name, name, begin, done, bytes=nbytes)
-            self.mail[send].put(send_key, (begin, done))
+    def _block_runs(self, t: PhaseTime) -> _BlockRuns:
+        """The run record of block time ``t`` (by identity: each is kept alive by its record)."""
+        block = self._records.get(id(t))
+        if block is None:
+            block = self._records[id(t)] = _BlockRuns(t)
+        return block
 
     def _compute(self, name: str, t: PhaseTime, args: dict[str, Any] | None) -> float:
         """Run a block on the compute stream from the clock: communication beside it slows it (contention order:
         DP gather, DP reduce, PP forward, PP backward; a channel idle from its start on adds nothing, its busy
         time does not change). Counts it (booked by :meth:`book_blocks`) and returns its end."""
         start = self.t
-        block = self._blocks.get(id(t))
-        if block is None:
-            block = self._blocks[id(t)] = _BlockRuns(t)
+        block = self._block_runs(t)
         end = start + block.total
         extra = 0.0
         dp = self.dp
@@ -466,6 +542,8 @@ class SymmetricIO(RankIO):
             end = end + extra
             self.extra += extra
         self.t = end
+        if not block.runs:
+            self._blocks.append(block)
         block.runs += 1
         self.compute_busy += end - start
         if self.recording:
@@ -477,7 +555,7 @@ class SymmetricIO(RankIO):
         """Book the blocks run (each distinct block time's parts times its runs: one multiplication instead of
         five dictionary updates per block) and the contention and compute-stream time they took."""
         spent = self.spent
-        for block in self._blocks.values():
+        for block in self._blocks:
             t, runs = block.time, block.runs
             spent["compute"] += t.compute * runs
             spent["tp_comm"] += t.tp_comm * runs
@@ -494,18 +572,18 @@ class SymmetricIO(RankIO):
             self._costs[key] = (collective_latency(op, nbytes, path), collective_bandwidth_time(op, nbytes, path))
         return self._costs[key]
 
-    def send_pp(self, kind: str, key: tuple[int, int], name: str, nbytes: float) -> None:
+    def send_pp(self, kind: str, key: int, name: str, nbytes: float) -> None:
         latency, work = self._cost(Collective.SEND_RECV, nbytes, self.sim.pp_path)
         self.mail[kind].put(key, self.pp[kind].submit(self.t, name, latency + work, bytes=nbytes))
 
-    def recv_pp(self, kind: str, key: tuple[int, int], category: str) -> Steps:
+    def recv_pp(self, kind: str, key: int, category: str) -> Steps:
         value = self.mail[kind].values.get(key)
         if value is None:  # not sent yet: wait for it as a SimPy event
             return self._recv_later(kind, key, category)
         self._arrived(value, category)
         return NO_STEPS
 
-    def _recv_later(self, kind: str, key: tuple[int, int], category: str) -> Steps:
+    def _recv_later(self, kind: str, key: int, category: str) -> Steps:
         value = yield from self.mail[kind].get(key)
         self._arrived(value, category)
 
@@ -532,9 +610,38 @@ class SymmetricIO(RankIO):
 
 
 @functools.lru_cache(maxsize=1024)
-def _stage_ops(schedule: Schedule, p: int, v: int, rank: int, m: int) -> tuple[PipeOp, ...]:
-    """A rank's op list, shared by every step with the same schedule shape (a search's layouts repeat them)."""
-    return tuple(stage_ops(schedule, p, v, rank, m))
+def _rank_plan(schedule: Schedule, p: int, v: int, rank: int, m: int, plain_forward: bool, plain_backward: bool,
+               gathered: bool, reduce_last: bool) -> tuple[PlanStep, ...]:
+    """A rank's op list (``stage_ops``) as runs of plain passes (:data:`PlainPass`: no DP collective of their own),
+    each followed by the op that has one (or None at the end) and whether that op is its chunk's last backward.
+    Not plain: forwards unless ``plain_forward``, each chunk's first forward when its parameters are ``gathered``
+    ahead of it, backwards unless ``plain_backward``, each chunk's last backward when it ``reduce_last``s its
+    gradients. Shared by every step with the same shape (a search's layouts repeat them)."""
+    ops = stage_ops(schedule, p, v, rank, m)
+    last_backward: dict[int, int] = {}
+    for i in range(len(ops) - 1, -1, -1):  # from the end: each chunk's last backward is met early
+        if ops[i].phase is Phase.BACKWARD and ops[i].chunk not in last_backward:
+            last_backward[ops[i].chunk] = i
+            if len(last_backward) == v:
+                break
+    waiting_gather = set(range(v)) if gathered else set()
+    plan: list[PlanStep] = []
+    passes: list[PlainPass] = []
+    for i, op in enumerate(ops):
+        if op.phase is Phase.FORWARD:
+            last, lane = False, op.chunk
+            plain = plain_forward and op.chunk not in waiting_gather
+            waiting_gather.discard(op.chunk)
+        else:
+            last, lane = i == last_backward[op.chunk], v + op.chunk
+            plain = plain_backward and not (last and reduce_last)
+        if plain:
+            passes.append((lane, op.microbatch))
+        else:
+            plan.append((tuple(passes), op, last))
+            passes = []
+    plan.append((tuple(passes), None, False))
+    return tuple(plan)
 
 
 #: Channels of the DP link.
@@ -543,6 +650,8 @@ NO_STEPS: tuple[simpy.Event, ...] = ()
 _NO_ARGS: dict[str, Any] = {}
 #: A DP collective to submit: (channel, name, bytes, collective, group path).
 DpSpec = tuple[int, str, float, Collective, GroupPath]
+#: Plain passes, then the op that needs more (None: the end) and whether it is its chunk's last backward.
+PlanStep = tuple[tuple[PlainPass, ...], PipeOp | None, bool]
 #: One block of a ZeRO-3 pass: name, time, gathers to submit before it, its reductions, its layer index.
 ShardedPiece = tuple[str, PhaseTime, list[list[DpSpec]], list[DpSpec], int | None]
 
@@ -560,7 +669,6 @@ class PipelineRank:
         self.zero = self.layout.zero_stage
         self.dp_n = max(sim.dp_path.n, sim.edp_path.n)
         self.pending: list[Any] = []
-        self.ops = _stage_ops(self.layout.schedule, sim.p, sim.v, rank, sim.m)
         self.local_params = stage_params_per_gpu(s, rank)
         self.local_expert_params = stage_expert_params_per_gpu(s, rank)
         self.dp = sim.dp
@@ -620,43 +728,38 @@ class PipelineRank:
 
     # ---- the op list --------------------------------------------------------------------
     def run(self):
-        sim, p, io = self.sim, self.sim.p, self.io
-        last_b = {op.chunk: i for i, op in enumerate(self.ops) if op.phase is Phase.BACKWARD}
+        sim, p, io, m = self.sim, self.sim.p, self.io, self.sim.m
         gathers = self._start_param_gathers()
         # a pass with no DP collective of its own (the DP link may still be busy beside it) is one
-        # receive-compute-send the transport can run in one call
+        # receive-compute-send the transport runs in its lane (RankIO.passes)
         plain_forward = not (self.zero == 3 and self.dp_n > 1)
         plain_backward = plain_forward and not (self.dp_n > 1 and self.dp.reduces_after(False))
-        last_vs, rec, pp_bytes = sim.n_virtual - 1, self.recording, self.pp_bytes
-        # each chunk's block times, looked up once (a key holding an enum hashes in Python)
-        forward_time = [self.blocks.block_time(chunk * p + self.r, Phase.FORWARD) for chunk in range(sim.v)]
-        backward_time = [self.blocks.block_time(chunk * p + self.r, Phase.BACKWARD) for chunk in range(sim.v)]
-        for i, op in enumerate(self.ops):
+        plan = _rank_plan(self.layout.schedule, p, sim.v, self.r, m, plain_forward, plain_backward, bool(gathers),
+                          self.dp_n > 1)
+        last_vs, pp_bytes = sim.n_virtual - 1, self.pp_bytes
+        vss = [chunk * p + self.r for chunk in range(sim.v)]
+        # the lanes of plain passes: each chunk's forwards (index chunk), then its backwards (index v + chunk)
+        lanes = [io.lane("act" if vs > 0 else None, vs * m, self.blocks.block_time(vs, Phase.FORWARD),
+                         "act" if vs < last_vs else None, (vs + 1) * m, Phase.FORWARD, vs, pp_bytes) for vs in vss]
+        lanes += [io.lane("grad" if vs < last_vs else None, vs * m, self.blocks.block_time(vs, Phase.BACKWARD),
+                          "grad" if vs > 0 else None, (vs - 1) * m, Phase.BACKWARD, vs, pp_bytes) for vs in vss]
+        for passes, op, last in plan:
+            if passes:
+                yield from io.passes(lanes, passes)
+            if op is None:
+                break
             vs = op.chunk * p + self.r
-            mb = op.microbatch
             if op.phase is Phase.FORWARD:
-                if plain_forward and op.chunk not in gathers:
-                    yield from io.pp_block("act" if vs > 0 else None, (vs, mb), f"{op.phase}{mb}.vs{vs}" if rec else "",
-                                           forward_time[op.chunk], "act" if vs < last_vs else None, (vs + 1, mb),
-                                           pp_bytes, {"microbatch": mb, "vs": vs} if rec else None)
-                    continue
                 if vs > 0:
-                    yield from io.recv_pp("act", (vs, mb), "pp_comm")
+                    yield from io.recv_pp("act", vs * m + op.microbatch, "pp_comm")
                 for event in gathers.pop(op.chunk, ()):
                     yield from io.wait_dp(event, "dp_comm")
                 yield from self._run_block(vs, op)
                 if vs < last_vs:
                     self._pp_send("act", vs + 1, op)
             else:
-                last = i == last_b[op.chunk]
-                if plain_backward and not (last and self.dp_n > 1):
-                    yield from io.pp_block("grad" if vs < last_vs else None, (vs, mb),
-                                           f"{op.phase}{mb}.vs{vs}" if rec else "", backward_time[op.chunk],
-                                           "grad" if vs > 0 else None, (vs - 1, mb), pp_bytes,
-                                           {"microbatch": mb, "vs": vs} if rec else None)
-                    continue
                 if vs < last_vs:
-                    yield from io.recv_pp("grad", (vs, mb), "pp_comm")
+                    yield from io.recv_pp("grad", vs * m + op.microbatch, "pp_comm")
                 yield from self._run_block(vs, op, last=last)
                 if vs > 0:
                     self._pp_send("grad", vs - 1, op)
@@ -666,7 +769,7 @@ class PipelineRank:
         """Send the activation (``act``) or input gradient (``grad``) of ``op`` to virtual stage ``to_vs``."""
         vs = op.chunk * self.sim.p + self.r
         name = f"{op.phase}{op.microbatch}.vs{vs}" if self.recording else ""
-        self.io.send_pp(kind, (to_vs, op.microbatch), name, self.pp_bytes)
+        self.io.send_pp(kind, to_vs * self.sim.m + op.microbatch, name, self.pp_bytes)
 
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
         """Run one pass of virtual stage ``vs``; a backward reduces its gradients when the plan says so
