@@ -39,7 +39,7 @@ from sim.costs.memory import (
 from sim.costs.shapes import pipeline_activation_bytes
 from sim.engine.streams import DpLink, DpTransfer, FifoChannel, Mailbox, Timeline
 from sim.network.paths import hsdp_paths, scenario_paths
-from sim.parallelism.schedules import Phase, PipeOp, stage_ops
+from sim.parallelism.schedules import Phase, PipeOp, forward_order, one_forward_one_backward, warmup_forwards
 from sim.parallelism.sharding import chunk_layers
 from sim.specs.enums import Schedule
 from sim.specs.scenario import Scenario
@@ -609,6 +609,14 @@ class SymmetricIO(RankIO):
         return NO_STEPS
 
 
+@functools.lru_cache(maxsize=64)
+def _lane_order(schedule: Schedule, p: int, v: int, m: int) -> tuple[list[PlainPass], list[PlainPass]]:
+    """The forwards and the backwards of every rank in order as plain passes (``schedules.forward_order``; the
+    lane of a chunk's forwards is the chunk, of its backwards v + chunk)."""
+    order = forward_order(schedule, p, v, m)
+    return [(chunk, mb) for mb, chunk in order], [(2 * v - 1 - chunk, mb) for mb, chunk in order]
+
+
 @functools.lru_cache(maxsize=1024)
 def _rank_plan(schedule: Schedule, p: int, v: int, rank: int, m: int, plain_forward: bool, plain_backward: bool,
                gathered: bool, reduce_last: bool) -> tuple[PlanStep, ...]:
@@ -616,31 +624,39 @@ def _rank_plan(schedule: Schedule, p: int, v: int, rank: int, m: int, plain_forw
     each followed by the op that has one (or None at the end) and whether that op is its chunk's last backward.
     Not plain: forwards unless ``plain_forward``, each chunk's first forward when its parameters are ``gathered``
     ahead of it, backwards unless ``plain_backward``, each chunk's last backward when it ``reduce_last``s its
-    gradients. Shared by every step with the same shape (a search's layouts repeat them)."""
-    ops = stage_ops(schedule, p, v, rank, m)
-    last_backward: dict[int, int] = {}
-    for i in range(len(ops) - 1, -1, -1):  # from the end: each chunk's last backward is met early
-        if ops[i].phase is Phase.BACKWARD and ops[i].chunk not in last_backward:
-            last_backward[ops[i].chunk] = i
-            if len(last_backward) == v:
+    gradients. Built by slicing the shared pass order (no loop per op when only those firsts and lasts are not
+    plain); shared by every step with the same shape (a search's layouts repeat them)."""
+    forwards, backwards = _lane_order(schedule, p, v, m)
+    warmup = warmup_forwards(schedule, p, v, rank, m)
+    passes = one_forward_one_backward(forwards, backwards, warmup)
+    steady = len(forwards) - warmup
+    # where the k-th forward and the k-th backward sit in the rank's op list
+    forward_at = [*range(warmup), *range(warmup, warmup + 2 * steady, 2)]
+    backward_at = [*range(warmup + 1, warmup + 2 * steady, 2), *range(warmup + 2 * steady, len(passes))]
+    lasts: dict[int, int] = {}  # the position of each chunk's last backward
+    for k in range(len(backwards) - 1, -1, -1):  # from the end: met early
+        lasts.setdefault(backwards[k][0], backward_at[k])
+        if len(lasts) == v:
+            break
+    special = set(forward_at if not plain_forward else ())
+    if plain_forward and gathered:
+        firsts: dict[int, int] = {}
+        for k, (lane, _) in enumerate(forwards):
+            firsts.setdefault(lane, forward_at[k])
+            if len(firsts) == v:
                 break
-    waiting_gather = set(range(v)) if gathered else set()
+        special.update(firsts.values())
+    special.update(backward_at if not plain_backward else lasts.values() if reduce_last else ())
+    last_at = set(lasts.values())
     plan: list[PlanStep] = []
-    passes: list[PlainPass] = []
-    for i, op in enumerate(ops):
-        if op.phase is Phase.FORWARD:
-            last, lane = False, op.chunk
-            plain = plain_forward and op.chunk not in waiting_gather
-            waiting_gather.discard(op.chunk)
-        else:
-            last, lane = i == last_backward[op.chunk], v + op.chunk
-            plain = plain_backward and not (last and reduce_last)
-        if plain:
-            passes.append((lane, op.microbatch))
-        else:
-            plan.append((tuple(passes), op, last))
-            passes = []
-    plan.append((tuple(passes), None, False))
+    begin = 0
+    for i in sorted(special):
+        lane, mb = passes[i]
+        forward = lane < v
+        op = PipeOp(Phase.FORWARD if forward else Phase.BACKWARD, mb, lane if forward else lane - v)
+        plan.append((tuple(passes[begin:i]), op, i in last_at))
+        begin = i + 1
+    plan.append((tuple(passes[begin:]), None, False))
     return tuple(plan)
 
 
