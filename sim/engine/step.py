@@ -467,14 +467,15 @@ class SymmetricIO(RankIO):
                 if value is None:  # not sent yet: wait for it
                     waiting[key] = event = env.event()
                     value = yield event
-                if value[1] > t:  # the clock moves to its arrival: the wait after the transfer started is
+                sent_at, arrival = value
+                if arrival > t:  # the clock moves to its arrival: the wait after the transfer started is
                     # pp_comm, before it bubble (_book_wait)
-                    comm = value[1] - (t if t > value[0] else value[0])
+                    comm = arrival - (t if t > sent_at else sent_at)
                     if comm < 0.0:
                         comm = 0.0
                     spent["pp_comm"] += comm
-                    spent["bubble"] += value[1] - t - comm
-                    t = value[1]
+                    spent["bubble"] += arrival - t - comm
+                    t = arrival
             start = t
             end = start + block.total
             extra = 0.0
@@ -482,10 +483,12 @@ class SymmetricIO(RankIO):
                 gather, reduce = dp.busy_between(start, end)
                 extra += gather * dp_c
                 extra += reduce * dp_c
-            if act.free_at > start:
-                extra += ((end if end < act.free_at else act.free_at) - start) * pp_c
-            if grad.free_at > start:
-                extra += ((end if end < grad.free_at else grad.free_at) - start) * pp_c
+            busy_until = act.free_at
+            if busy_until > start:
+                extra += ((end if end < busy_until else busy_until) - start) * pp_c
+            busy_until = grad.free_at
+            if busy_until > start:
+                extra += ((end if end < busy_until else busy_until) - start) * pp_c
             if extra > 0:
                 end = end + extra
                 extra_total += extra
@@ -501,7 +504,9 @@ class SymmetricIO(RankIO):
                              cp_comm_s=tm.cp_comm, ep_comm_s=tm.ep_comm, microbatch=mb, vs=vs)
             if outbox is not None:
                 channel, sent, woken, seconds = outbox
-                begin = end if end > channel.free_at else channel.free_at
+                begin = channel.free_at
+                if end > begin:
+                    begin = end
                 done = begin + seconds
                 channel.free_at = done
                 if rec:

@@ -118,6 +118,8 @@ class FifoChannel:
     before ends: from any instant of the owner's on, the channel is busy without a gap until ``free_at``
     (what a block computing beside it needs to know, ``SymmetricIO._compute``: no busy history is kept)."""
 
+    __slots__ = ("free_at", "name", "rank", "timeline")
+
     def __init__(self, rank: int, name: str, timeline: Timeline) -> None:
         self.rank, self.name, self.timeline = rank, name, timeline
         self.free_at = 0.0
