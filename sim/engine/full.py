@@ -311,7 +311,7 @@ class FullTransport(Transport):
     def finish(self, sim: StepSimulation) -> None:
         """Every member of a class had the intervals of the one simulated (copied when first read)."""
         if sim.timeline.enabled:
-            sim.timeline.stand_for([c.members.tolist() for c in self.classes])
+            sim.timeline.stand_for([c.members.tolist() for c in self.classes], [c.stage for c in self.classes])
 
     def _blocks_per_gpu(self, sim: StepSimulation) -> dict[int, Blocks]:
         """Each GPU's block durations, from the paths of its own TP, CP and expert-TP groups."""

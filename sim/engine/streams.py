@@ -47,16 +47,17 @@ class Timeline:
         self.enabled = enabled
         self.recorded: list[Interval] = []
         self.members: list[list[int]] | None = None  # per slot, the ranks it stands for; None: itself
+        self.stages: list[int] | None = None  # per slot, its pipeline stage; None: the slot is its stage
         self._every: list[Interval] | None = None
 
     def add(self, rank: int, stream: str, name: str, start: float, end: float, **args: Any) -> None:
         if self.enabled:
             self.recorded.append(Interval(rank, stream, name, start, end, args))
 
-    def stand_for(self, members: list[list[int]]) -> None:
+    def stand_for(self, members: list[list[int]], stages: list[int]) -> None:
         """Once the step is over: slot ``k`` recorded the intervals of each rank of ``members[k]`` (ranks
-        disjoint across slots)."""
-        self.members, self._every = members, None
+        disjoint across slots), all of pipeline stage ``stages[k]``."""
+        self.members, self.stages, self._every = members, stages, None
 
     @property
     def intervals(self) -> list[Interval]:
@@ -76,14 +77,32 @@ class Timeline:
         members = self.members
         return sum(len(members[i.rank]) for i in self.recorded)
 
-    def groups(self) -> list[tuple[list[Interval], list[int]]]:
-        """Per slot that recorded anything, in slot order: its intervals (in recording order) and the ranks
-        they stand for. Rank ``g``'s intervals in ``intervals`` are its slot's, in the same order, with rank ``g``."""
+    def stage(self, slot: int) -> int:
+        """The pipeline stage of a slot."""
+        return slot if self.stages is None else self.stages[slot]
+
+    def groups(self) -> list[tuple[int, list[Interval], list[int]]]:
+        """Per slot that recorded anything, in slot order: the slot, its intervals (in recording order) and the
+        ranks they stand for. Rank ``g``'s intervals in ``intervals`` are its slot's, in the same order, with
+        rank ``g``."""
         by_slot: dict[int, list[Interval]] = {}
         for i in self.recorded:
             by_slot.setdefault(i.rank, []).append(i)
         members = self.members
-        return [(by_slot[k], [k] if members is None else members[k]) for k in sorted(by_slot)]
+        return [(k, by_slot[k], [k] if members is None else members[k]) for k in sorted(by_slot)]
+
+    def by_stage(self) -> list[Interval]:
+        """One rank's intervals per pipeline stage, ``rank`` its stage (what a plot by stage draws): the recorded
+        ones when each slot is a stage; else those of the first slot of each stage (its lowest rank: ranks of one
+        stage may differ under full fidelity)."""
+        if self.stages is None:
+            return self.recorded
+        first: dict[int, int] = {}
+        for slot, stage in enumerate(self.stages):
+            first.setdefault(stage, slot)
+        shown = {slot: stage for stage, slot in first.items()}
+        return [Interval(shown[i.rank], i.stream, i.name, i.start, i.end, i.args) for i in self.recorded
+                if i.rank in shown]
 
     def busy(self, rank: int, stream: str) -> float:
         """Summed duration of a stream's intervals (streams run one interval at a time)."""

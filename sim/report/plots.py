@@ -313,9 +313,9 @@ def step_plots(ev: Evaluation) -> dict[str, bytes]:
     out = {}
     if ev.step is not None:
         step = ev.step
-        if step.timeline.intervals:
-            out["pipeline_timeline.png"] = pipeline_gantt(step.timeline.intervals, s.parallelism.pipeline,
-                                                          f"{s.name}: one step")
+        rows = step.timeline.by_stage()
+        if rows:
+            out["pipeline_timeline.png"] = pipeline_gantt(rows, s.parallelism.pipeline, f"{s.name}: one step")
         out["step_breakdown.png"] = step_breakdown(step.breakdown_s, step.step_time_s,
                                                    f"{s.name}: step {step.step_time_s:.3f} s, MFU {step.mfu:.1%}")
     stages = [stage_memory(s, r).gib() for r in range(s.parallelism.pipeline)]

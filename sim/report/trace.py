@@ -3,9 +3,9 @@
 The trace-event format: https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU
 Complete events (``"ph": "X"``) carry ``ts`` and ``dur`` in microseconds; metadata events (``"ph": "M"``)
 name processes and threads. A step trace has one process per simulated pipeline rank (each standing for
-its TP, CP and DP peers) and one thread per timeline stream; a run trace has one process and one thread
-per event kind, on a time axis of seconds since the start of training (months of run fit easily:
-timestamps are float microseconds, about 2 ns resolution at 200 days).
+its TP, CP and DP peers; under full fidelity one per GPU) and one thread per timeline stream; a run trace has
+one process and one thread per event kind, on a time axis of seconds since the start of training (months of
+run fit easily: timestamps are float microseconds, about 2 ns resolution at 200 days).
 """
 
 from __future__ import annotations
@@ -153,19 +153,13 @@ class _StepEvents:
         s = step.scenario
         p = s.parallelism
         tids = {name: t for t, name in enumerate(_streams(step))}
-        peers = p.tensor * p.context * p.data
-        self.meta: list[dict[str, Any]] = []
-        for rank in range(p.pipeline):
-            self.meta.append(_meta(rank, 0, "process_name", f"pipeline stage {rank} (x{peers} GPUs: TP x CP x DP)"))
-            self.meta.append(_meta(rank, 0, "process_sort_index", rank))
-            for name, tid in tids.items():
-                self.meta.append(_meta(rank, tid, "thread_name", name))
-                self.meta.append(_meta(rank, tid, "thread_sort_index", tid))
+        timeline = step.timeline
         count = _FlopCounter(step)
         self.slots: list[list[dict[str, Any]]] = []
         #: (rank, index into ``slots``) of every rank with intervals, in rank order: the processes of the trace
         self.ranks: list[tuple[int, int]] = []
-        for k, (intervals, ranks) in enumerate(step.timeline.groups()):
+        stages = []  # of each entry of ``slots``
+        for k, (slot, intervals, ranks) in enumerate(timeline.groups()):
             events: list[dict[str, Any]] = []
             # the order of one rank's events in a trace sorted by (rank, thread, start, end), stable
             for i in sorted(intervals, key=lambda i: (tids[i.stream], i.start, i.end)):
@@ -177,10 +171,24 @@ class _StepEvents:
                     events += _in_block_events(i, len(count.chunks[i.args["vs"]]) if "vs" in i.args else 1, tids)
                 events.append(_complete(i.name, i.stream, i.rank, tids[i.stream], i.start, i.end, args))
             self.slots.append(events)
+            stages.append(timeline.stage(slot))
             self.ranks += [(g, k) for g in ranks]
         self.ranks.sort()
+        if timeline.members is None:  # a process per pipeline stage, standing for its peers
+            peers = p.tensor * p.context * p.data
+            processes = [(rank, f"pipeline stage {rank} (x{peers} GPUs: TP x CP x DP)") for rank in range(p.pipeline)]
+        else:  # full fidelity: a process per GPU
+            processes = [(rank, f"GPU {rank}: pipeline stage {stages[k]}") for rank, k in self.ranks]
+        self.meta: list[dict[str, Any]] = []
+        for rank, name in processes:
+            self.meta.append(_meta(rank, 0, "process_name", name))
+            self.meta.append(_meta(rank, 0, "process_sort_index", rank))
+            for thread, tid in tids.items():
+                self.meta.append(_meta(rank, tid, "thread_name", thread))
+                self.meta.append(_meta(rank, tid, "thread_sort_index", tid))
         self.other = {"scenario": s.name, "step_time_s": step.step_time_s, "mfu": step.mfu,
-                      "gpus": s.cluster.num_gpus, "simulated_ranks": p.pipeline}
+                      "gpus": s.cluster.num_gpus,
+                      "simulated_ranks": p.pipeline if timeline.members is None else len(timeline.members)}
 
 
 def step_trace(step: StepResult) -> dict[str, Any]:

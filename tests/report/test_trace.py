@@ -211,13 +211,36 @@ def full_step():
 def test_full_fidelity_trace_is_every_ranks_own(full_step, tmp_path):
     """A trace made from the simulated ranks, each standing for its class, is the trace of every rank's own
     copied intervals (the timeline each rank would have recorded), and is written to the same bytes."""
+    timeline = full_step.timeline
+    stage_of = {g: timeline.stage(slot) for slot, ranks in enumerate(timeline.members) for g in ranks}
     flat = Timeline()
-    flat.recorded = full_step.timeline.intervals  # every rank's intervals, each rank its own slot
+    flat.recorded = timeline.intervals  # every rank's intervals, each rank its own slot
+    flat.stand_for([[g] for g in range(16)], [stage_of[g] for g in range(16)])
     every = step_trace(dataclasses.replace(full_step, timeline=flat))
+    trace = step_trace(full_step)
     assert every["traceEvents"][-1]["pid"] == 15
-    assert step_trace(full_step) == every
+    assert trace["traceEvents"] == every["traceEvents"]
     assert write_step_trace(full_step, tmp_path / "fast.json").read_bytes() == \
-        write_trace(every, tmp_path / "plain.json").read_bytes()
+        write_trace(trace, tmp_path / "plain.json").read_bytes()
+
+
+def test_full_fidelity_trace_names_each_gpu_with_its_stage(full_step):
+    """Under full fidelity a process is a GPU (16: TP 2 x DP 4 per stage, stage 1 on GPUs 8-15), named with its
+    stage, and every used process and thread is named."""
+    trace = step_trace(full_step)
+    assert format_problems(trace) == []
+    names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
+    assert names == {g: f"GPU {g}: pipeline stage {g // 8}" for g in range(16)}
+    assert trace["otherData"]["simulated_ranks"] == 2
+
+
+def test_a_plot_by_stage_shows_the_lowest_gpu_of_each_stage(full_step, step):
+    rows = full_step.timeline.by_stage()
+    every = full_step.timeline.intervals
+    for stage, gpu in ((0, 0), (1, 8)):
+        assert [(i.stream, i.name, i.start, i.end) for i in rows if i.rank == stage] == \
+            [(i.stream, i.name, i.start, i.end) for i in every if i.rank == gpu]
+    assert step.timeline.by_stage() == step.timeline.intervals  # symmetric: every slot is its stage
 
 
 DAY = 86400.0
