@@ -275,7 +275,11 @@ def _search_report(result, space, top: int) -> str:
                          f"simulated step times over the {n:,} simulated layouts of the space")
     ranked = result.ranked()
     if not ranked:
-        lines.append("no layout fits in memory")
+        fitting = sum(1 for r in result.rows.values() if r["step_time_s"] is not None)
+        # --validated-only can leave nothing to rank though layouts fit: say which, not "no layout fits"
+        lines.append(f"no fully validated layout: each of the {fitting:,} simulated layouts that fit in memory has a "
+                     "feature no validation row covers (run without --validated-only to see them and those features)"
+                     if result.validated_only and fitting else "no layout fits in memory")
         return "\n".join(lines)
     only = ", validated layouts only" if result.validated_only else ""
     lines.append(f"ranked by {result.objective} (simulated{only}); * the scenario's own layout; last column: "
