@@ -463,7 +463,7 @@ class SymmetricIO(RankIO):
             if inbox is not None:
                 received, waiting = inbox
                 key = recv_base + mb
-                value = received.get(key)
+                value = received.pop(key, None)  # Mailbox.get, written out
                 if value is None:  # not sent yet: wait for it
                     waiting[key] = event = env.event()
                     value = yield event
@@ -512,9 +512,10 @@ class SymmetricIO(RankIO):
                 if rec:
                     timeline.add(slot, channel.name, name, begin, done, bytes=nbytes)
                 key = send_base + mb
-                sent[key] = value = (begin, done)
-                if key in woken:  # Mailbox.put: wake the waiting rank
-                    woken.pop(key).succeed(value)
+                if key in woken:  # Mailbox.put, written out
+                    woken.pop(key).succeed((begin, done))
+                else:
+                    sent[key] = (begin, done)
         self.t, self.compute_busy, self.extra = t, busy, extra_total
 
     def _block_runs(self, t: PhaseTime) -> _BlockRuns:
@@ -582,7 +583,7 @@ class SymmetricIO(RankIO):
         self.mail[kind].put(key, self.pp[kind].submit(self.t, name, latency + work, bytes=nbytes))
 
     def recv_pp(self, kind: str, key: int, category: str) -> Steps:
-        value = self.mail[kind].values.get(key)
+        value = self.mail[kind].values.pop(key, None)  # Mailbox.get: received once
         if value is None:  # not sent yet: wait for it as a SimPy event
             return self._recv_later(kind, key, category)
         self._arrived(value, category)

@@ -281,7 +281,9 @@ class Mailbox:
     A waiting rank is woken as soon as the message is sent, not at its arrival time: each rank keeps its
     own clock and a message carries its arrival, and nothing but messages passes between ranks, so the
     order in which SimPy resumes them cannot change a figure (a rank's work is a function of the messages
-    it receives); one event per wait instead of a timeout and an event."""
+    it receives); one event per wait instead of a timeout and an event. Each message is received once, so
+    the box holds only those sent and not yet received (a step sends ~10^5: a box of them all is slow to
+    reach)."""
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
@@ -289,16 +291,18 @@ class Mailbox:
         self.waiting: dict[Any, simpy.Event] = {}
 
     def put(self, key: Any, value: tuple[float, float]) -> None:
-        self.values[key] = value
-        if key in self.waiting:  # wake the waiting rank
+        if key in self.waiting:  # to the waiting rank
             self.waiting.pop(key).succeed(value)
+        else:
+            self.values[key] = value
 
     def get(self, key: Any):
         """Process step: the message under ``key``, waiting for it if it has not been sent."""
-        if key not in self.values:
+        value = self.values.pop(key, None)
+        if value is None:
             self.waiting[key] = event = self.env.event()
             return (yield event)
-        return self.values[key]
+        return value
 
 
 class Channel:
