@@ -365,6 +365,18 @@ class RankIO:
             if send is not None:
                 self.send_pp(send, send_base + mb, name, nbytes)
 
+    def buckets(self, name: str, piece: PhaseTime, reductions: list[list[DpSpec]], pending: list[Any],
+                microbatch: int, vs: int) -> Steps:
+        """A backward that reduces its gradients bucket by bucket: ``piece`` computed once per bucket, each followed
+        by its DP reductions (their transfers added to ``pending``)."""
+        rec = self.sim.timeline.enabled
+        for k, specs in enumerate(reductions):
+            yield from self.compute(f"{name}.bucket{k}" if rec else "", piece, microbatch=microbatch, vs=vs)
+            pending += [self.send_dp(*spec) for spec in specs]
+
+    def send_dp(self, channel: int, name: str, nbytes: float, op: Collective, path: GroupPath | None = None) -> Any:
+        raise NotImplementedError
+
     def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
         """Time waited from ``start`` to ``now`` for a transfer of (start, end) ``value``: its part after
         the transfer started counts as ``category``, waiting before it started as bubble."""
@@ -433,6 +445,18 @@ class SymmetricIO(RankIO):
 
     def hold(self, seconds: float) -> Steps:
         self.t = self.t + seconds
+        return NO_STEPS
+
+    def buckets(self, name: str, piece: PhaseTime, reductions: list[list[DpSpec]], pending: list[Any],
+                microbatch: int, vs: int) -> Steps:
+        """``compute`` and ``send_dp`` of each bucket in one loop (with sharded gradients every backward runs it)."""
+        rec, dp, cost, compute = self.recording, self.dp, self._cost, self._compute
+        args = {"microbatch": microbatch, "vs": vs}
+        for k, specs in enumerate(reductions):
+            compute(f"{name}.bucket{k}" if rec else "", piece, args)
+            for channel, spec_name, nbytes, op, path in specs:
+                latency, work = cost(op, nbytes, path)
+                pending.append(dp.submit(self.t, channel, spec_name, latency, work, nbytes))
         return NO_STEPS
 
     def lane(self, recv: str | None, recv_base: int, t: PhaseTime, send: str | None, send_base: int,
@@ -699,6 +723,8 @@ class PipelineRank:
         self.recording = sim.timeline.enabled
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
         self._plans: dict[tuple[int, bool, int, bool], list[ShardedPiece]] = {}
+        self._buckets: dict[int, list[list[DpSpec]]] = {}
+        self._params: dict[int, tuple[float, float]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
     def _gather(self, name: str, params: float, expert: float = 0.0,
@@ -745,8 +771,14 @@ class PipelineRank:
         ``bytes_per_param`` (summed over the copy passes) per parameter, on the compute stream."""
         return PhaseTime(compute=kernels.hbm_time(self.sim.gpu, 2 * params * bytes_per_param))
 
-    def _chunk_params(self, vs: int) -> float:
-        return chunk_params_per_gpu(self.sim.s, vs)
+    def _chunk_params(self, vs: int) -> tuple[float, float]:
+        """Parameters per GPU of virtual stage ``vs``, and of them routed experts (kept: every sharded backward
+        asks)."""
+        found = self._params.get(vs)
+        if found is None:
+            s = self.sim.s
+            found = self._params[vs] = (chunk_params_per_gpu(s, vs), chunk_expert_params_per_gpu(s, vs))
+        return found
 
     # ---- the op list --------------------------------------------------------------------
     def run(self):
@@ -806,7 +838,7 @@ class PipelineRank:
         if not (reduce and self.dp_n > 1):
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
-        params, expert = self._chunk_params(vs), chunk_expert_params_per_gpu(self.sim.s, vs)
+        params, expert = self._chunk_params(vs)
         if not self.dp.overlap_grad_reduce:
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             self._reduce_grads(f"grads.vs{vs}", params, expert)
@@ -814,18 +846,27 @@ class PipelineRank:
                 while self.pending:
                     yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
             return
-        # The last backward of a chunk: buckets are reduced as their gradients become final.
-        buckets = grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)
-        piece = total.scaled(1 / len(buckets))
-        io, rec, pending, mb = self.io, self.recording, self.pending, op.microbatch
-        compute, send_dp = io.compute, io.send_dp
+        # Buckets are reduced as their gradients become final.
+        reductions = self._bucket_reductions(vs, params, expert)
+        yield from self.io.buckets(label, total.scaled(1 / len(reductions)), reductions, self.pending,
+                                   op.microbatch, vs)
+
+    def _bucket_reductions(self, vs: int, params: float, expert: float) -> list[list[DpSpec]]:
+        """The reductions of each gradient bucket of a backward of ``vs`` (:func:`grad_buckets`), kept per virtual
+        stage while unnamed (the timeline off): with sharded gradients every backward reduces them."""
+        found = self._buckets.get(vs)
+        if found is not None:
+            return found
+        rec = self.recording
         specs: dict[tuple[float, float], list[DpSpec]] = {}  # unnamed, the buckets' reductions repeat
-        for k, (bucket, bucket_expert) in enumerate(buckets):
-            yield from compute(f"{label}.bucket{k}" if rec else "", piece, microbatch=mb, vs=vs)
-            key = (bucket, bucket_expert)
+        out = []
+        for k, key in enumerate(grad_buckets(params - expert, expert, self.layout.grad_bucket_mparams * 1e6)):
             if rec or key not in specs:
-                specs[key] = self._reduce_specs(f"grads.vs{vs}.bucket{k}" if rec else "", bucket, bucket_expert)
-            pending += [send_dp(*spec) for spec in specs[key]]
+                specs[key] = self._reduce_specs(f"grads.vs{vs}.bucket{k}" if rec else "", *key)
+            out.append(specs[key])
+        if not rec:
+            self._buckets[vs] = out
+        return out
 
     def _run_sharded(self, label: str, op: PipeOp, vs: int, last: bool):
         """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again
@@ -919,7 +960,7 @@ class PipelineRank:
         if self.zero not in (1, 2) or self.dp_n <= 1 or not self.layout.overlap_param_gather:
             return {}
         vss = [j * self.sim.p + self.r for j in range(self.sim.v)]
-        return {j: self._gather(f"params.chunk{j}", self._chunk_params(vs), chunk_expert_params_per_gpu(self.sim.s, vs))
+        return {j: self._gather(f"params.chunk{j}", *self._chunk_params(vs))
                 for j, vs in enumerate(vss)}
 
     def _finish(self):
