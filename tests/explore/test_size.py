@@ -9,6 +9,7 @@ import pytest
 
 from sim.analysis.explore.size import (
     SizePoint,
+    batch_cap_note,
     choose,
     count_grid,
     explain_curve,
@@ -188,3 +189,22 @@ def test_a_count_whose_layouts_need_tp_beyond_the_nvlink_domain_is_sized_without
     (point,) = result.curves[gpu]
     assert point.figures is not None and point.days > 0, point.note
     assert point.layout is not None and point.layout.tensor == 16 and not point.layout.tp_comm_overlap
+
+
+def test_a_layout_at_the_batch_dp_cap_says_its_model_parallelism_is_forced():
+    from sim.analysis.explore.space import Layout
+    from sim.specs.enums import Recompute, Schedule
+
+    def layout(data: int, model_parallel: tuple[int, int, int] = (8, 16, 16384 // 128 // 2)) -> Layout:
+        tensor, pipeline, context = model_parallel
+        return Layout(tensor=tensor, pipeline=pipeline, virtual_pipeline=1, context=context, data=data, zero_stage=1,
+                      micro_batch_size=1, activation_recompute=Recompute.NONE, schedule=Schedule.ONE_F_ONE_B,
+                      split=False)
+
+    # 6,250 = 2 x 5^5 and 16,384 = 2^14 share only 2: DP 2 is the cap, the other 8,192 GPUs are model parallel
+    assert batch_cap_note(6250, 16384, layout(2)) == (
+        "batch: DP 2 is the most 6,250 sequences allow on 16,384 GPUs (DP divides both), so TP x PP x CP must span "
+        "8,192 GPUs; a global batch with more factors in common with the count (--global-batch) allows more DP")
+    assert batch_cap_note(6250, 16384, layout(1)) == ""  # below the cap: chosen, not forced
+    assert batch_cap_note(2048, 16384, layout(128)) == ""  # the cap (2,048) is far above DP 128
+    assert batch_cap_note(1024, 1024, layout(1024, (1, 1, 1))) == ""  # at the cap, but nothing is model parallel

@@ -16,6 +16,7 @@ the catalog's ``usd_per_gpu_hour`` (gpus.yaml, with its source), the ``CostsSpec
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -265,6 +266,7 @@ def _best_at(base: Scenario, cluster: ClusterSpec, space: SearchSpace, simulate:
     gbs = base.training.global_batch_size
     if ranked:
         layout, row = ranked[0]
+        note = "; ".join(x for x in (batch_cap_note(gbs, cluster.num_gpus, layout), note) if x)
         return SizePoint(cluster.gpu, cluster.num_gpus, layout, row, note, gbs, spearman=result.prescreen_spearman())
     enum = result.enumeration
     if len(enum.valid) == 0:
@@ -273,6 +275,18 @@ def _best_at(base: Scenario, cluster: ClusterSpec, space: SearchSpace, simulate:
     else:
         why = "no layout fits in memory"
     return SizePoint(cluster.gpu, cluster.num_gpus, None, None, "; ".join(x for x in (why, note) if x), gbs)
+
+
+def batch_cap_note(global_batch: int, num_gpus: int, layout: Layout) -> str:
+    """Why a count's best layout is pushed into model parallelism, when it is: DP divides both the global batch and
+    the GPU count, so it is at most their greatest common divisor; where the best layout sits at that cap, TP x PP x
+    CP are not chosen but forced (a batch of 6,250 = 2 x 5^5 sequences on 16,384 GPUs allows DP 2 at most)."""
+    cap = math.gcd(global_batch, num_gpus)
+    if layout.data != cap or cap == num_gpus:
+        return ""
+    return (f"batch: DP {cap} is the most {global_batch:,} sequences allow on {num_gpus:,} GPUs (DP divides both), "
+            f"so TP x PP x CP must span {num_gpus // cap:,} GPUs; a global batch with more factors in common with the "
+            f"count (--global-batch) allows more DP")
 
 
 def _fabric_note(cluster: ClusterSpec) -> str:
