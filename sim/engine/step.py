@@ -365,16 +365,36 @@ class RankIO:
             if send is not None:
                 self.send_pp(send, send_base + mb, name, nbytes)
 
-    def buckets(self, name: str, piece: PhaseTime, reductions: list[list[DpSpec]], pending: list[Any],
-                microbatch: int, vs: int) -> Steps:
-        """A backward that reduces its gradients bucket by bucket: ``piece`` computed once per bucket, each followed
-        by its DP reductions (their transfers added to ``pending``)."""
+    def dp_plan(self, plan: DpPass) -> Any:
+        """``plan`` in the form :meth:`dp_pass` takes (resolved once: the rank keeps it)."""
+        return plan
+
+    def dp_pass(self, lane: Any, mb: int, plan: Any, pending: list[Any]) -> Steps:
+        """A pass of :meth:`lane` ``lane`` with DP collectives of its own (:class:`DpPass`): receive its input,
+        then per block submit its gathers, wait for its own (``plan.wait``), compute it, submit its reductions
+        (added to ``pending``); then send its output."""
+        recv, recv_base, _t, send, send_base, phase, vs, nbytes = lane
         rec = self.sim.timeline.enabled
-        for k, specs in enumerate(reductions):
-            yield from self.compute(f"{name}.bucket{k}" if rec else "", piece, microbatch=microbatch, vs=vs)
-            pending += [self.send_dp(*spec) for spec in specs]
+        label = f"{phase}{mb}.vs{vs}" if rec else ""
+        if recv is not None:
+            yield from self.recv_pp(recv, recv_base + mb, "pp_comm")
+        gathers: list[list[Any]] = []  # the gathers of each block, submitted as it comes into the prefetch window
+        args = {"microbatch": mb, "vs": vs} if plan.with_vs else {"microbatch": mb}
+        for j, (name, t, submit, reduces) in enumerate(plan.blocks):
+            for specs in submit:
+                gathers.append([self.send_dp(*spec) for spec in specs])
+            if plan.wait:
+                for event in gathers[j]:
+                    yield from self.wait_dp(event, "dp_comm")
+            yield from self.compute(f"{label}.{name}" if rec else "", t, **args)
+            pending += [self.send_dp(*spec) for spec in reduces]
+        if send is not None:
+            self.send_pp(send, send_base + mb, label, nbytes)
 
     def send_dp(self, channel: int, name: str, nbytes: float, op: Collective, path: GroupPath | None = None) -> Any:
+        raise NotImplementedError
+
+    def wait_dp(self, tr: Any, category: str) -> Steps:
         raise NotImplementedError
 
     def _book_wait(self, start: float, now: float, value: tuple[float, float] | None, category: str) -> None:
@@ -400,6 +420,15 @@ _Messages = dict[int, tuple[float, float]]
 _Waiting = dict[int, simpy.Event]
 _FastLane = tuple[tuple[_Messages, _Waiting] | None, int, "_BlockRuns",
                   tuple[FifoChannel, _Messages, _Waiting, float] | None, int, Phase, int, float]
+
+
+#: A DP collective of :meth:`SymmetricIO.dp_plan`: channel, name, latency, bandwidth time, bytes.
+_FastDp = tuple[int, str, float, float, float]
+#: :meth:`SymmetricIO.dp_plan`: per block its name, run record, gathers to submit and reductions; whether each block
+#: waits for its gathers, whether its timeline args name the virtual stage, the time of every block when each pass
+#: books them as a run record of its own.
+_FastDpPass = tuple[list[tuple[str, "_BlockRuns", list[list[_FastDp]], list[_FastDp]]], bool, bool,
+                    PhaseTime | None]
 
 
 class _BlockRuns:
@@ -447,17 +476,113 @@ class SymmetricIO(RankIO):
         self.t = self.t + seconds
         return NO_STEPS
 
-    def buckets(self, name: str, piece: PhaseTime, reductions: list[list[DpSpec]], pending: list[Any],
-                microbatch: int, vs: int) -> Steps:
-        """``compute`` and ``send_dp`` of each bucket in one loop (with sharded gradients every backward runs it)."""
-        rec, dp, cost, compute = self.recording, self.dp, self._cost, self._compute
-        args = {"microbatch": microbatch, "vs": vs}
-        for k, specs in enumerate(reductions):
-            compute(f"{name}.bucket{k}" if rec else "", piece, args)
-            for channel, spec_name, nbytes, op, path in specs:
-                latency, work = cost(op, nbytes, path)
-                pending.append(dp.submit(self.t, channel, spec_name, latency, work, nbytes))
-        return NO_STEPS
+    def dp_plan(self, plan: DpPass) -> _FastDpPass:
+        """Everything :meth:`dp_pass` looks up, resolved once per rank: each block's run record, each collective's
+        (channel, name, latency, bandwidth time, bytes)."""
+        def resolved(specs: list[DpSpec]) -> list[_FastDp]:
+            return [(channel, name, *self._cost(op, nbytes, path or self.sim.dp_path), nbytes)
+                    for channel, name, nbytes, op, path in specs]
+
+        blocks = [(name, self._block_runs(t), [resolved(specs) for specs in submit], resolved(reduces))
+                  for name, t, submit, reduces in plan.blocks]
+        return blocks, plan.wait, plan.with_vs, plan.blocks[0][1] if plan.fresh else None
+
+    def dp_pass(self, lane: _FastLane, mb: int, plan: _FastDpPass,
+                pending: list[Any]) -> Generator[simpy.Event, tuple[float, float], None]:
+        """The receive, the blocks with their DP collectives (``send_dp``, ``wait_dp``, :meth:`_compute`) and the
+        send of one pass written out in one call (ZeRO-3 and sharded-gradient passes: the innermost loop of their
+        steps). A wait for a DP transfer never needs another rank (:meth:`DpLink.finish` is analytic): only a
+        message not sent yet suspends it, as in :meth:`passes`; the rank's clock and counters in locals."""
+        inbox, recv_base, _block, outbox, send_base, phase, vs, nbytes = lane
+        blocks, wait, with_vs, fresh = plan
+        t, busy, extra_total = self.t, self.compute_busy, self.extra
+        spent, rec, timeline, slot = self.spent, self.recording, self.sim.timeline, self.slot
+        dp, act, grad = self.dp, *self.pp_channels
+        q0, q1 = dp.queues
+        dp_c, pp_c, seen = self.dp_contention, self.pp_contention, self._blocks
+        submit_dp, finish = dp.submit, dp.finish
+        label = f"{phase}{mb}.vs{vs}" if rec else ""
+        if inbox is not None:
+            received, waiting = inbox
+            key = recv_base + mb
+            value = received.pop(key, None)  # Mailbox.get, written out
+            if value is None:  # not sent yet: wait for it
+                waiting[key] = event = self.env.event()
+                value = yield event
+            sent_at, arrival = value
+            if arrival > t:  # as in passes (_book_wait)
+                comm = arrival - (t if t > sent_at else sent_at)
+                if comm < 0.0:
+                    comm = 0.0
+                spent["pp_comm"] += comm
+                spent["bubble"] += arrival - t - comm
+                t = arrival
+        # the pieces of a bucketed backward are booked as one run record per pass (so they were before, a new
+        # piece time each pass): the sums of the booked parts keep their order
+        own = _BlockRuns(fresh) if fresh is not None else None
+        gathers: list[list[DpTransfer]] = []
+        for j, (name, block, submit, reduces) in enumerate(blocks):
+            for specs in submit:  # send_dp, written out
+                gathers.append([submit_dp(t, channel, spec_name, latency, work, nb)
+                                for channel, spec_name, latency, work, nb in specs])
+            if wait:
+                for tr in gathers[j]:  # wait_dp, written out
+                    end = tr.end
+                    if end is None:
+                        end = finish(tr)
+                    if end > t:  # the wait after the transfer started is dp_comm, before it bubble (_book_wait)
+                        started = tr.start
+                        comm = end - (t if t > started else started)  # type: ignore[operator]
+                        if comm < 0.0:
+                            comm = 0.0
+                        spent["dp_comm"] += comm
+                        spent["bubble"] += end - t - comm
+                        t = end
+            if own is not None:
+                block = own
+            start = t  # _compute, written out
+            end = start + block.total
+            extra = 0.0
+            if q0 or q1:
+                gather, reduce = dp.busy_between(start, end)
+                extra += gather * dp_c
+                extra += reduce * dp_c
+            busy_until = act.free_at
+            if busy_until > start:
+                extra += ((end if end < busy_until else busy_until) - start) * pp_c
+            busy_until = grad.free_at
+            if busy_until > start:
+                extra += ((end if end < busy_until else busy_until) - start) * pp_c
+            if extra > 0:
+                end = end + extra
+                extra_total += extra
+            t = end
+            if not block.runs:
+                seen.append(block)
+            block.runs += 1
+            busy += end - start
+            if rec:
+                tm = block.time
+                args = {"microbatch": mb, "vs": vs} if with_vs else {"microbatch": mb}
+                timeline.add(slot, "compute", f"{label}.{name}", start, end, compute_s=tm.compute,
+                             tp_comm_s=tm.tp_comm, cp_comm_s=tm.cp_comm, ep_comm_s=tm.ep_comm, **args)
+            for channel, spec_name, latency, work, nb in reduces:
+                pending.append(submit_dp(t, channel, spec_name, latency, work, nb))
+        if outbox is not None:  # as in passes (Mailbox.put)
+            out, sent, woken, seconds = outbox
+            begin = out.free_at
+            if t > begin:
+                begin = t
+            done = begin + seconds
+            out.free_at = done
+            if rec:
+                timeline.add(slot, out.name, label, begin, done, bytes=nbytes)
+            key = send_base + mb
+            if key in woken:
+                woken.pop(key).succeed((begin, done))
+            else:
+                sent[key] = (begin, done)
+        self.t, self.compute_busy, self.extra = t, busy, extra_total
 
     def lane(self, recv: str | None, recv_base: int, t: PhaseTime, send: str | None, send_base: int,
              phase: Phase, vs: int, nbytes: float) -> _FastLane:
@@ -696,6 +821,18 @@ NO_STEPS: tuple[simpy.Event, ...] = ()
 _NO_ARGS: dict[str, Any] = {}
 #: A DP collective to submit: (channel, name, bytes, collective, group path).
 DpSpec = tuple[int, str, float, Collective, GroupPath]
+#: One block of a pass with DP collectives of its own: name, time, the gathers to submit before it (a list for
+#: each block entering the prefetch window), its reductions.
+DpBlock = tuple[str, PhaseTime, list[list[DpSpec]], list[DpSpec]]
+
+
+class DpPass(NamedTuple):
+    """A pass with DP collectives of its own, block by block (:meth:`RankIO.dp_pass`)."""
+
+    blocks: list[DpBlock]
+    wait: bool  # each block waits for its own gathers first (ZeRO-3 passes that gather)
+    with_vs: bool  # its blocks' timeline args name the virtual stage (bucket pieces do, ZeRO-3 pieces not)
+    fresh: bool  # every block has the same time, booked per pass (bucket pieces, :meth:`SymmetricIO.dp_pass`)
 #: Plain passes, then the op that needs more (None: the end) and whether it is its chunk's last backward.
 PlanStep = tuple[tuple[PlainPass, ...], PipeOp | None, bool]
 #: One block of a ZeRO-3 pass: name, time, gathers to submit before it, its reductions, its layer index.
@@ -723,7 +860,7 @@ class PipelineRank:
         self.recording = sim.timeline.enabled
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
         self._plans: dict[tuple[int, bool, int, bool], list[ShardedPiece]] = {}
-        self._buckets: dict[int, list[list[DpSpec]]] = {}
+        self._dp_passes: dict[tuple[int, bool, int, bool], Any] = {}  # RankIO.dp_plan's, by _sharded_plan's key
         self._params: dict[int, tuple[float, float]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
@@ -803,7 +940,13 @@ class PipelineRank:
             if op is None:
                 break
             vs = op.chunk * p + self.r
-            if op.phase is Phase.FORWARD:
+            forward = op.phase is Phase.FORWARD
+            dp_pass = self._dp_pass(vs, forward, last)
+            if dp_pass is not None:  # its receive, blocks with their collectives and send in one transport call
+                yield from io.dp_pass(lanes[op.chunk if forward else sim.v + op.chunk], op.microbatch, dp_pass,
+                                      self.pending)
+                continue
+            if forward:
                 if vs > 0:
                     yield from io.recv_pp("act", vs * m + op.microbatch, "pp_comm")
                 for event in gathers.pop(op.chunk, ()):
@@ -825,9 +968,40 @@ class PipelineRank:
         name = f"{op.phase}{op.microbatch}.vs{vs}" if self.recording else ""
         self.io.send_pp(kind, to_vs * self.sim.m + op.microbatch, name, self.pp_bytes)
 
+    def _dp_pass(self, vs: int, forward: bool, last: bool) -> Any:
+        """A pass of ``vs`` with DP collectives of its own as :meth:`RankIO.dp_pass` runs it (the transport's form,
+        kept), or None for the passes :meth:`_run_block` runs: ZeRO-3 passes (:meth:`_run_sharded`) but the
+        blocking ones, and backwards that reduce their gradients bucket by bucket as they become final."""
+        if self.dp_n <= 1:
+            return None
+        if self.zero == 3:
+            if self.dp.blocking:
+                return None
+            count = self.dp.gathers(forward, first_forward=vs not in self.gathered_chunks)
+            if forward:
+                self.gathered_chunks.add(vs)
+            reduce = not forward and self.dp.reduces_after(last)
+            key = (vs, forward, count, reduce)
+            found = self._dp_passes.get(key)
+            if found is None:
+                blocks = [(name, t, submit, reduces)
+                          for name, t, submit, reduces, _index in self._sharded_plan(vs, forward, count, reduce)]
+                found = self._dp_passes[key] = self.io.dp_plan(DpPass(blocks, count > 0, False, False))
+            return found
+        if forward or not (self.dp.overlap_grad_reduce and self.dp.reduces_after(last)):
+            return None
+        key = (vs, False, 0, True)
+        found = self._dp_passes.get(key)
+        if found is None:
+            reductions = self._bucket_reductions(vs, *self._chunk_params(vs))
+            piece = self.blocks.block_time(vs, Phase.BACKWARD).scaled(1 / len(reductions))
+            blocks = [(f"bucket{k}", piece, [], specs) for k, specs in enumerate(reductions)]
+            found = self._dp_passes[key] = self.io.dp_plan(DpPass(blocks, False, True, True))
+        return found
+
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
-        """Run one pass of virtual stage ``vs``; a backward reduces its gradients when the plan says so
-        (every micro-batch with sharded gradients, else the chunk's ``last`` backward)."""
+        """Run one pass of virtual stage ``vs`` that :meth:`_dp_pass` does not; a backward reduces its gradients when
+        the plan says so (every micro-batch with sharded gradients, else the chunk's ``last`` backward)."""
         # names only matter to the timeline: not formatted when it is off
         label = f"{op.phase}{op.microbatch}.vs{vs}" if self.recording else ""
         if self.zero == 3 and self.dp_n > 1:
@@ -839,24 +1013,14 @@ class PipelineRank:
             yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
             return
         params, expert = self._chunk_params(vs)
-        if not self.dp.overlap_grad_reduce:
-            yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
-            self._reduce_grads(f"grads.vs{vs}", params, expert)
-            if self.dp.reduce_blocks_compute:  # on the compute stream: nothing runs until it is done
-                while self.pending:
-                    yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
-            return
-        # Buckets are reduced as their gradients become final.
-        reductions = self._bucket_reductions(vs, params, expert)
-        yield from self.io.buckets(label, total.scaled(1 / len(reductions)), reductions, self.pending,
-                                   op.microbatch, vs)
+        yield from self.io.compute(label, total, microbatch=op.microbatch, vs=vs)
+        self._reduce_grads(f"grads.vs{vs}", params, expert)
+        if self.dp.reduce_blocks_compute:  # on the compute stream: nothing runs until it is done
+            while self.pending:
+                yield from self.io.wait_dp(self.pending.pop(0), "dp_comm")
 
     def _bucket_reductions(self, vs: int, params: float, expert: float) -> list[list[DpSpec]]:
-        """The reductions of each gradient bucket of a backward of ``vs`` (:func:`grad_buckets`), kept per virtual
-        stage while unnamed (the timeline off): with sharded gradients every backward reduces them."""
-        found = self._buckets.get(vs)
-        if found is not None:
-            return found
+        """The reductions of each gradient bucket of a backward of ``vs`` (:func:`grad_buckets`)."""
         rec = self.recording
         specs: dict[tuple[float, float], list[DpSpec]] = {}  # unnamed, the buckets' reductions repeat
         out = []
@@ -864,14 +1028,13 @@ class PipelineRank:
             if rec or key not in specs:
                 specs[key] = self._reduce_specs(f"grads.vs{vs}.bucket{k}" if rec else "", *key)
             out.append(specs[key])
-        if not rec:
-            self._buckets[vs] = out
         return out
 
     def _run_sharded(self, label: str, op: PipeOp, vs: int, last: bool):
-        """ZeRO-3/FSDP: all-gather each block's parameters as often as the plan says (before forward, again
-        before backward and before a recompute unless held), ``prefetch_layers`` blocks ahead of the one
-        computing; reduce-scatter its gradients after every backward, or the chunk's last only."""
+        """ZeRO-3/FSDP with blocking collectives (the others run as :meth:`_dp_pass`'s plan says, the same way):
+        all-gather each block's parameters as often as the plan says (before forward, again before backward and
+        before a recompute unless held), ``prefetch_layers`` blocks ahead of the one computing; reduce-scatter its
+        gradients after every backward, or the chunk's last only."""
         forward = op.phase is Phase.FORWARD
         count = self.dp.gathers(forward, first_forward=vs not in self.gathered_chunks)
         if forward:
