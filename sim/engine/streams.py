@@ -213,11 +213,28 @@ class DpLink:
             self._run(math.inf, tr)
         return tr.end  # type: ignore[return-value]
 
+    def finish_all(self, transfers: list[DpTransfer]) -> None:
+        """Move the link until every one of ``transfers`` (in submission order) is done: as far as :meth:`finish` of
+        each in turn, in at most one move per channel (each runs its transfers in order: its last of them ends
+        after the others). Stopping at a phase change and going on from it is the same arithmetic."""
+        last: dict[int, DpTransfer] = {}
+        for tr in transfers:
+            last[tr.channel] = tr
+        for tr in last.values():
+            if tr.end is None:
+                self._run(math.inf, tr)
+
     def _run(self, until: float, target: DpTransfer | None) -> None:
         """Move from phase change to phase change up to ``until``, or until ``target`` is done. A head moves bytes
         once its latency is over; the moving heads share the link equally. One loop, no call per phase change:
         the step's innermost loop."""
         q0, q1 = self.queues
+        if not (q0 and q1):  # one channel busy at most: the other stays idle (only the owner submits, not now)
+            if q0 or q1:
+                self._run_one(q0 if q0 else q1, until, target)
+            else:
+                self.next = math.inf
+            return
         t = self.t
         nxt = math.inf
         while q0 or q1:
@@ -259,6 +276,43 @@ class DpLink:
                 self._complete(h0, q0, t)  # type: ignore[arg-type]
             if m1 and h1.left <= REL_TOL * max(1.0, abs(h1.left)):  # type: ignore[union-attr]
                 self._complete(h1, q1, t)  # type: ignore[arg-type]
+        self.t = t
+        self.next = nxt
+
+    def _run_one(self, queue: deque[DpTransfer], until: float, target: DpTransfer | None) -> None:
+        """:meth:`_run` with one channel busy (most of the time: gathers and reductions take turns), the same
+        arithmetic without the other's terms (one moving head: n = 1, ``x * 1`` and ``x / 1`` are ``x``)."""
+        t = self.t
+        nxt = math.inf
+        timeline = self.timeline
+        while queue:
+            if target is not None and target.end is not None:
+                nxt = t
+                break
+            head = queue[0]
+            ready = head.start + head.latency  # type: ignore[operator]
+            moving = ready <= t
+            nxt = t + head.left if moving else ready
+            if nxt > until:
+                break
+            if nxt <= t:
+                if moving and head.left <= math.ulp(t):  # below the clock's resolution (see _run)
+                    head.left = 0.0
+            else:
+                if moving:
+                    head.left -= nxt - t
+                t = nxt
+            # head.left <= REL_TOL * max(1.0, abs(head.left)), without the calls
+            if moving and (head.left <= REL_TOL or head.left <= REL_TOL * head.left):
+                head.end = t  # _complete, written out
+                queue.popleft()
+                if timeline.enabled:
+                    timeline.add(self.rank, self.names[head.channel], head.name, head.start, t,  # type: ignore[arg-type]
+                                 bytes=head.nbytes)
+                if queue:
+                    queue[0].start = t
+                else:
+                    self.drained[head.channel] = t
         self.t = t
         self.next = nxt
 
