@@ -527,9 +527,11 @@ class SymmetricIO(RankIO):
         own = _BlockRuns(fresh) if fresh is not None else None
         gathers: list[list[DpTransfer]] = []
         for j, (name, block, submit, reduces) in enumerate(blocks):
-            for specs in submit:  # send_dp, written out
-                gathers.append([submit_dp(t, channel, spec_name, latency, work, nb)
-                                for channel, spec_name, latency, work, nb in specs])
+            for specs in submit:  # send_dp, written out (a loop: a comprehension is a call of its own)
+                group = []
+                for channel, spec_name, latency, work, nb in specs:
+                    group.append(submit_dp(t, channel, spec_name, latency, work, nb))
+                gathers.append(group)
             if wait:
                 for tr in gathers[j]:  # wait_dp, written out
                     end = tr.end
@@ -863,6 +865,9 @@ PlanStep = tuple[tuple[PlainPass, ...], PipeOp | None, bool]
 ShardedPiece = tuple[str, PhaseTime, list[list[DpSpec]], list[DpSpec], int | None]
 
 
+_UNPLANNED = object()  # PipelineRank._dp_pass: not planned yet (None: no plan)
+
+
 class PipelineRank:
     """The op list of one pipeline rank (in symmetric fidelity standing for its TP, CP and DP peers),
     run through its transport ``io``; ``blocks`` are the durations of its blocks (one set in symmetric
@@ -884,7 +889,7 @@ class PipelineRank:
         self.recording = sim.timeline.enabled
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
         self._plans: dict[tuple[int, bool, int, bool], list[ShardedPiece]] = {}
-        self._dp_passes: dict[tuple[int, bool, int, bool], Any] = {}  # RankIO.dp_plan's, by _sharded_plan's key
+        self._dp_passes: dict[tuple[int, bool, bool, bool], Any] = {}  # _dp_pass's
         self._params: dict[int, tuple[float, float]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
@@ -993,35 +998,37 @@ class PipelineRank:
         self.io.send_pp(kind, to_vs * self.sim.m + op.microbatch, name, self.pp_bytes)
 
     def _dp_pass(self, vs: int, forward: bool, last: bool) -> Any:
-        """A pass of ``vs`` with DP collectives of its own as :meth:`RankIO.dp_pass` runs it (the transport's form,
-        kept), or None for the passes :meth:`_run_block` runs: ZeRO-3 passes (:meth:`_run_sharded`) but the
-        blocking ones, and backwards that reduce their gradients bucket by bucket as they become final."""
+        """A pass of ``vs`` with DP collectives of its own as :meth:`RankIO.dp_pass` runs it (the transport's form),
+        or None for the passes :meth:`_run_block` runs; kept by what decides it (a chunk's first forward, a backward
+        that is its chunk's last)."""
+        first = forward and vs not in self.gathered_chunks
+        key = (vs, forward, first, last and not forward)
+        found = self._dp_passes.get(key, _UNPLANNED)
+        if found is _UNPLANNED:
+            found = self._dp_passes[key] = self._plan_dp_pass(vs, forward, first, last)
+        if first and found is not None:
+            self.gathered_chunks.add(vs)
+        return found
+
+    def _plan_dp_pass(self, vs: int, forward: bool, first: bool, last: bool) -> Any:
+        """:meth:`_dp_pass`'s plans: ZeRO-3 passes (:meth:`_run_sharded`) but the blocking ones, and backwards that
+        reduce their gradients bucket by bucket as they become final."""
         if self.dp_n <= 1:
             return None
         if self.zero == 3:
             if self.dp.blocking:
                 return None
-            count = self.dp.gathers(forward, first_forward=vs not in self.gathered_chunks)
-            if forward:
-                self.gathered_chunks.add(vs)
+            count = self.dp.gathers(forward, first_forward=first)
             reduce = not forward and self.dp.reduces_after(last)
-            key = (vs, forward, count, reduce)
-            found = self._dp_passes.get(key)
-            if found is None:
-                blocks = [(name, t, submit, reduces)
-                          for name, t, submit, reduces, _index in self._sharded_plan(vs, forward, count, reduce)]
-                found = self._dp_passes[key] = self.io.dp_plan(DpPass(blocks, count > 0, False, False))
-            return found
+            blocks = [(name, t, submit, reduces)
+                      for name, t, submit, reduces, _index in self._sharded_plan(vs, forward, count, reduce)]
+            return self.io.dp_plan(DpPass(blocks, count > 0, False, False))
         if forward or not (self.dp.overlap_grad_reduce and self.dp.reduces_after(last)):
             return None
-        key = (vs, False, 0, True)
-        found = self._dp_passes.get(key)
-        if found is None:
-            reductions = self._bucket_reductions(vs, *self._chunk_params(vs))
-            piece = self.blocks.block_time(vs, Phase.BACKWARD).scaled(1 / len(reductions))
-            blocks = [(f"bucket{k}", piece, [], specs) for k, specs in enumerate(reductions)]
-            found = self._dp_passes[key] = self.io.dp_plan(DpPass(blocks, False, True, True))
-        return found
+        reductions = self._bucket_reductions(vs, *self._chunk_params(vs))
+        piece = self.blocks.block_time(vs, Phase.BACKWARD).scaled(1 / len(reductions))
+        blocks = [(f"bucket{k}", piece, [], specs) for k, specs in enumerate(reductions)]
+        return self.io.dp_plan(DpPass(blocks, False, True, True))
 
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
         """Run one pass of virtual stage ``vs`` that :meth:`_dp_pass` does not; a backward reduces its gradients when
