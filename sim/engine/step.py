@@ -890,6 +890,7 @@ class PipelineRank:
         self._times: dict[tuple[int, Phase, int, int], list[PhaseTime]] = {}
         self._plans: dict[tuple[int, bool, int, bool], list[ShardedPiece]] = {}
         self._dp_passes: dict[tuple[int, bool, bool, bool], Any] = {}  # _dp_pass's
+        self._dp_plans: dict[tuple[int, bool, int, bool], Any] = {}  # RankIO.dp_plan's, by _sharded_plan's key
         self._params: dict[int, tuple[float, float]] = {}
 
     # ---- DP -----------------------------------------------------------------------------
@@ -1020,15 +1021,23 @@ class PipelineRank:
                 return None
             count = self.dp.gathers(forward, first_forward=first)
             reduce = not forward and self.dp.reduces_after(last)
-            blocks = [(name, t, submit, reduces)
-                      for name, t, submit, reduces, _index in self._sharded_plan(vs, forward, count, reduce)]
-            return self.io.dp_plan(DpPass(blocks, count > 0, False, False))
+            key = (vs, forward, count, reduce)  # most passes' first/last flags change neither: resolved once
+            found = self._dp_plans.get(key)
+            if found is None:
+                blocks = [(name, t, submit, reduces)
+                          for name, t, submit, reduces, _index in self._sharded_plan(vs, forward, count, reduce)]
+                found = self._dp_plans[key] = self.io.dp_plan(DpPass(blocks, count > 0, False, False))
+            return found
         if forward or not (self.dp.overlap_grad_reduce and self.dp.reduces_after(last)):
             return None
-        reductions = self._bucket_reductions(vs, *self._chunk_params(vs))
-        piece = self.blocks.block_time(vs, Phase.BACKWARD).scaled(1 / len(reductions))
-        blocks = [(f"bucket{k}", piece, [], specs) for k, specs in enumerate(reductions)]
-        return self.io.dp_plan(DpPass(blocks, False, True, True))
+        key = (vs, False, 0, True)
+        found = self._dp_plans.get(key)
+        if found is None:
+            reductions = self._bucket_reductions(vs, *self._chunk_params(vs))
+            piece = self.blocks.block_time(vs, Phase.BACKWARD).scaled(1 / len(reductions))
+            blocks = [(f"bucket{k}", piece, [], specs) for k, specs in enumerate(reductions)]
+            found = self._dp_plans[key] = self.io.dp_plan(DpPass(blocks, False, True, True))
+        return found
 
     def _run_block(self, vs: int, op: PipeOp, last: bool = False):
         """Run one pass of virtual stage ``vs`` that :meth:`_dp_pass` does not; a backward reduces its gradients when
